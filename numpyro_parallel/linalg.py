@@ -1,0 +1,135 @@
+"""Square-root linear algebra for Gaussian filters.
+
+`tria` is the triangularisation used throughout square-root Kalman filtering (Arasaratnam &
+Haykin 2008; Yaghoobi et al. 2022, "Parallel square-root statistical linear regression for
+inference in nonlinear state space models"): given any ``M`` it returns the lower-triangular
+``L`` with non-negative diagonal and ``L L^T = M M^T``, computed with a QR decomposition so that
+the conditioning of ``M`` (not of ``M M^T``) governs the rounding error.
+
+Its derivative is defined by a custom JVP that stays finite when ``M M^T`` is singular (for
+example the zero blocks that appear in the first filtering element), where the derivative of
+the QR decomposition itself is undefined and would poison gradients with NaN.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+from jax.scipy.linalg import solve_triangular
+
+__all__ = [
+    "tria",
+    "cholesky_of",
+    "solve_lower",
+    "mvn_logpdf_from_cholesky",
+    "symmetrize",
+]
+
+
+def _tria_impl(m: jax.Array) -> jax.Array:
+    n, k = m.shape[-2], m.shape[-1]
+    if k < n:
+        m = jnp.concatenate([m, jnp.zeros((*m.shape[:-1], n - k), m.dtype)], axis=-1)
+    r = jnp.linalg.qr(jnp.swapaxes(m, -1, -2), mode="r")
+    lower = jnp.swapaxes(r, -1, -2)
+    signs = jnp.where(jnp.diagonal(lower, axis1=-2, axis2=-1) < 0, -1.0, 1.0).astype(m.dtype)
+    return lower * signs[..., None, :]
+
+
+@jax.custom_jvp
+def tria(m: jax.Array) -> jax.Array:
+    """Lower-triangular square root of ``m @ m.T`` (non-negative diagonal).
+
+    Args:
+        m: ``(..., n, k)`` matrix; any ``k`` (zero-padded to ``n`` when ``k < n``).
+
+    Returns:
+        ``(..., n, n)`` lower-triangular ``L`` with ``L @ L.T == m @ m.T``.
+    """
+    return _tria_impl(m)
+
+
+def _safe_lower(lower: jax.Array) -> jax.Array:
+    diag = jnp.diagonal(lower, axis1=-2, axis2=-1)
+    tiny = jnp.finfo(lower.dtype).tiny
+    fix = jnp.where(jnp.abs(diag) > tiny, 0.0, 1.0).astype(lower.dtype)
+    return lower + fix[..., None, :] * jnp.eye(lower.shape[-1], dtype=lower.dtype)
+
+
+@tria.defjvp
+def _tria_jvp(primals, tangents):
+    (m,), (dm,) = primals, tangents
+    lower = _tria_impl(m)
+    n = m.shape[-2]
+    dm_full = dm
+    if m.shape[-1] < n:  # pad like the primal so shapes line up
+        pad = jnp.zeros((*m.shape[:-1], n - m.shape[-1]), m.dtype)
+        m = jnp.concatenate([m, pad], axis=-1)
+        dm_full = jnp.concatenate([dm, pad], axis=-1)
+    safe = _safe_lower(lower)
+    # Y = L^{-1} dM M^T L^{-T};  L^{-1} dL = Phi(Y + Y^T), Phi = lower part with halved diagonal.
+    left = solve_triangular(safe, dm_full, lower=True)
+    right = solve_triangular(safe, m, lower=True)
+    y = left @ jnp.swapaxes(right, -1, -2)
+    x = y + jnp.swapaxes(y, -1, -2)
+    phi = jnp.tril(x, -1) + 0.5 * jnp.diagonal(x, axis1=-2, axis2=-1)[..., None, :] * jnp.eye(
+        n, dtype=m.dtype
+    )
+    # Columns with a zero pivot carry no information: keep their tangent at zero.
+    diag = jnp.diagonal(lower, axis1=-2, axis2=-1)
+    keep = (jnp.abs(diag) > jnp.finfo(m.dtype).tiny).astype(m.dtype)
+    d_lower = lower @ (phi * keep[..., None, :] * keep[..., :, None])
+    return lower, d_lower
+
+
+def cholesky_of(cov: jax.Array) -> jax.Array:
+    """Cholesky factor of a symmetric positive semi-definite matrix via `tria`.
+
+    Unlike `jnp.linalg.cholesky` this returns a finite factor for singular (PSD) matrices,
+    using an eigen-decomposition square root, so zero process noise in some state components
+    (a common modelling choice) is accepted.
+
+    Args:
+        cov: ``(..., n, n)`` symmetric PSD matrix.
+
+    Returns:
+        ``(..., n, n)`` lower-triangular factor.
+    """
+    chol = jnp.linalg.cholesky(cov)
+
+    def fallback(c):
+        w, v = jnp.linalg.eigh(symmetrize(c))
+        return tria(v * jnp.sqrt(jnp.clip(w, 0.0))[..., None, :])
+
+    # Only pay for the eigendecomposition when some factor failed.
+    return jax.lax.cond(jnp.all(jnp.isfinite(chol)), lambda c: chol, fallback, cov)
+
+
+def symmetrize(a: jax.Array) -> jax.Array:
+    """``(a + a^T) / 2`` on the last two axes."""
+    return 0.5 * (a + jnp.swapaxes(a, -1, -2))
+
+
+def solve_lower(lower: jax.Array, b: jax.Array) -> jax.Array:
+    """Solve ``lower @ x = b`` for lower-triangular ``lower`` (b a vector or matrix)."""
+    if b.ndim == lower.ndim - 1:
+        return solve_triangular(lower, b[..., None], lower=True)[..., 0]
+    return solve_triangular(lower, b, lower=True)
+
+
+def mvn_logpdf_from_cholesky(residual: jax.Array, chol: jax.Array) -> jax.Array:
+    """Log-density of ``N(residual; 0, chol chol^T)``.
+
+    Args:
+        residual: ``(..., n)`` vector.
+        chol: ``(..., n, n)`` lower-triangular factor of the covariance.
+
+    Returns:
+        ``(...)`` log-density.
+    """
+    n = residual.shape[-1]
+    z = solve_lower(chol, residual)
+    log_det = jnp.sum(jnp.log(jnp.abs(jnp.diagonal(chol, axis1=-2, axis2=-1))), axis=-1)
+    return -0.5 * jnp.sum(z**2, axis=-1) - log_det - 0.5 * n * math.log(2 * math.pi)
