@@ -5,8 +5,18 @@ this package computes them in O(log T) parallel depth with associative scans and
 iterations, behind NumPyro distributions, NumPyro MCMC kernels and BlackJAX-style samplers.
 """
 
-from numpyro_parallel import linalg, scan
+import importlib
+from typing import Any
+
+from numpyro_parallel import linalg, scan, ssm
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "linalg", "scan"]
+__all__ = ["__version__", "diagnostics", "linalg", "scan", "ssm"]
+
+
+def __getattr__(name: str) -> Any:
+    # `diagnostics` imports ArviZ/xarray: load it on first use only.
+    if name == "diagnostics":
+        return importlib.import_module("numpyro_parallel.diagnostics")
+    raise AttributeError(f"module 'numpyro_parallel' has no attribute {name!r}")

@@ -6,9 +6,12 @@ inference in nonlinear state space models"): given any ``M`` it returns the lowe
 ``L`` with non-negative diagonal and ``L L^T = M M^T``, computed with a QR decomposition so that
 the conditioning of ``M`` (not of ``M M^T``) governs the rounding error.
 
-Its derivative is defined by a custom JVP that stays finite when ``M M^T`` is singular (for
-example the zero blocks that appear in the first filtering element), where the derivative of
-the QR decomposition itself is undefined and would poison gradients with NaN.
+Its derivative is defined by a custom JVP, ``dL = L Phi(L^{-1} dS L^{-T})`` with
+``dS = dM M^T + M dM^T``, that stays finite when ``M M^T`` is singular, where the derivative of
+the QR decomposition is undefined and would poison gradients with NaN. It is exact for
+non-singular ``M M^T`` and for the singular cases that filters produce (zero blocks such as the
+first filtering element, zero rows such as noise-free state components); for other
+rank-deficient inputs the factor is not differentiable and the JVP is merely finite.
 """
 
 from __future__ import annotations
@@ -20,15 +23,43 @@ import jax.numpy as jnp
 from jax.scipy.linalg import solve_triangular
 
 __all__ = [
-    "tria",
     "cholesky_of",
-    "solve_lower",
     "mvn_logpdf_from_cholesky",
+    "right_solve_lower",
+    "solve_lower",
     "symmetrize",
+    "tria",
 ]
 
 
-def _tria_impl(m: jax.Array) -> jax.Array:
+_UNROLL_MAX = 6
+
+
+def _tria_gram_schmidt(m: jax.Array) -> jax.Array:
+    """LQ factor by modified Gram–Schmidt on the rows, unrolled for small ``n``.
+
+    Every operation is elementwise over the batch and the row length, so XLA vectorises it
+    instead of calling LAPACK once per tiny matrix; the triangular factor of MGS is
+    backward stable like Householder's.
+    """
+    n = m.shape[-2]
+    rows = [m[..., i, :] for i in range(n)]
+    tiny = jnp.finfo(m.dtype).tiny
+    columns = []
+    for i in range(n):
+        norm = jnp.sqrt(jnp.sum(rows[i] ** 2, axis=-1))
+        safe = jnp.where(norm > tiny, norm, 1.0)
+        q = jnp.where((norm > tiny)[..., None], rows[i] / safe[..., None], 0.0)
+        column = [jnp.zeros_like(norm)] * i + [norm]
+        for j in range(i + 1, n):
+            proj = jnp.sum(rows[j] * q, axis=-1)
+            rows[j] = rows[j] - proj[..., None] * q
+            column.append(proj)
+        columns.append(jnp.stack(column, axis=-1))
+    return jnp.stack(columns, axis=-1)
+
+
+def _tria_qr(m: jax.Array) -> jax.Array:
     n, k = m.shape[-2], m.shape[-1]
     if k < n:
         m = jnp.concatenate([m, jnp.zeros((*m.shape[:-1], n - k), m.dtype)], axis=-1)
@@ -36,6 +67,12 @@ def _tria_impl(m: jax.Array) -> jax.Array:
     lower = jnp.swapaxes(r, -1, -2)
     signs = jnp.where(jnp.diagonal(lower, axis1=-2, axis2=-1) < 0, -1.0, 1.0).astype(m.dtype)
     return lower * signs[..., None, :]
+
+
+def _tria_impl(m: jax.Array) -> jax.Array:
+    if m.shape[-2] <= _UNROLL_MAX:
+        return _tria_gram_schmidt(m)
+    return _tria_qr(m)
 
 
 @jax.custom_jvp
@@ -55,7 +92,8 @@ def _safe_lower(lower: jax.Array) -> jax.Array:
     diag = jnp.diagonal(lower, axis1=-2, axis2=-1)
     tiny = jnp.finfo(lower.dtype).tiny
     fix = jnp.where(jnp.abs(diag) > tiny, 0.0, 1.0).astype(lower.dtype)
-    return lower + fix[..., None, :] * jnp.eye(lower.shape[-1], dtype=lower.dtype)
+    eye = jnp.broadcast_to(jnp.eye(lower.shape[-1], dtype=lower.dtype), lower.shape)
+    return lower + fix[..., None, :] * eye
 
 
 @tria.defjvp
@@ -74,9 +112,8 @@ def _tria_jvp(primals, tangents):
     right = solve_triangular(safe, m, lower=True)
     y = left @ jnp.swapaxes(right, -1, -2)
     x = y + jnp.swapaxes(y, -1, -2)
-    phi = jnp.tril(x, -1) + 0.5 * jnp.diagonal(x, axis1=-2, axis2=-1)[..., None, :] * jnp.eye(
-        n, dtype=m.dtype
-    )
+    half_diagonal = jnp.tril(jnp.ones((n, n), m.dtype), -1) + 0.5 * jnp.eye(n, dtype=m.dtype)
+    phi = x * jnp.broadcast_to(half_diagonal, x.shape)
     # Columns with a zero pivot carry no information: keep their tangent at zero.
     diag = jnp.diagonal(lower, axis1=-2, axis2=-1)
     keep = (jnp.abs(diag) > jnp.finfo(m.dtype).tiny).astype(m.dtype)
@@ -97,14 +134,18 @@ def cholesky_of(cov: jax.Array) -> jax.Array:
     Returns:
         ``(..., n, n)`` lower-triangular factor.
     """
-    chol = jnp.linalg.cholesky(cov)
+    # The test runs on a gradient-free copy and the factor is taken inside the branch, so the
+    # (NaN) derivative of a failed Cholesky never meets a zero cotangent.
+    ok = jnp.all(jnp.isfinite(jnp.linalg.cholesky(jax.lax.stop_gradient(cov))))
 
     def fallback(c):
         w, v = jnp.linalg.eigh(symmetrize(c))
-        return tria(v * jnp.sqrt(jnp.clip(w, 0.0))[..., None, :])
+        positive = w > 0
+        root = jnp.where(positive, jnp.sqrt(jnp.where(positive, w, 1.0)), 0.0)  # grad-safe
+        return tria(v * root[..., None, :])
 
     # Only pay for the eigendecomposition when some factor failed.
-    return jax.lax.cond(jnp.all(jnp.isfinite(chol)), lambda c: chol, fallback, cov)
+    return jax.lax.cond(ok, jnp.linalg.cholesky, fallback, cov)
 
 
 def symmetrize(a: jax.Array) -> jax.Array:
@@ -117,6 +158,13 @@ def solve_lower(lower: jax.Array, b: jax.Array) -> jax.Array:
     if b.ndim == lower.ndim - 1:
         return solve_triangular(lower, b[..., None], lower=True)[..., 0]
     return solve_triangular(lower, b, lower=True)
+
+
+def right_solve_lower(b: jax.Array, lower: jax.Array) -> jax.Array:
+    """``b @ inv(lower)`` for lower-triangular ``lower`` (a gain ``Psi21 Psi11^{-1}``)."""
+    return jnp.swapaxes(
+        solve_triangular(lower, jnp.swapaxes(b, -1, -2), lower=True, trans=1), -1, -2
+    )
 
 
 def mvn_logpdf_from_cholesky(residual: jax.Array, chol: jax.Array) -> jax.Array:

@@ -1,0 +1,164 @@
+"""Associative elements of the square-root Kalman filter, RTS smoother and FFBS sampler.
+
+Filtering element t (Särkkä & García-Fernández 2021, "Temporal parallelization of Bayesian
+smoothers", IEEE TAC; square-root form after Yaghoobi, Corenflos, Hassan & Särkkä 2022,
+"Parallel square-root statistical linear regression for inference in nonlinear state space
+models") represents
+
+    p(x_t | x_{t-1}, y_t) = N(A x_{t-1} + b, U U^T),
+    p(y_t | x_{t-1}) ∝ exp(-x^T Z Z^T x / 2 + eta^T x),
+
+as the tuple ``(A, b, U, eta, Z)``; the first element has ``A = 0`` and carries the prior, so
+every prefix combination is a filtering distribution ``N(b, U U^T)``. Smoothing element t is
+``p(x_t | x_{t+1}, y_{0:t}) = N(E x_{t+1} + g, L L^T)``. All covariances are carried as
+lower-triangular square roots and recombined with `numpyro_parallel.linalg.tria`.
+
+Every function here acts on a *single* time step; `numpyro_parallel.scan.associative_scan`
+vmaps them and chooses between sequential and parallel evaluation.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from numpyro_parallel.linalg import right_solve_lower, solve_lower, tria
+
+__all__ = [
+    "FilterElement",
+    "SmootherElement",
+    "filter_combine",
+    "filter_prepare",
+    "predict",
+    "smoother_combine",
+    "smoother_prepare",
+]
+
+
+class FilterElement(NamedTuple):
+    """Square-root filtering element ``(A, b, U, eta, Z)`` (see module docstring)."""
+
+    A: jax.Array
+    b: jax.Array
+    U: jax.Array
+    eta: jax.Array
+    Z: jax.Array
+
+
+class SmootherElement(NamedTuple):
+    """Square-root smoothing element ``(E, g, L)``: ``x_t = E x_{t+1} + g + L eps``."""
+
+    E: jax.Array
+    g: jax.Array
+    L: jax.Array
+
+
+def _square(z: jax.Array, d: int) -> jax.Array:
+    """Bring a (d, p) square root of Z Z^T to shape (d, d) without changing Z Z^T."""
+    p = z.shape[-1]
+    if p == d:
+        return z
+    if p < d:
+        return jnp.concatenate([z, jnp.zeros((d, d - p), z.dtype)], axis=-1)
+    return tria(z)
+
+
+def filter_prepare(F, c, chol_Q, H, d, chol_R, y) -> FilterElement:
+    """Filtering element for one step.
+
+    ``x_t = F x_{t-1} + c + chol_Q w``, ``y_t = H x_t + d + chol_R v``. For the first step pass
+    ``F = 0``, ``c = initial_mean`` and ``chol_Q = chol(initial_cov)``. Missing components of
+    ``y`` must already be zeroed in ``y``, ``H`` and ``d`` and decoupled in ``chol_R``.
+
+    Args:
+        F: ``(n, n)`` transition matrix into this step.
+        c: ``(n,)`` transition offset.
+        chol_Q: ``(n, n)`` square root of the transition covariance.
+        H: ``(p, n)`` observation matrix.
+        d: ``(p,)`` observation offset.
+        chol_R: ``(p, p)`` square root of the observation covariance.
+        y: ``(p,)`` observation.
+
+    Returns:
+        The `FilterElement` of this step.
+    """
+    n, p = F.shape[-1], H.shape[-2]
+    top = jnp.concatenate([H @ chol_Q, chol_R], axis=1)
+    bottom = jnp.concatenate([chol_Q, jnp.zeros((n, p), F.dtype)], axis=1)
+    psi = tria(jnp.concatenate([top, bottom], axis=0))
+    psi11, psi21, psi22 = psi[:p, :p], psi[p:, :p], psi[p:, p:]
+    gain = right_solve_lower(psi21, psi11)  # K = Psi21 Psi11^{-1}
+    residual = y - H @ c - d
+    A = F - gain @ (H @ F)
+    b = c + gain @ residual
+    z_raw = solve_lower(psi11, H @ F).T  # F^T H^T Psi11^{-T}, shape (n, p)
+    eta = z_raw @ solve_lower(psi11, residual)
+    return FilterElement(A, b, psi22, eta, _square(z_raw, n))
+
+
+def filter_combine(earlier: FilterElement, later: FilterElement) -> FilterElement:
+    """Associative combination of two filtering elements (earlier first)."""
+    A1, b1, U1, eta1, Z1 = earlier
+    A2, b2, U2, eta2, Z2 = later
+    n = A1.shape[-1]
+    eye = jnp.eye(n, dtype=A1.dtype)
+    top = jnp.concatenate([U1.T @ Z2, eye], axis=1)
+    bottom = jnp.concatenate([Z2, jnp.zeros_like(Z2)], axis=1)
+    xi = tria(jnp.concatenate([top, bottom], axis=0))
+    xi11, xi21, xi22 = xi[:n, :n], xi[n:, :n], xi[n:, n:]
+    k = solve_lower(xi11, U1.T).T  # U1 Xi11^{-T}
+    D = eye - k @ xi21.T  # (I + C1 J2)^{-1}
+    A = A2 @ D @ A1
+    b = A2 @ (D @ b1 + k @ (k.T @ eta2)) + b2
+    U = tria(jnp.concatenate([A2 @ k, U2], axis=1))
+    eta = A1.T @ (D.T @ eta2 - xi22 @ (xi22.T @ b1)) + eta1
+    Z = tria(jnp.concatenate([A1.T @ xi22, Z1], axis=1))
+    return FilterElement(A, b, U, eta, Z)
+
+
+def predict(F, c, chol_Q, mean, chol) -> tuple[jax.Array, jax.Array]:
+    """One-step prediction ``N(F mean + c, F P F^T + Q)`` in square-root form.
+
+    Args:
+        F: ``(n, n)`` transition matrix.
+        c: ``(n,)`` transition offset.
+        chol_Q: ``(n, n)`` square root of the transition covariance.
+        mean: ``(n,)`` current mean.
+        chol: ``(n, n)`` square root of the current covariance.
+
+    Returns:
+        Predicted mean and covariance square root.
+    """
+    return F @ mean + c, tria(jnp.concatenate([F @ chol, chol_Q], axis=1))
+
+
+def smoother_prepare(F, c, chol_Q, mean, chol) -> SmootherElement:
+    """Smoothing element from a filtering distribution and the next transition.
+
+    Args:
+        F: ``(n, n)`` transition matrix out of this step.
+        c: ``(n,)`` transition offset.
+        chol_Q: ``(n, n)`` square root of the transition covariance.
+        mean: ``(n,)`` filtered mean at this step.
+        chol: ``(n, n)`` square root of the filtered covariance.
+
+    Returns:
+        The `SmootherElement` of ``p(x_t | x_{t+1}, y_{0:t})``.
+    """
+    n = F.shape[-1]
+    top = jnp.concatenate([F @ chol, chol_Q], axis=1)
+    bottom = jnp.concatenate([chol, jnp.zeros_like(chol)], axis=1)
+    theta = tria(jnp.concatenate([top, bottom], axis=0))
+    theta11, theta21, theta22 = theta[:n, :n], theta[n:, :n], theta[n:, n:]
+    E = right_solve_lower(theta21, theta11)  # P F^T (F P F^T + Q)^{-1}
+    g = mean - E @ (F @ mean + c)
+    return SmootherElement(E, g, theta22)
+
+
+def smoother_combine(later: SmootherElement, earlier: SmootherElement) -> SmootherElement:
+    """Associative combination of two smoothing elements (later first, for reverse scans)."""
+    E1, g1, L1 = later
+    E2, g2, L2 = earlier
+    return SmootherElement(E2 @ E1, E2 @ g1 + g2, tria(jnp.concatenate([E2 @ L1, L2], axis=1)))
