@@ -1,0 +1,17 @@
+"""NumPyro front ends: MCMC kernels and the tempered SMC runner."""
+
+from numpyro_parallel.infer.tempered_smc import (
+    TemperedSMCResult,
+    build_tempered_smc,
+    split_model,
+    tempered_smc,
+)
+from numpyro_parallel.infer.tempered_smc import to_arviz as tempered_smc_to_arviz
+
+__all__ = [
+    "TemperedSMCResult",
+    "build_tempered_smc",
+    "split_model",
+    "tempered_smc",
+    "tempered_smc_to_arviz",
+]

@@ -1,0 +1,111 @@
+"""Shared linear-Gaussian test model (1-d state, 1-d observations) for the SMC tests."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from numpyro_parallel.smc.particle_filter import bootstrap, guided
+from tests.reference.smc import kalman_loglik_and_rts, simulate_lgssm
+
+M0, P0 = np.array([0.5]), np.array([[1.0]])
+F, Q = np.array([[0.9]]), np.array([[0.5]])
+H, R = np.array([[1.0]]), np.array([[1.0]])
+
+
+def data(num_steps, seed=0, missing=(3,)):
+    _, ys = simulate_lgssm(np.random.default_rng(seed), M0, P0, F, Q, H, R, num_steps)
+    for t in missing:
+        if t < num_steps:
+            ys[t] = np.nan
+    return ys
+
+
+def exact(ys, f=F):
+    return kalman_loglik_and_rts(M0, P0, f, Q, H, R, ys)
+
+
+def _norm_logpdf(x, mean, var):
+    return -0.5 * (jnp.log(2 * jnp.pi * var) + (x - mean) ** 2 / var)
+
+
+def initial_log_prob(x):
+    return _norm_logpdf(x[0], float(M0[0]), float(P0[0, 0]))
+
+
+def transition_log_prob(x_prev, x, t, f=float(F[0, 0])):
+    return _norm_logpdf(x[0], f * x_prev[0], float(Q[0, 0]))
+
+
+def observation_log_prob(x, y, t):
+    return _norm_logpdf(y[0], float(H[0, 0]) * x[0], float(R[0, 0]))
+
+
+def bootstrap_model(f=F[0, 0], dtype=jnp.float64):
+    def init_sample(key):
+        return (M0 + np.sqrt(P0[0]) * jax.random.normal(key, (1,), dtype)).astype(dtype)
+
+    def transition_sample(key, x, t):
+        coef = jnp.asarray(f, dtype)
+        return coef * x + np.sqrt(Q[0, 0]).astype(dtype) * jax.random.normal(key, (1,), dtype)
+
+    return bootstrap(init_sample, transition_sample, observation_log_prob)
+
+
+def guided_model():
+    """Locally optimal proposal p(x_t | x_{t-1}, y_t) (prior when y_t is missing)."""
+    f, q, r = F[0, 0], Q[0, 0], R[0, 0]
+
+    def moments(prior_mean, prior_var, y):
+        missing = jnp.all(jnp.isnan(y))
+        gain = prior_var / (prior_var + r)
+        safe = jnp.where(missing, 0.0, y[0])
+        mean = jnp.where(missing, prior_mean, prior_mean + gain * (safe - prior_mean))
+        var = jnp.where(missing, prior_var, (1 - gain) * prior_var)
+        return mean, var
+
+    def init_sample(key, y):
+        mean, var = moments(M0[0], P0[0, 0], y)
+        return jnp.reshape(mean + jnp.sqrt(var) * jax.random.normal(key), (1,))
+
+    def init_log_q(x, y):
+        mean, var = moments(M0[0], P0[0, 0], y)
+        return _norm_logpdf(x[0], mean, var)
+
+    def sample(key, x_prev, y, t):
+        mean, var = moments(f * x_prev[0], q, y)
+        return jnp.reshape(mean + jnp.sqrt(var) * jax.random.normal(key), (1,))
+
+    def log_q(x_prev, x, y, t):
+        mean, var = moments(f * x_prev[0], q, y)
+        return _norm_logpdf(x[0], mean, var)
+
+    return guided(
+        initial_log_prob,
+        transition_log_prob,
+        observation_log_prob,
+        init_sample,
+        init_log_q,
+        sample,
+        log_q,
+    )
+
+
+def assert_log_evidence_unbiased(log_z, exact_log_z, num_se=3.0):
+    """mean(log Z_hat) = log Z - Var(log Z_hat) / 2 within num_se standard errors."""
+    log_z = np.asarray(log_z)
+    assert np.all(np.isfinite(log_z))
+    var = log_z.var(ddof=1)
+    se = np.sqrt(var / log_z.shape[0])
+    diff = log_z.mean() - (exact_log_z - var / 2)
+    assert abs(diff) < num_se * se, (diff, se, var)
+    return var
+
+
+def weighted_mean_and_se(log_z, estimates):
+    """Combine independent SMC runs by Z_hat weights; delta-method standard errors."""
+    log_z = np.asarray(log_z)
+    w = np.exp(log_z - log_z.max())
+    r = w / w.mean()
+    est = (r[:, None] * estimates).sum(0) / r.sum()
+    se = np.sqrt(np.var(r[:, None] * (estimates - est), axis=0) / log_z.shape[0])
+    return est, se

@@ -1,0 +1,135 @@
+"""dSMC and FFBS smoothers against the exact Kalman likelihood and RTS smoother."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import numpyro_parallel.smc.particle_filter as pf
+from numpyro_parallel.smc.dsmc import dsmc, gaussian_proposals_from_kalman
+from numpyro_parallel.smc.ffbs import backward_sampling
+from tests.reference.smc import lgssm_joint_posterior
+from tests.smc import lgssm
+
+T = 13  # odd and prime: exercises the padding of the stitching tree
+YS = lgssm.data(T)
+EXACT_LOGLIK, RTS_MEAN, RTS_COV = lgssm.exact(YS)
+PROPOSAL_MEAN = jnp.asarray(RTS_MEAN)
+PROPOSAL_CHOL = 1.5 * jnp.sqrt(jnp.asarray(RTS_COV))  # inflated exact marginals (d = 1)
+
+
+def _run(key, num_particles, ys=YS, mean=PROPOSAL_MEAN, chol=PROPOSAL_CHOL, **kwargs):
+    return dsmc(
+        key,
+        jnp.asarray(ys),
+        num_particles,
+        initial_log_prob=lgssm.initial_log_prob,
+        transition_log_prob=lgssm.transition_log_prob,
+        observation_log_prob=lgssm.observation_log_prob,
+        proposal_mean=mean,
+        proposal_chol=chol,
+        **kwargs,
+    )
+
+
+def test_reference_rts_matches_brute_force():
+    mean, cov = lgssm_joint_posterior(lgssm.M0, lgssm.P0, lgssm.F, lgssm.Q, lgssm.H, lgssm.R, YS)
+    np.testing.assert_allclose(mean, RTS_MEAN[:, 0], rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(np.diag(cov), RTS_COV[:, 0, 0], rtol=1e-9)
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{}, {"block_size": 16}, {"resampling_fn": "systematic"}], ids=str
+)
+def test_dsmc_log_evidence_unbiased_and_smoothing_means(kwargs):
+    keys = jax.random.split(jax.random.key(0), 200)
+    out = jax.jit(jax.vmap(lambda k: _run(k, 64, **kwargs)))(keys)
+    assert out.trajectories.shape == (200, 64, T, 1)
+    lgssm.assert_log_evidence_unbiased(out.log_evidence, EXACT_LOGLIK)
+    means = np.asarray(out.trajectories[..., 0].mean(1))  # (seeds, T)
+    est, se = lgssm.weighted_mean_and_se(out.log_evidence, means)
+    np.testing.assert_array_less(np.abs(est - RTS_MEAN[:, 0]), 4 * se)
+
+
+def test_dsmc_single_step_and_float32():
+    keys = jax.random.split(jax.random.key(1), 300)
+    out = jax.jit(
+        jax.vmap(lambda k: _run(k, 32, ys=YS[:1], mean=PROPOSAL_MEAN[:1], chol=PROPOSAL_CHOL[:1]))
+    )(keys)
+    lgssm.assert_log_evidence_unbiased(out.log_evidence, lgssm.exact(YS[:1])[0])
+    out32 = jax.jit(_run, static_argnums=1)(
+        jax.random.key(2),
+        256,
+        ys=YS.astype(np.float32),
+        mean=PROPOSAL_MEAN.astype(jnp.float32),
+        chol=PROPOSAL_CHOL.astype(jnp.float32),
+    )
+    assert out32.trajectories.dtype == jnp.float32
+    assert abs(float(out32.log_evidence) - EXACT_LOGLIK) < 0.5
+
+
+def test_conditional_dsmc_keeps_posterior_invariant():
+    """One conditional-dSMC Gibbs step from exact posterior draws leaves the law unchanged."""
+    num_chains, t_small = 3000, 7
+    ys = YS[:t_small]
+    mean, cov = lgssm_joint_posterior(lgssm.M0, lgssm.P0, lgssm.F, lgssm.Q, lgssm.H, lgssm.R, ys)
+    rng = np.random.default_rng(3)
+    refs = rng.multivariate_normal(mean, cov, size=num_chains)[..., None]  # (chains, T, 1)
+    # Deliberately poor proposals make an invalid conditional update visible.
+    prop_mean = jnp.zeros((t_small, 1)) + 1.0
+    prop_chol = jnp.ones((t_small, 1, 1)) * 2.0
+
+    def gibbs_step(key, ref):
+        key_run, key_pick = jax.random.split(key)
+        out = _run(key_run, 8, ys=ys, mean=prop_mean, chol=prop_chol, reference=ref)
+        return out.trajectories[jax.random.randint(key_pick, (), 0, 8)], out.trajectories[0]
+
+    keys = jax.random.split(jax.random.key(4), num_chains)
+    new, first = jax.jit(jax.vmap(gibbs_step))(keys, jnp.asarray(refs))
+    np.testing.assert_array_equal(first, refs)
+    new = np.asarray(new[..., 0])
+    assert np.mean(np.any(new != refs[..., 0], axis=1)) > 0.3  # the chain moves
+    se_mean = np.sqrt(np.diag(cov) / num_chains)
+    np.testing.assert_array_less(np.abs(new.mean(0) - mean), 4 * se_mean)
+    var = new.var(0)
+    se_var = np.diag(cov) * np.sqrt(2.0 / num_chains)
+    np.testing.assert_array_less(np.abs(var - np.diag(cov)), 4 * se_var)
+
+
+def test_ffbs_smoothing_means():
+    model = lgssm.bootstrap_model()
+
+    def smooth(key):
+        key_pf, key_bs = jax.random.split(key)
+        out = pf.run(key_pf, model, jnp.asarray(YS), 100)
+        paths = backward_sampling(key_bs, out, lgssm.transition_log_prob, 20)
+        return out.log_evidence, paths[..., 0].mean(0)
+
+    keys = jax.random.split(jax.random.key(5), 200)
+    log_z, means = jax.jit(jax.vmap(smooth))(keys)
+    est, se = lgssm.weighted_mean_and_se(log_z, np.asarray(means))
+    np.testing.assert_array_less(np.abs(est - RTS_MEAN[:, 0]), 4 * se)
+
+
+def test_kalman_proposal_helper_and_bad_input():
+    from numpyro_parallel.ssm.kalman import GaussianSSMParams
+
+    params = GaussianSSMParams(
+        initial_mean=jnp.asarray(lgssm.M0),
+        initial_chol=jnp.sqrt(jnp.asarray(lgssm.P0)),
+        transition_matrix=jnp.broadcast_to(jnp.asarray(lgssm.F), (T, 1, 1)),
+        transition_offset=jnp.zeros((T, 1)),
+        transition_chol=jnp.broadcast_to(jnp.sqrt(jnp.asarray(lgssm.Q)), (T, 1, 1)),
+        observation_matrix=jnp.broadcast_to(jnp.asarray(lgssm.H), (T, 1, 1)),
+        observation_offset=jnp.zeros((T, 1)),
+        observation_chol=jnp.broadcast_to(jnp.sqrt(jnp.asarray(lgssm.R)), (T, 1, 1)),
+    )
+    mean, chol = gaussian_proposals_from_kalman(params, jnp.asarray(YS), inflation=1.5)
+    np.testing.assert_allclose(mean, RTS_MEAN, rtol=1e-8, atol=1e-10)
+    np.testing.assert_allclose(jnp.abs(chol), PROPOSAL_CHOL, rtol=1e-8)
+    with pytest.raises(ValueError, match="proposal_mean"):
+        _run(jax.random.key(0), 8, mean=PROPOSAL_MEAN[:3])
+    with pytest.raises(ValueError, match="block_size"):
+        _run(jax.random.key(0), 8, block_size=3)
+    with pytest.raises(ValueError, match="observations"):
+        _run(jax.random.key(0), 8, ys=YS[:, 0])

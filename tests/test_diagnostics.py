@@ -1,0 +1,84 @@
+"""ArviZ 1.x output: time-resolved log-likelihood and latent-state groups."""
+
+import arviz as az
+import jax
+import jax.numpy as jnp
+import numpy as np
+import numpyro
+import numpyro.distributions as dist
+import pytest
+from numpyro.infer import MCMC, NUTS
+
+from numpyro_parallel import diagnostics
+from numpyro_parallel.ssm import LinearGaussianSSM
+
+
+def _ssm(sigma, T):
+    one = jnp.ones((1, 1))
+    return LinearGaussianSSM(
+        jnp.zeros(1), one, one, sigma**2 * one, one, (0.5 + sigma**2) * one, num_steps=T
+    )
+
+
+def model(y):
+    sigma = numpyro.sample("sigma", dist.HalfNormal(1.0))
+    numpyro.sample("y", _ssm(sigma, y.shape[0]), obs=y)
+    numpyro.sample("z", dist.Normal(0.0, 1.0), obs=0.3)  # an ordinary observed site
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    y = _ssm(0.5, 20).sample(jax.random.PRNGKey(0))
+    mcmc = MCMC(
+        NUTS(model),
+        num_warmup=60,
+        num_samples=50,
+        num_chains=2,
+        chain_method="vectorized",
+        progress_bar=False,
+    )
+    mcmc.run(jax.random.PRNGKey(1), y)
+    return mcmc, y
+
+
+def test_pointwise_log_likelihood_sums_to_log_prob(fitted):
+    mcmc, y = fitted
+    samples = mcmc.get_samples(group_by_chain=True)
+    terms = diagnostics.pointwise_log_likelihood(model, samples, y, batch_ndims=2)
+    assert terms["y"].shape == (2, 50, 20)
+    assert terms["z"].shape == (2, 50)
+    sigma = samples["sigma"][1, 7]
+    np.testing.assert_allclose(terms["y"][1, 7].sum(), _ssm(sigma, 20).log_prob(y), rtol=1e-10)
+
+
+def test_from_numpyro_groups_and_dims(fitted):
+    mcmc, _ = fitted
+    years = np.arange(1900, 1920)
+    states = np.zeros((2, 50, 20, 1))
+    tree = diagnostics.from_numpyro(
+        mcmc, time_coords=years, latent_states=states, state_names=["level"]
+    )
+    assert {"posterior", "sample_stats", "log_likelihood", "latent_states"} <= set(tree.children)
+    ll = tree["log_likelihood"].dataset
+    assert ll["y"].dims == ("chain", "draw", "time")
+    assert list(ll["time"].values) == list(years)
+    assert tree["latent_states"].dataset["states"].dims == ("chain", "draw", "time", "state")
+    summary = az.summary(tree, var_names=["sigma"])
+    assert "sigma" in summary.index
+    loo = az.loo(tree, var_name="y")
+    assert np.isfinite(loo.elpd)
+
+
+def test_dataset_helpers_and_errors():
+    mean = np.zeros((5, 2))
+    cov = np.broadcast_to(np.eye(2), (5, 2, 2))
+    ds = diagnostics.smoothed_to_dataset(mean, cov, state_names=["a", "b"])
+    assert ds["mean"].dims == ("time", "state")
+    assert ds["cov"].dims == ("time", "state", "state_bis")
+    np.testing.assert_allclose(ds["sd"], 1.0)
+    with pytest.raises(ValueError, match="cov"):
+        diagnostics.smoothed_to_dataset(mean, np.zeros((5, 2)))
+    with pytest.raises(ValueError, match="samples"):
+        diagnostics.states_to_dataset(np.zeros(3))
+    with pytest.raises(ValueError, match="time_coords"):
+        diagnostics.states_to_dataset(np.zeros((3, 5, 1)), time_coords=[1, 2])
