@@ -1,11 +1,23 @@
 """State-space models with parallel-in-time inference.
 
-`LinearGaussianSSM` (exact, square-root parallel Kalman) is a NumPyro distribution; the
-functional Kalman API (`kalman_filter`, `kalman_smoother`, `kalman_sample_states`) works on
-`GaussianSSMParams` directly.
+`LinearGaussianSSM` (exact, square-root parallel Kalman), `DiscreteHMM` (log-space parallel
+forward/backward/Viterbi) and `NonlinearGaussianSSM` (parallel iterated Kalman smoothers) are
+NumPyro distributions; the functional APIs (`kalman_filter`,
+`hmm_filter`, ...) expose the same algorithms on plain arrays.
 """
 
 from numpyro_parallel.ssm.distributions import LinearGaussianSSM
+from numpyro_parallel.ssm.hmm import (
+    HMMFilterResult,
+    ViterbiResult,
+    hmm_filter,
+    hmm_log_likelihood,
+    hmm_sample_states,
+    hmm_smoother,
+    hmm_viterbi,
+)
+from numpyro_parallel.ssm.hmm_arviz import hmm_to_datatree
+from numpyro_parallel.ssm.hmm_distribution import DiscreteHMM
 from numpyro_parallel.ssm.kalman import (
     FilterResult,
     GaussianSSMParams,
@@ -14,13 +26,36 @@ from numpyro_parallel.ssm.kalman import (
     kalman_sample_states,
     kalman_smoother,
 )
+from numpyro_parallel.ssm.linearize import AffineGaussian, SigmaPoints, linearize
+from numpyro_parallel.ssm.nonlinear import (
+    IteratedSmootherResult,
+    NonlinearGaussianModel,
+    iterated_smoother,
+)
+from numpyro_parallel.ssm.nonlinear_distribution import NonlinearGaussianSSM
 
 __all__ = [
+    "AffineGaussian",
+    "DiscreteHMM",
     "FilterResult",
     "GaussianSSMParams",
+    "HMMFilterResult",
+    "IteratedSmootherResult",
     "LinearGaussianSSM",
+    "NonlinearGaussianModel",
+    "NonlinearGaussianSSM",
+    "SigmaPoints",
     "SmootherResult",
+    "ViterbiResult",
+    "hmm_filter",
+    "hmm_log_likelihood",
+    "hmm_sample_states",
+    "hmm_smoother",
+    "hmm_to_datatree",
+    "hmm_viterbi",
+    "iterated_smoother",
     "kalman_filter",
     "kalman_sample_states",
     "kalman_smoother",
+    "linearize",
 ]
