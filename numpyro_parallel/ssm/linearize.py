@@ -1,0 +1,234 @@
+"""Linearisation of nonlinear Gaussian conditionals in square-root form.
+
+A conditional ``z = g(x) + noise`` is approximated, around a Gaussian ``N(m, L L^T)`` for ``x``,
+by an affine Gaussian model::
+
+    g(x) ≈ A x + b + e,    e ~ N(0, Λ),    Λ = chol chol^T
+
+- **Extended (first-order Taylor)**: ``A = ∂g/∂x (m)``, ``b = g(m) - A m``, ``Λ = 0``
+  (the covariance ``L`` is ignored).
+- **Statistical linear regression (SLR)** with sigma points ``X_i = m + L ξ_i`` and weights
+  ``w_i`` (unscented, cubature, Gauss–Hermite): ``A = C^T P^{-1}`` with the cross-covariance
+  ``C = Σ w_i (X_i - m)(g(X_i) - ḡ)^T``, ``b = ḡ - A m`` and residual covariance
+  ``Λ = Σ w_i r_i r_i^T`` with ``r_i = g(X_i) - ḡ - A (X_i - m)``. When all weights are
+  non-negative its Cholesky factor is ``tria([√w_i r_i]_i)``: no covariance is ever formed.
+
+References: Yaghoobi, Corenflos, Hassan & Särkkä (2021), "Parallel iterated extended and
+sigma-point Kalman smoothers", ICASSP; Yaghoobi, Corenflos, Hassan & Särkkä (2022), "Parallel
+square-root statistical linear regression for inference in nonlinear state space models";
+Särkkä & Svensson (2023), "Bayesian Filtering and Smoothing", 2nd ed., ch. 9-10.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Callable
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from numpyro_parallel.linalg import cholesky_of, tria
+
+__all__ = [
+    "METHODS",
+    "AffineGaussian",
+    "SigmaPoints",
+    "cubature_points",
+    "extended_linearize",
+    "gauss_hermite_points",
+    "linearize",
+    "sigma_points",
+    "slr_linearize",
+    "unscented_points",
+]
+
+METHODS = ("extended", "unscented", "cubature", "gauss_hermite")
+
+
+class AffineGaussian(NamedTuple):
+    """Affine Gaussian approximation ``g(x) ≈ matrix x + offset + N(0, chol chol^T)``.
+
+    Attributes:
+        matrix: ``(q, d)`` linear part.
+        offset: ``(q,)`` offset.
+        chol: ``(q, q)`` lower Cholesky factor of the linearisation error covariance.
+    """
+
+    matrix: jax.Array
+    offset: jax.Array
+    chol: jax.Array
+
+
+class SigmaPoints(NamedTuple):
+    """Unit sigma points of a cubature rule for ``N(0, I_d)``.
+
+    Attributes:
+        points: ``(n, d)`` unit points ``ξ_i``.
+        weights: ``(n,)`` weights summing to one.
+    """
+
+    points: np.ndarray
+    weights: np.ndarray
+
+
+def unscented_points(dim: int, alpha: float = 1.0, kappa: float | None = None) -> SigmaPoints:
+    """Unscented transform points (Julier & Uhlmann), ``2 d + 1`` of them.
+
+    Exact for polynomials of degree 3. The default ``kappa = max(3 - d, 0)`` matches the
+    fourth moment in one dimension and keeps all weights non-negative.
+
+    Args:
+        dim: state dimension d.
+        alpha: spread parameter.
+        kappa: secondary scaling parameter (default ``max(3 - d, 0)``).
+
+    Returns:
+        `SigmaPoints`.
+    """
+    kappa = float(max(3 - dim, 0)) if kappa is None else float(kappa)
+    lam = alpha**2 * (dim + kappa) - dim
+    if dim + lam <= 0:
+        raise ValueError(f"unscented parameters give d + lambda = {dim + lam} <= 0.")
+    scale = math.sqrt(dim + lam)
+    eye = np.eye(dim)
+    points = np.concatenate([np.zeros((1, dim)), scale * eye, -scale * eye])
+    weights = np.full(2 * dim + 1, 1.0 / (2.0 * (dim + lam)))
+    weights[0] = lam / (dim + lam)
+    return SigmaPoints(points, weights)
+
+
+def cubature_points(dim: int) -> SigmaPoints:
+    """Spherical-radial cubature points (Arasaratnam & Haykin), ``2 d`` of them; degree 3.
+
+    Args:
+        dim: state dimension d.
+
+    Returns:
+        `SigmaPoints`.
+    """
+    eye = math.sqrt(dim) * np.eye(dim)
+    points = np.concatenate([eye, -eye])
+    return SigmaPoints(points, np.full(2 * dim, 1.0 / (2 * dim)))
+
+
+def gauss_hermite_points(dim: int, order: int = 3) -> SigmaPoints:
+    """Tensor-product Gauss–Hermite points, ``order**d`` of them.
+
+    Exact for polynomials of degree up to ``2 * order - 1`` in each coordinate.
+
+    Args:
+        dim: state dimension d.
+        order: points per dimension.
+
+    Returns:
+        `SigmaPoints`.
+    """
+    if order < 1:
+        raise ValueError(f"`order` must be a positive integer; got {order}.")
+    nodes, weights_1d = np.polynomial.hermite_e.hermegauss(order)
+    weights_1d = weights_1d / weights_1d.sum()
+    points = np.array(list(itertools.product(nodes, repeat=dim)))
+    weights = np.prod(np.array(list(itertools.product(weights_1d, repeat=dim))), axis=-1)
+    return SigmaPoints(points.reshape(-1, dim), weights)
+
+
+def sigma_points(method: str, dim: int, order: int = 3) -> SigmaPoints:
+    """Sigma-point rule by name (``"unscented"``, ``"cubature"`` or ``"gauss_hermite"``).
+
+    Args:
+        method: rule name.
+        dim: state dimension d.
+        order: Gauss–Hermite points per dimension (ignored by the other rules).
+
+    Returns:
+        `SigmaPoints`.
+    """
+    if method == "unscented":
+        return unscented_points(dim)
+    if method == "cubature":
+        return cubature_points(dim)
+    if method == "gauss_hermite":
+        return gauss_hermite_points(dim, order)
+    raise ValueError(
+        f"`method` must be one of 'unscented', 'cubature', 'gauss_hermite'; got {method!r}."
+    )
+
+
+def extended_linearize(fn: Callable[[jax.Array], jax.Array], mean: jax.Array) -> AffineGaussian:
+    """First-order Taylor linearisation of ``fn`` at ``mean``.
+
+    Args:
+        fn: function ``(d,) -> (q,)``.
+        mean: ``(d,)`` linearisation point.
+
+    Returns:
+        `AffineGaussian` with a zero error factor.
+    """
+    matrix, value = jax.jacfwd(lambda x: (lambda v: (v, v))(fn(x)), has_aux=True)(mean)
+    offset = value - matrix @ mean
+    q = value.shape[-1]
+    return AffineGaussian(matrix, offset, jnp.zeros((q, q), value.dtype))
+
+
+def slr_linearize(
+    fn: Callable[[jax.Array], jax.Array],
+    mean: jax.Array,
+    chol: jax.Array,
+    rule: SigmaPoints,
+) -> AffineGaussian:
+    """Statistical linear regression of ``fn`` under ``N(mean, chol chol^T)`` (square root).
+
+    Args:
+        fn: function ``(d,) -> (q,)``.
+        mean: ``(d,)`` mean of the linearisation Gaussian.
+        chol: ``(d, d)`` lower Cholesky factor of its covariance (must be non-singular).
+        rule: unit sigma points and weights.
+
+    Returns:
+        `AffineGaussian`.
+    """
+    dtype = mean.dtype
+    xi = jnp.asarray(rule.points, dtype)
+    w = jnp.asarray(rule.weights, dtype)
+    dx = xi @ chol.T  # (n, d): X_i - m
+    values = jax.vmap(fn)(mean[None, :] + dx)  # (n, q)
+    value_mean = w @ values
+    dv = values - value_mean[None, :]
+    # A = C^T P^{-1} with P = L L^T and C = Σ w dx dv^T = L (Σ w ξ dv^T).
+    cross_unit = (xi * w[:, None]).T @ dv  # (d, q) = L^{-1} C
+    # L^{-T} (L^{-1} C) solved with one triangular solve on the transpose.
+    matrix = jax.scipy.linalg.solve_triangular(chol, cross_unit, lower=True, trans=1).T
+    offset = value_mean - matrix @ mean
+    residual = dv - dx @ matrix.T  # (n, q)
+    if np.all(rule.weights >= 0):
+        err_chol = tria((jnp.sqrt(w)[:, None] * residual).T)
+    else:  # negative unscented weight: form the covariance, PSD-safe factor
+        err_chol = cholesky_of((residual.T * w[None, :]) @ residual)
+    return AffineGaussian(matrix, offset, err_chol)
+
+
+def linearize(
+    fn: Callable[[jax.Array], jax.Array],
+    mean: jax.Array,
+    chol: jax.Array,
+    method: str = "extended",
+    order: int = 3,
+) -> AffineGaussian:
+    """Linearise ``fn`` around ``N(mean, chol chol^T)`` with the named method.
+
+    Args:
+        fn: function ``(d,) -> (q,)``.
+        mean: ``(d,)`` linearisation mean.
+        chol: ``(d, d)`` Cholesky factor (ignored by ``"extended"``).
+        method: ``"extended"``, ``"unscented"``, ``"cubature"`` or ``"gauss_hermite"``.
+        order: Gauss–Hermite points per dimension.
+
+    Returns:
+        `AffineGaussian`.
+    """
+    if method == "extended":
+        return extended_linearize(fn, mean)
+    return slr_linearize(fn, mean, chol, sigma_points(method, mean.shape[-1], order))
