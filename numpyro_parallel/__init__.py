@@ -8,11 +8,21 @@ iterations, behind NumPyro distributions, NumPyro MCMC kernels and BlackJAX-styl
 import importlib
 from typing import Any
 
-from numpyro_parallel import infer, linalg, scan, smc, ssm
+from numpyro_parallel import fixed_point, infer, linalg, mcmc, scan, smc, ssm
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "diagnostics", "infer", "linalg", "scan", "smc", "ssm"]
+__all__ = [
+    "__version__",
+    "diagnostics",
+    "fixed_point",
+    "infer",
+    "linalg",
+    "mcmc",
+    "scan",
+    "smc",
+    "ssm",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -1,5 +1,6 @@
 """NumPyro front ends: MCMC kernels and the tempered SMC runner."""
 
+from numpyro_parallel.infer.parallel_mcmc import ParallelHMC, ParallelMALA
 from numpyro_parallel.infer.tempered_smc import (
     TemperedSMCResult,
     build_tempered_smc,
@@ -9,6 +10,8 @@ from numpyro_parallel.infer.tempered_smc import (
 from numpyro_parallel.infer.tempered_smc import to_arviz as tempered_smc_to_arviz
 
 __all__ = [
+    "ParallelHMC",
+    "ParallelMALA",
     "TemperedSMCResult",
     "build_tempered_smc",
     "split_model",

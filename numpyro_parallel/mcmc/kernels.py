@@ -1,0 +1,208 @@
+"""BlackJAX-style samplers whose step advances a block of MCMC steps in parallel.
+
+``parallel_mala(logdensity_fn, step_size, num_steps_per_block)`` etc. return a
+`blackjax.base.SamplingAlgorithm`; one call of its ``step`` runs ``num_steps_per_block`` steps
+of the base kernel (BlackJAX MALA, HMC with a fixed number of integration steps, or an additive
+Gaussian random walk) with `numpyro_parallel.mcmc.parallel_chain.parallel_chain`, and returns
+the last state of the block; the whole block is in ``info.states``. Running the block
+sampler for n steps gives the same draws as the base sampler run sequentially with keys
+``jax.random.split(block_key, num_steps_per_block)`` inside each block.
+
+Reference: Zoltowski et al. (2025), "Parallelizing MCMC across the sequence length".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import blackjax
+import jax
+from blackjax.base import SamplingAlgorithm
+from blackjax.mcmc import random_walk
+
+from numpyro_parallel.mcmc.parallel_chain import parallel_chain
+
+__all__ = [
+    "BlockInfo",
+    "as_top_level_api",
+    "build_kernel",
+    "init",
+    "parallel_hmc",
+    "parallel_mala",
+    "parallel_rwm",
+]
+
+
+class BlockInfo(NamedTuple):
+    """Information about one parallel block.
+
+    Attributes:
+        states: the block's states, stacked (leading axis ``num_steps_per_block``).
+        step_info: the base kernel's info for every step of the block.
+        num_iterations: parallel solver iterations.
+        converged: whether the solve converged (else a sequential fallback was used).
+        residual: certified residual of the block.
+    """
+
+    states: Any
+    step_info: Any
+    num_iterations: jax.Array
+    converged: jax.Array
+    residual: jax.Array
+
+
+def init(position: Any, logdensity_fn: Callable, base_init: Callable = blackjax.mala.init) -> Any:
+    """Initial state: the base algorithm's state at ``position``.
+
+    Args:
+        position: initial position (pytree).
+        logdensity_fn: log-density of the target.
+        base_init: the base algorithm's ``init(position, logdensity_fn)``.
+
+    Returns:
+        The base algorithm's state.
+    """
+    return base_init(position, logdensity_fn)
+
+
+def build_kernel(
+    base_kernel: Callable,
+    base_init: Callable,
+    num_steps_per_block: int,
+    *,
+    solver: str = "newton",
+    tol: float | None = None,
+    max_iterations: int | None = None,
+    window: int | None = None,
+) -> Callable:
+    """Build a kernel advancing ``num_steps_per_block`` base steps by one parallel solve.
+
+    Args:
+        base_kernel: a BlackJAX kernel ``kernel(rng_key, state, logdensity_fn, *params)``
+            (e.g. ``blackjax.mala.build_kernel()``).
+        base_init: the base ``init(position, logdensity_fn)``.
+        num_steps_per_block: steps per block (a Python int).
+        solver: ``"newton"``, ``"quasi_newton"`` or ``"jacobi"``.
+        tol: solver tolerance (dtype-dependent default).
+        max_iterations: cap on solver iterations (then sequential fallback).
+        window: sliding-window length.
+
+    Returns:
+        ``kernel(rng_key, state, logdensity_fn, *params) -> (state, BlockInfo)``.
+    """
+
+    def kernel(rng_key, state, logdensity_fn, *params):
+        step = lambda key, s: base_kernel(key, s, logdensity_fn, *params)
+        states, info = parallel_chain(
+            step, state, rng_key, num_steps_per_block, solver=solver, tol=tol,
+            max_iterations=max_iterations, window=window,
+            init_fn=lambda position: base_init(position, logdensity_fn),
+        )  # fmt: skip
+        last = jax.tree_util.tree_map(lambda x: x[-1], states)
+        block_info = BlockInfo(
+            states, info.step_info, info.num_iterations, info.converged, info.residual
+        )
+        return last, block_info
+
+    return kernel
+
+
+def as_top_level_api(
+    logdensity_fn: Callable,
+    base_kernel: Callable,
+    base_init: Callable,
+    params: tuple,
+    num_steps_per_block: int,
+    **solver_options: Any,
+) -> SamplingAlgorithm:
+    """A `SamplingAlgorithm` over blocks of any BlackJAX kernel.
+
+    Args:
+        logdensity_fn: log-density of the target.
+        base_kernel: the base kernel ``kernel(rng_key, state, logdensity_fn, *params)``.
+        base_init: the base ``init(position, logdensity_fn)``.
+        params: the base kernel's parameters after ``logdensity_fn``.
+        num_steps_per_block: steps per block.
+        **solver_options: ``solver``, ``tol``, ``max_iterations``, ``window``.
+
+    Returns:
+        ``SamplingAlgorithm(init, step)``.
+    """
+    kernel = build_kernel(base_kernel, base_init, num_steps_per_block, **solver_options)
+    return SamplingAlgorithm(
+        lambda position, rng_key=None: init(position, logdensity_fn, base_init),
+        lambda rng_key, state: kernel(rng_key, state, logdensity_fn, *params),
+    )
+
+
+def parallel_mala(
+    logdensity_fn: Callable, step_size: float, num_steps_per_block: int, **solver_options: Any
+) -> SamplingAlgorithm:
+    """Blocks of BlackJAX MALA steps solved in parallel.
+
+    Args:
+        logdensity_fn: log-density of the target.
+        step_size: MALA step size.
+        num_steps_per_block: steps per block.
+        **solver_options: ``solver``, ``tol``, ``max_iterations``, ``window``.
+
+    Returns:
+        ``SamplingAlgorithm(init, step)``.
+    """
+    return as_top_level_api(
+        logdensity_fn, blackjax.mala.build_kernel(), blackjax.mala.init, (step_size,),
+        num_steps_per_block, **solver_options,
+    )  # fmt: skip
+
+
+def parallel_hmc(
+    logdensity_fn: Callable,
+    step_size: float,
+    inverse_mass_matrix: Any,
+    num_integration_steps: int,
+    num_steps_per_block: int,
+    **solver_options: Any,
+) -> SamplingAlgorithm:
+    """Blocks of BlackJAX HMC steps (fixed number of leapfrog steps) solved in parallel.
+
+    Args:
+        logdensity_fn: log-density of the target.
+        step_size: leapfrog step size.
+        inverse_mass_matrix: inverse mass matrix (diagonal or dense) as in BlackJAX.
+        num_integration_steps: leapfrog steps per HMC step.
+        num_steps_per_block: steps per block.
+        **solver_options: ``solver``, ``tol``, ``max_iterations``, ``window``.
+
+    Returns:
+        ``SamplingAlgorithm(init, step)``.
+    """
+    params = (step_size, inverse_mass_matrix, num_integration_steps)
+    return as_top_level_api(
+        logdensity_fn, blackjax.hmc.build_kernel(), blackjax.hmc.init, params,
+        num_steps_per_block, **solver_options,
+    )  # fmt: skip
+
+
+def parallel_rwm(
+    logdensity_fn: Callable, sigma: Any, num_steps_per_block: int, **solver_options: Any
+) -> SamplingAlgorithm:
+    """Blocks of Gaussian random-walk Metropolis steps solved in parallel.
+
+    Random-walk chains contract slowly under common random numbers: expect close to
+    ``num_steps_per_block`` iterations (see the documentation).
+
+    Args:
+        logdensity_fn: log-density of the target.
+        sigma: proposal standard deviation(s).
+        num_steps_per_block: steps per block.
+        **solver_options: ``solver``, ``tol``, ``max_iterations``, ``window``.
+
+    Returns:
+        ``SamplingAlgorithm(init, step)``.
+    """
+    params = (random_walk.normal(sigma),)
+    return as_top_level_api(
+        logdensity_fn, random_walk.build_additive_step(), random_walk.init, params,
+        num_steps_per_block, **solver_options,
+    )  # fmt: skip

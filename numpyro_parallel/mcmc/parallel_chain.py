@@ -1,0 +1,212 @@
+"""A whole MCMC chain from any BlackJAX-style step, solved in parallel over its length.
+
+With the random numbers of every step fixed in advance (``keys = jax.random.split(rng_key,
+num_steps)``) a Markov chain is a deterministic recursion ``x_t = f(x_{t-1}, key_t)``. It is
+solved for all t at once with `numpyro_parallel.fixed_point.solve_recursion` (Newton = DEER,
+quasi-Newton, Jacobi), which returns the same chain as the sequential sampler to solver
+tolerance, falling back to sequential steps for whatever it cannot certify. Accept/reject
+steps are evaluated exactly in every iteration; their Jacobian is the one autodiff gives (no
+derivative through the accept indicator).
+
+Reference: Zoltowski, Wu, Gonzalez, Kozachkov, Linderman (2025), "Parallelizing MCMC across
+the sequence length"; Lim et al. (2024), "Parallelizing non-linear sequential models over the
+sequence length".
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax.flatten_util import ravel_pytree
+
+from numpyro_parallel.fixed_point import solve_recursion
+
+__all__ = ["ChainInfo", "parallel_chain", "sequential_chain"]
+
+
+class ChainInfo(NamedTuple):
+    """Diagnostics of a chain computation.
+
+    Attributes:
+        step_info: the step function's info for every step, stacked over time (from one final
+            evaluation at the solution for `parallel_chain`).
+        num_iterations: parallel iterations (``num_steps`` for `sequential_chain`).
+        converged: whether the parallel solve converged and was certified.
+        residual: ``max_t |x_t - f(x_{t-1})|`` over the iterated coordinates.
+        fallback: whether part of the chain was recomputed sequentially.
+        num_sequential_steps: number of steps recomputed sequentially.
+        num_sensitive_steps: steps whose outcome (e.g. an accept decision) flips under a
+            perturbation of the size of the tolerance.
+    """
+
+    step_info: Any
+    num_iterations: jax.Array
+    converged: jax.Array
+    residual: jax.Array
+    fallback: jax.Array
+    num_sequential_steps: jax.Array
+    num_sensitive_steps: jax.Array
+
+
+def _resolve(step_fn: Any, init_fn: Callable | None) -> tuple[Callable, Callable | None]:
+    """Accept a step function or a `SamplingAlgorithm` (which brings its own init)."""
+    if not callable(step_fn) and hasattr(step_fn, "step") and hasattr(step_fn, "init"):
+        return step_fn.step, init_fn if init_fn is not None else step_fn.init
+    if not callable(step_fn):
+        raise TypeError(
+            "`step_fn` must be a callable step(rng_key, state) -> (state, info) or a "
+            f"blackjax SamplingAlgorithm; got {type(step_fn).__name__}."
+        )
+    return step_fn, init_fn
+
+
+def _coordinates(initial_state: Any, init_fn: Callable | None):
+    """Flat iterated coordinates, and maps between them and full states."""
+    if init_fn is not None:
+        if not hasattr(initial_state, "position"):
+            raise TypeError("with `init_fn`, `initial_state` must have a `position` field.")
+        x0, unravel = ravel_pytree(initial_state.position)
+        return x0, lambda x: init_fn(unravel(x)), lambda s: ravel_pytree(s.position)[0]
+    leaves = jax.tree_util.tree_leaves(initial_state)
+    bad = [leaf.dtype for leaf in leaves if not jnp.issubdtype(jnp.result_type(leaf), jnp.inexact)]
+    if bad or not leaves:
+        raise TypeError(
+            "`initial_state` has non-floating leaves "
+            f"{bad}; pass `init_fn(position) -> state` so that only the position is iterated."
+        )
+    x0, unravel = ravel_pytree(initial_state)
+    return x0, unravel, lambda s: ravel_pytree(s)[0]
+
+
+def _check_num_steps(num_steps: Any) -> None:
+    if not isinstance(num_steps, int) or num_steps < 1:
+        raise ValueError(f"`num_steps` must be a positive Python int; got {num_steps!r}.")
+
+
+def _warn_if_fallback(info: ChainInfo) -> None:
+    try:
+        fallback = bool(jnp.any(info.fallback))
+        sensitive = int(jnp.sum(info.num_sensitive_steps))
+    except jax.errors.ConcretizationTypeError:
+        return  # under jit: reported through `info` only
+    if fallback:
+        warnings.warn(
+            "parallel_chain did not converge within max_iterations (or produced non-finite "
+            f"states); {int(jnp.max(info.num_sequential_steps))} step(s) were recomputed "
+            "sequentially (see info.converged / info.fallback).",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+    if sensitive:
+        warnings.warn(
+            f"{sensitive} step(s) have an accept decision within solver tolerance of its "
+            "threshold; tighten `tol` for an exact match with the sequential chain.",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+
+
+def parallel_chain(
+    step_fn: Callable | Any,
+    initial_state: Any,
+    rng_key: jax.Array,
+    num_steps: int,
+    *,
+    solver: str = "newton",
+    tol: float | None = None,
+    max_iterations: int | None = None,
+    window: int | None = None,
+    init_fn: Callable | None = None,
+    damping: float = 1.0,
+) -> tuple[Any, ChainInfo]:
+    """Compute ``num_steps`` MCMC steps by parallel fixed-point iteration over the chain.
+
+    ``keys = jax.random.split(rng_key, num_steps)`` and ``state_t = step_fn(keys[t-1],
+    state_{t-1})``, exactly as `sequential_chain`.
+
+    Args:
+        step_fn: a BlackJAX-style step ``step(rng_key, state) -> (state, info)``, e.g.
+            ``blackjax.mala(logdensity_fn, step_size).step``, or a whole
+            `blackjax.base.SamplingAlgorithm` (its ``init`` is then used as ``init_fn``).
+        initial_state: the state x_0.
+        rng_key: PRNG key, split into one key per step.
+        num_steps: chain length T (a Python int).
+        solver: ``"newton"``, ``"quasi_newton"`` or ``"jacobi"``.
+        tol: absolute and relative tolerance of the stopping rule; dtype-dependent default.
+        max_iterations: cap on parallel iterations before the sequential fallback.
+        window: sliding-window length (bounds the memory of the Jacobians).
+        init_fn: ``init_fn(position) -> state`` rebuilding cached quantities (log-density,
+            gradient) from a position; then only the position is iterated. Without it every
+            floating leaf of the state is iterated (correct, with a larger Jacobian).
+        damping: step length in (0, 1] of the solver update.
+
+    Returns:
+        ``(states, info)``: the states for t = 1..T stacked on a leading axis, and a
+        `ChainInfo`.
+    """
+    _check_num_steps(num_steps)
+    step, init = _resolve(step_fn, init_fn)
+    x0, to_state, from_state = _coordinates(initial_state, init)
+    keys = jax.random.split(rng_key, num_steps)
+
+    def fn(x, key):
+        new_state, info = step(key, to_state(x))
+        return from_state(new_state), info
+
+    result = solve_recursion(
+        fn, x0, keys, solver=solver, atol=tol, rtol=tol, max_iterations=max_iterations,
+        window=window, damping=damping,
+    )  # fmt: skip
+    states = jax.vmap(to_state)(result.states)
+    info = ChainInfo(
+        step_info=result.aux,
+        num_iterations=result.num_iterations,
+        converged=result.converged,
+        residual=result.residual,
+        fallback=result.fallback,
+        num_sequential_steps=result.num_sequential_steps,
+        num_sensitive_steps=result.num_sensitive_steps,
+    )
+    _warn_if_fallback(info)
+    return states, info
+
+
+def sequential_chain(
+    step_fn: Callable | Any, initial_state: Any, rng_key: jax.Array, num_steps: int
+) -> tuple[Any, ChainInfo]:
+    """Run ``num_steps`` MCMC steps one after the other (`lax.scan`), same random numbers.
+
+    Args:
+        step_fn: a BlackJAX-style step ``step(rng_key, state) -> (state, info)`` or a
+            `blackjax.base.SamplingAlgorithm`.
+        initial_state: the state x_0.
+        rng_key: PRNG key, split into one key per step.
+        num_steps: chain length T (a Python int).
+
+    Returns:
+        ``(states, info)`` as in `parallel_chain` (``num_iterations = num_steps``).
+    """
+    _check_num_steps(num_steps)
+    step, _ = _resolve(step_fn, None)
+    keys = jax.random.split(rng_key, num_steps)
+
+    def body(state, key):
+        new_state, info = step(key, state)
+        return new_state, (new_state, info)
+
+    _, (states, step_info) = jax.lax.scan(body, initial_state, keys)
+    dtype = jax.tree_util.tree_leaves(initial_state)[0].dtype
+    info = ChainInfo(
+        step_info=step_info,
+        num_iterations=jnp.asarray(num_steps),
+        converged=jnp.asarray(True),
+        residual=jnp.zeros((), dtype),
+        fallback=jnp.asarray(False),
+        num_sequential_steps=jnp.asarray(num_steps),
+        num_sensitive_steps=jnp.asarray(0),
+    )
+    return states, info

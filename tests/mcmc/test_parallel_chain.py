@@ -1,0 +1,204 @@
+"""parallel_chain == sequential_chain == naive reference for MALA, RWM and HMC."""
+
+import warnings
+
+import blackjax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from blackjax.mcmc import random_walk
+
+from numpyro_parallel.mcmc import parallel_chain, sequential_chain
+from tests.reference.mcmc import mala_chain, rwm_chain
+
+SOLVERS = ["newton", "quasi_newton", "jacobi"]
+PRECISION = np.array([[2.0, 0.6, 0.0], [0.6, 1.0, 0.3], [0.0, 0.3, 0.5]])
+
+
+def gaussian_logdensity(x):
+    return -0.5 * x @ (jnp.asarray(PRECISION, dtype=x.dtype) @ x)
+
+
+def _logistic_data():
+    k1, k2 = jax.random.split(jax.random.key(11))
+    features = jax.random.normal(k1, (30, 3))
+    labels = jax.random.uniform(k2, (30,)) < jax.nn.sigmoid(features @ jnp.array([1.0, -1, 0.5]))
+    return features, labels.astype(jnp.float64)
+
+
+FEATURES, LABELS = _logistic_data()
+
+
+def logistic_logdensity(beta):
+    logits = FEATURES @ beta
+    return jnp.sum(LABELS * logits - jnp.logaddexp(0.0, logits)) - 0.5 * beta @ beta
+
+
+TARGETS = {"gaussian": gaussian_logdensity, "logistic": logistic_logdensity}
+
+
+def make_algorithm(kernel, logdensity_fn):
+    if kernel == "mala":
+        return blackjax.mala(logdensity_fn, 0.3)
+    if kernel == "rwm":
+        return blackjax.additive_step_random_walk(logdensity_fn, random_walk.normal(0.7))
+    step_size = 0.7 if logdensity_fn is gaussian_logdensity else 0.5  # both accept and reject
+    return blackjax.hmc(logdensity_fn, step_size, jnp.ones(3), 4)
+
+
+def assert_same_chain(parallel, sequential):
+    (p_states, p_info), (s_states, s_info) = parallel, sequential
+    np.testing.assert_allclose(p_states.position, s_states.position, rtol=1e-6, atol=1e-6)
+    np.testing.assert_array_equal(p_info.step_info.is_accepted, s_info.step_info.is_accepted)
+
+
+@pytest.mark.parametrize("solver", SOLVERS)
+@pytest.mark.parametrize("kernel", ["mala", "rwm", "hmc"])
+@pytest.mark.parametrize("target", ["gaussian", "logistic"])
+def test_parallel_equals_sequential(solver, kernel, target):
+    algorithm = make_algorithm(kernel, TARGETS[target])
+    state = algorithm.init(jnp.array([1.0, -0.5, 0.3]))
+    key = jax.random.key(5)
+    expected = sequential_chain(algorithm.step, state, key, 64)
+    result = parallel_chain(algorithm.step, state, key, 64, solver=solver, init_fn=algorithm.init)
+    assert_same_chain(result, expected)
+    info = result[1]
+    assert bool(info.converged) and not bool(info.fallback)
+    assert int(info.num_iterations) <= 64 and float(info.residual) < 1e-6
+    acceptance = np.mean(expected[1].step_info.is_accepted)
+    assert 0.1 < acceptance < 1.0  # the tests see both accepts and rejects
+
+
+LENGTH_CASES = [("newton", n) for n in (1, 7, 15, 16, 17)] + [
+    ("quasi_newton", 1), ("quasi_newton", 17), ("jacobi", 1), ("jacobi", 15),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("solver,num_steps", LENGTH_CASES)
+def test_lengths_around_window(solver, num_steps):
+    algorithm = make_algorithm("mala", logistic_logdensity)
+    state = algorithm.init(jnp.zeros(3))
+    key = jax.random.key(num_steps)
+    expected = sequential_chain(algorithm.step, state, key, num_steps)
+    result = parallel_chain(algorithm, state, key, num_steps, solver=solver, window=16)
+    assert_same_chain(result, expected)
+    assert bool(result[1].converged)
+
+
+def test_full_state_iteration_without_init_fn():
+    algorithm = make_algorithm("mala", gaussian_logdensity)
+    state = algorithm.init(jnp.ones(3))
+    key = jax.random.key(2)
+    expected = sequential_chain(algorithm.step, state, key, 40)
+    result = parallel_chain(algorithm.step, state, key, 40)
+    assert_same_chain(result, expected)
+    np.testing.assert_allclose(result[0].logdensity, expected[0].logdensity, rtol=1e-8)
+
+
+def test_naive_reference_mala_and_rwm():
+    x0 = np.array([1.0, -0.5, 0.3])
+    key = jax.random.key(8)
+    grad = lambda x: -PRECISION @ x
+    logdensity = lambda x: -0.5 * x @ PRECISION @ x
+    ref_positions, ref_accepted = mala_chain(logdensity, grad, x0, key, 50, 0.3)
+    algorithm = make_algorithm("mala", gaussian_logdensity)
+    states, info = parallel_chain(algorithm, algorithm.init(jnp.asarray(x0)), key, 50)
+    np.testing.assert_allclose(states.position, ref_positions, rtol=1e-6, atol=1e-6)
+    np.testing.assert_array_equal(info.step_info.is_accepted, ref_accepted)
+
+    ref_positions, ref_accepted = rwm_chain(logdensity, x0, key, 50, 0.7)
+    algorithm = make_algorithm("rwm", gaussian_logdensity)
+    states, info = parallel_chain(algorithm, algorithm.init(jnp.asarray(x0)), key, 50)
+    np.testing.assert_allclose(states.position, ref_positions, rtol=1e-6, atol=1e-6)
+    np.testing.assert_array_equal(info.step_info.is_accepted, ref_accepted)
+
+
+def test_jacobi_with_max_iterations_T_is_exact():
+    # A random walk barely contracts: Jacobi needs about T iterations, and T always suffice.
+    algorithm = make_algorithm("rwm", gaussian_logdensity)
+    state = algorithm.init(jnp.ones(3))
+    key = jax.random.key(4)
+    expected = sequential_chain(algorithm, state, key, 48)
+    result = parallel_chain(algorithm, state, key, 48, solver="jacobi", max_iterations=48)
+    assert_same_chain(result, expected)
+    assert bool(result[1].converged) and int(result[1].num_iterations) <= 48
+
+
+def test_non_convergence_reported_and_fallback_exact():
+    algorithm = make_algorithm("rwm", gaussian_logdensity)
+    state = algorithm.init(jnp.ones(3))
+    key = jax.random.key(4)
+    expected = sequential_chain(algorithm, state, key, 48)
+    with pytest.warns(RuntimeWarning, match="did not converge"):
+        result = parallel_chain(algorithm, state, key, 48, solver="jacobi", max_iterations=3)
+    assert not bool(result[1].converged) and bool(result[1].fallback)
+    assert int(result[1].num_iterations) == 3
+    assert_same_chain(result, expected)
+
+
+def _ula_step(logdensity_fn, step_size):
+    def step(rng_key, state):
+        noise = jax.random.normal(rng_key, state.shape)
+        grad = jax.grad(logdensity_fn)(state)
+        return state + step_size * grad + jnp.sqrt(2 * step_size) * noise, None
+
+    return step
+
+
+def test_nan_target_not_reported_converged():
+    # Unadjusted Langevin on a target whose gradient is NaN for x_0 > 1.5: the chain hits NaN.
+    logdensity = lambda x: -0.5 * x @ x + jnp.where(x[0] > 1.5, jnp.nan, 0.0) * x[0]
+    step = _ula_step(logdensity, 0.5)
+    x0 = jnp.zeros(2)
+    key = jax.random.key(0)
+    expected, _ = sequential_chain(step, x0, key, 60)
+    assert np.any(np.isnan(expected))
+    with pytest.warns(RuntimeWarning, match="did not converge"):
+        states, info = parallel_chain(step, x0, key, 60, max_iterations=30)
+    assert not bool(info.converged) and bool(info.fallback)
+    assert int(info.num_iterations) == 30
+    np.testing.assert_allclose(states, expected, rtol=1e-6, atol=1e-6, equal_nan=True)
+
+
+def test_jit_and_vmap_over_chains():
+    algorithm = make_algorithm("mala", logistic_logdensity)
+    run = lambda key, x0: parallel_chain(algorithm, algorithm.init(x0), key, 32)[0].position
+    keys = jax.random.split(jax.random.key(9), 4)
+    x0s = jax.random.normal(jax.random.key(10), (4, 3))
+    batched = jax.jit(jax.vmap(run))(keys, x0s)
+    for i in range(4):
+        expected = sequential_chain(algorithm, algorithm.init(x0s[i]), keys[i], 32)[0]
+        np.testing.assert_allclose(batched[i], expected.position, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_float32(solver):
+    # BlackJAX mixes dtypes for float32 states when x64 is on: run as a float32 user would.
+    with jax.enable_x64(False):
+        algorithm = blackjax.mala(gaussian_logdensity, 0.3)
+        state = algorithm.init(jnp.ones(3))
+        key = jax.random.key(1)
+        expected = sequential_chain(algorithm, state, key, 64)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # a near-threshold flag is allowed
+            states, info = parallel_chain(algorithm, state, key, 64, solver=solver)
+    assert states.position.dtype == jnp.float32
+    assert bool(jnp.all(jnp.isfinite(states.position))) and bool(info.converged)
+    agree = np.mean(info.step_info.is_accepted == expected[1].step_info.is_accepted)
+    assert agree >= 0.95
+    if agree == 1.0:
+        np.testing.assert_allclose(states.position, expected[0].position, rtol=1e-3, atol=1e-3)
+
+
+def test_bad_input():
+    algorithm = make_algorithm("mala", gaussian_logdensity)
+    state = algorithm.init(jnp.ones(3))
+    with pytest.raises(ValueError, match="num_steps"):
+        parallel_chain(algorithm, state, jax.random.key(0), 0)
+    with pytest.raises(ValueError, match="solver"):
+        parallel_chain(algorithm, state, jax.random.key(0), 5, solver="picard")
+    with pytest.raises(TypeError, match="step_fn"):
+        parallel_chain(3, state, jax.random.key(0), 5)
+    with pytest.raises(TypeError, match="init_fn"):
+        parallel_chain(lambda k, s: (s, None), {"a": jnp.arange(3)}, jax.random.key(0), 5)

@@ -1,0 +1,173 @@
+"""Tests of the parallel fixed-point solver for nonlinear recursions."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from numpyro_parallel.fixed_point import (
+    default_tolerances,
+    sequential_recursion,
+    solve_recursion,
+)
+from numpyro_parallel.scan import affine_recursion
+
+SOLVERS = ["newton", "quasi_newton", "jacobi"]
+
+
+def _rnn(d, num_steps, seed=0, scale=0.6):
+    """Contractive map x_t = tanh(W x_{t-1} + u_t)."""
+    k1, k2, k3 = jax.random.split(jax.random.key(seed), 3)
+    weights = scale * jax.random.normal(k1, (d, d)) / np.sqrt(d)
+    inputs = jax.random.normal(k2, (num_steps, d))
+    x0 = jax.random.normal(k3, (d,))
+    return (lambda x, u: (jnp.tanh(weights @ x + u), jnp.sum(x))), x0, inputs
+
+
+def _naive(fn, x0, inputs):
+    x, out = np.asarray(x0), []
+    for u in inputs:
+        x = np.asarray(fn(jnp.asarray(x), u)[0])
+        out.append(x)
+    return np.stack(out)
+
+
+@pytest.mark.parametrize("solver", SOLVERS)
+@pytest.mark.parametrize("num_steps,window", [(1, None), (23, None), (23, 5), (23, 22), (23, 24)])
+def test_matches_sequential_and_naive(solver, num_steps, window):
+    fn, x0, inputs = _rnn(3, num_steps)
+    result = solve_recursion(fn, x0, inputs, solver=solver, window=window)
+    states, aux = sequential_recursion(fn, x0, inputs)
+    assert bool(result.converged) and not bool(result.fallback)
+    np.testing.assert_allclose(result.states, states, rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(result.states, _naive(fn, x0, inputs), rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(result.aux, aux, rtol=1e-9, atol=1e-9)
+    assert float(result.residual) < 1e-9
+    assert int(result.num_iterations) <= num_steps + 1
+
+
+def test_newton_solves_linear_recursion_in_one_step():
+    k1, k2, k3 = jax.random.split(jax.random.key(1), 3)
+    matrices = 0.5 * jax.random.normal(k1, (31, 3, 3))
+    offsets = jax.random.normal(k2, (31, 3))
+    x0 = jax.random.normal(k3, (3,))
+    fn = lambda x, inp: (inp[0] @ x + inp[1], None)
+    result = solve_recursion(fn, x0, (matrices, offsets), solver="newton")
+    np.testing.assert_allclose(
+        result.states, affine_recursion(matrices, offsets, x0), rtol=1e-10, atol=1e-10
+    )
+    # one exact iteration plus one that confirms it
+    assert int(result.num_iterations) == 2
+
+
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_finite_termination_on_expanding_map(solver):
+    # |f'| = 1.5: Jacobi needs T iterations, and still terminates with the exact chain.
+    num_steps = 20
+    inputs = jnp.sin(jnp.arange(num_steps, dtype=jnp.float64))[:, None]
+    fn = lambda x, u: (1.5 * x + jnp.cos(x) * 0.1 + u, None)
+    x0 = jnp.array([0.3])
+    tol = 1e-13  # near machine precision: only finite termination can end the loop
+    result = solve_recursion(
+        fn, x0, inputs, solver=solver, atol=tol, rtol=tol, max_iterations=num_steps
+    )
+    states, _ = sequential_recursion(fn, x0, inputs)
+    assert bool(result.converged)
+    assert int(result.num_iterations) <= num_steps
+    np.testing.assert_allclose(result.states, states, rtol=1e-12)
+
+
+def test_damping_and_initial_guess():
+    fn, x0, inputs = _rnn(2, 17, seed=3)
+    states, _ = sequential_recursion(fn, x0, inputs)
+    guess = states + 0.1
+    for damping in (0.5, 1.0):
+        result = solve_recursion(fn, x0, inputs, damping=damping, initial_guess=guess)
+        assert bool(result.converged)
+        np.testing.assert_allclose(result.states, states, rtol=1e-9, atol=1e-9)
+
+
+def test_hutchinson_diagonal_for_large_dimension():
+    fn, x0, inputs = _rnn(70, 12, seed=4, scale=0.3)
+    result = solve_recursion(fn, x0, inputs, solver="quasi_newton")
+    states, _ = sequential_recursion(fn, x0, inputs)
+    assert bool(result.converged)
+    np.testing.assert_allclose(result.states, states, rtol=1e-9, atol=1e-9)
+
+
+def test_non_convergence_falls_back_to_sequential():
+    fn, x0, inputs = _rnn(3, 40, seed=5)
+    result = solve_recursion(fn, x0, inputs, solver="jacobi", max_iterations=2)
+    states, _ = sequential_recursion(fn, x0, inputs)
+    assert not bool(result.converged) and bool(result.fallback)
+    assert int(result.num_iterations) == 2
+    assert int(result.num_sequential_steps) > 0
+    np.testing.assert_allclose(result.states, states, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_nan_never_counts_as_converged(solver):
+    num_steps = 30
+    inputs = jnp.arange(num_steps, dtype=jnp.float64)
+    fn = lambda x, t: (jnp.where(t >= 10, jnp.nan, 0.5 * jnp.sin(x) + 0.1), None)
+    x0 = jnp.array([0.2, -0.1])
+    result = solve_recursion(fn, x0, inputs, solver=solver, max_iterations=25)
+    states, _ = sequential_recursion(fn, x0, inputs)
+    assert not bool(result.converged) and bool(result.fallback)
+    assert int(result.num_iterations) == 25
+    np.testing.assert_allclose(result.states, states, equal_nan=True)
+    assert np.all(np.isnan(result.states[10:]))
+
+
+def test_sensitive_step_flagged():
+    # x_t = 0.5 x + 1[x > c_t]; put c_5 exactly at the sequential x_4 (decision on the edge).
+    num_steps = 12
+    thresholds = jnp.full((num_steps,), 10.0)
+    fn = lambda x, c: (0.5 * x + jnp.where(x[0] > c, 1.0, 0.0), None)
+    x0 = jnp.array([1.0])
+    states, _ = sequential_recursion(fn, x0, thresholds)
+    result = solve_recursion(fn, x0, thresholds)
+    assert int(result.num_sensitive_steps) == 0
+    thresholds = thresholds.at[5].set(states[4, 0])
+    result = solve_recursion(fn, x0, thresholds)
+    assert int(result.num_sensitive_steps) == 1
+
+
+def test_jit_and_vmap_invariance():
+    fn, x0, inputs = _rnn(3, 16, seed=6)
+    solve = lambda x, u: solve_recursion(fn, x, u, solver="newton").states
+    expected = solve(x0, inputs)
+    np.testing.assert_allclose(jax.jit(solve)(x0, inputs), expected, rtol=1e-12, atol=1e-12)
+    batch = jnp.stack([x0, -x0, 2 * x0])
+    batched = jax.vmap(solve, in_axes=(0, None))(batch, inputs)
+    for i in range(3):
+        np.testing.assert_allclose(batched[i], solve(batch[i], inputs), rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_float32(solver):
+    fn64, x0, inputs = _rnn(3, 50, seed=7)
+    x0, inputs = x0.astype(jnp.float32), inputs.astype(jnp.float32)
+    fn = lambda x, u: jax.tree_util.tree_map(lambda a: a.astype(jnp.float32), fn64(x, u))
+    result = solve_recursion(fn, x0, inputs, solver=solver)
+    states, _ = sequential_recursion(fn, x0, inputs)
+    assert result.states.dtype == jnp.float32
+    assert bool(result.converged) and bool(jnp.all(jnp.isfinite(result.states)))
+    np.testing.assert_allclose(result.states, states, rtol=1e-3, atol=1e-3)
+    assert default_tolerances(jnp.float32) == (1e-4, 1e-4)
+
+
+def test_bad_input():
+    fn, x0, inputs = _rnn(2, 5)
+    with pytest.raises(ValueError, match="solver"):
+        solve_recursion(fn, x0, inputs, solver="picard")
+    with pytest.raises(ValueError, match="initial_state"):
+        solve_recursion(fn, x0[None], inputs)
+    with pytest.raises(ValueError, match="window"):
+        solve_recursion(fn, x0, inputs, window=0)
+    with pytest.raises(ValueError, match="damping"):
+        solve_recursion(fn, x0, inputs, damping=1.5)
+    with pytest.raises(ValueError, match="initial_guess"):
+        solve_recursion(fn, x0, inputs, initial_guess=jnp.zeros((4, 2)))
+    with pytest.raises(TypeError, match="floating"):
+        solve_recursion(fn, jnp.array([1, 2]), inputs)
