@@ -108,9 +108,8 @@ def random_model(rng, T, d, p, time_varying=True, offsets=True):
     return model
 
 
-def filter_model(model, y):
-    """Run `kalman_filter` on a `random_model` dict."""
-    return kalman_filter(
+def _run(fn, model, y):
+    return fn(
         model["initial_mean"],
         model["initial_cov"],
         model["transition_matrix"],
@@ -121,18 +120,13 @@ def filter_model(model, y):
         model.get("transition_offset"),
         model.get("observation_offset"),
     )
+
+
+def filter_model(model, y):
+    """Run `kalman_filter` on a `random_model` dict."""
+    return _run(kalman_filter, model, y)
 
 
 def smooth_model(model, y):
     """Run `rts_smoother` on a `random_model` dict."""
-    return rts_smoother(
-        model["initial_mean"],
-        model["initial_cov"],
-        model["transition_matrix"],
-        model["transition_cov"],
-        model["observation_matrix"],
-        model["observation_cov"],
-        y,
-        model.get("transition_offset"),
-        model.get("observation_offset"),
-    )
+    return _run(rts_smoother, model, y)
