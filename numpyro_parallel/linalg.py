@@ -23,6 +23,7 @@ import jax.numpy as jnp
 from jax.scipy.linalg import solve_triangular
 
 __all__ = [
+    "cholesky",
     "cholesky_of",
     "mvn_logpdf_from_cholesky",
     "right_solve_lower",
@@ -119,6 +120,37 @@ def _tria_jvp(primals, tangents):
     keep = (jnp.abs(diag) > jnp.finfo(m.dtype).tiny).astype(m.dtype)
     d_lower = lower @ (phi * keep[..., None, :] * keep[..., :, None])
     return lower, d_lower
+
+
+def _cholesky_unrolled(a: jax.Array) -> jax.Array:
+    n = a.shape[-1]
+    lower = [[None] * n for _ in range(n)]
+    zero = jnp.zeros_like(a[..., 0, 0])
+    for j in range(n):
+        diag = a[..., j, j] - sum((lower[j][k] ** 2 for k in range(j)), zero)
+        lower[j][j] = jnp.sqrt(diag)
+        for i in range(j + 1, n):
+            off = a[..., i, j] - sum((lower[i][k] * lower[j][k] for k in range(j)), zero)
+            lower[i][j] = off / lower[j][j]
+    rows = [jnp.stack([lower[i][j] if j <= i else zero for j in range(n)], -1) for i in range(n)]
+    return jnp.stack(rows, axis=-2)
+
+
+def cholesky(a: jax.Array) -> jax.Array:
+    """Cholesky factor of a symmetric positive-definite matrix.
+
+    Unrolled into elementwise operations for small matrices (vectorised over any batch, no
+    per-matrix LAPACK call), `jnp.linalg.cholesky` otherwise. Plain autodiff applies.
+
+    Args:
+        a: ``(..., n, n)`` symmetric positive-definite matrix.
+
+    Returns:
+        ``(..., n, n)`` lower-triangular factor.
+    """
+    if a.shape[-1] <= _UNROLL_MAX:
+        return _cholesky_unrolled(a)
+    return jnp.linalg.cholesky(a)
 
 
 def cholesky_of(cov: jax.Array) -> jax.Array:

@@ -57,3 +57,11 @@ def test_solves_and_logpdf():
     cov = lower @ lower.T
     expected = jax.scipy.stats.multivariate_normal.logpdf(b, jnp.zeros(3), cov)
     np.testing.assert_allclose(linalg.mvn_logpdf_from_cholesky(b, lower), expected, rtol=1e-12)
+
+
+@pytest.mark.parametrize("n", [1, 3, 8])  # unrolled and LAPACK paths
+def test_cholesky_matches_lapack_and_differentiates(n):
+    a = jax.random.normal(jax.random.PRNGKey(n), (4, n, n))
+    spd = a @ jnp.swapaxes(a, -1, -2) + jnp.broadcast_to(jnp.eye(n), a.shape)
+    np.testing.assert_allclose(linalg.cholesky(spd), jnp.linalg.cholesky(spd), rtol=1e-12)
+    check_grads(lambda s: linalg.cholesky(linalg.symmetrize(s)), (spd[0],), order=1, modes=["rev"])

@@ -6,12 +6,16 @@ smoothers", IEEE TAC; square-root form after Yaghoobi, Corenflos, Hassan & Särk
 models") represents
 
     p(x_t | x_{t-1}, y_t) = N(A x_{t-1} + b, U U^T),
-    p(y_t | x_{t-1}) ∝ exp(-x^T Z Z^T x / 2 + eta^T x),
+    p(y_t | x_{t-1}) ∝ exp(-x^T J x / 2 + eta^T x),
 
-as the tuple ``(A, b, U, eta, Z)``; the first element has ``A = 0`` and carries the prior, so
+as the tuple ``(A, b, U, eta, J)``; the first element has ``A = 0`` and carries the prior, so
 every prefix combination is a filtering distribution ``N(b, U U^T)``. Smoothing element t is
-``p(x_t | x_{t+1}, y_{0:t}) = N(E x_{t+1} + g, L L^T)``. All covariances are carried as
-lower-triangular square roots and recombined with `numpyro_parallel.linalg.tria`.
+``p(x_t | x_{t+1}, y_{0:t}) = N(E x_{t+1} + g, L L^T)``. Every covariance is carried as a
+lower-triangular square root and recombined with `numpyro_parallel.linalg.tria`; the
+information matrix J of the likelihood part is carried as a matrix, so that the only
+factorisation in the combine is the Cholesky factor of ``I + U^T J U >= I``. A square-root J
+would be rank-deficient whenever p < d, where triangular factors are not differentiable; this
+mixed form keeps gradients exact in every scan strategy and makes the combine cheaper.
 
 Every function here acts on a *single* time step; `numpyro_parallel.scan.associative_scan`
 vmaps them and chooses between sequential and parallel evaluation.
@@ -24,7 +28,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from numpyro_parallel.linalg import right_solve_lower, solve_lower, tria
+from numpyro_parallel.linalg import cholesky, right_solve_lower, solve_lower, symmetrize, tria
 
 __all__ = [
     "FilterElement",
@@ -38,13 +42,13 @@ __all__ = [
 
 
 class FilterElement(NamedTuple):
-    """Square-root filtering element ``(A, b, U, eta, Z)`` (see module docstring)."""
+    """Filtering element ``(A, b, U, eta, J)`` (see module docstring)."""
 
     A: jax.Array
     b: jax.Array
     U: jax.Array
     eta: jax.Array
-    Z: jax.Array
+    J: jax.Array
 
 
 class SmootherElement(NamedTuple):
@@ -53,16 +57,6 @@ class SmootherElement(NamedTuple):
     E: jax.Array
     g: jax.Array
     L: jax.Array
-
-
-def _square(z: jax.Array, d: int) -> jax.Array:
-    """Bring a (d, p) square root of Z Z^T to shape (d, d) without changing Z Z^T."""
-    p = z.shape[-1]
-    if p == d:
-        return z
-    if p < d:
-        return jnp.concatenate([z, jnp.zeros((d, d - p), z.dtype)], axis=-1)
-    return tria(z)
 
 
 def filter_prepare(F, c, chol_Q, H, d, chol_R, y) -> FilterElement:
@@ -93,29 +87,28 @@ def filter_prepare(F, c, chol_Q, H, d, chol_R, y) -> FilterElement:
     residual = y - H @ c - d
     A = F - gain @ (H @ F)
     b = c + gain @ residual
-    z_raw = solve_lower(psi11, H @ F).T  # F^T H^T Psi11^{-T}, shape (n, p)
-    eta = z_raw @ solve_lower(psi11, residual)
-    return FilterElement(A, b, psi22, eta, _square(z_raw, n))
+    z = solve_lower(psi11, H @ F).T  # F^T H^T Psi11^{-T}, shape (n, p)
+    eta = z @ solve_lower(psi11, residual)
+    return FilterElement(A, b, psi22, eta, z @ z.T)
 
 
 def filter_combine(earlier: FilterElement, later: FilterElement) -> FilterElement:
     """Associative combination of two filtering elements (earlier first)."""
-    A1, b1, U1, eta1, Z1 = earlier
-    A2, b2, U2, eta2, Z2 = later
-    n = A1.shape[-1]
-    eye = jnp.eye(n, dtype=A1.dtype)
-    top = jnp.concatenate([U1.T @ Z2, eye], axis=1)
-    bottom = jnp.concatenate([Z2, jnp.zeros_like(Z2)], axis=1)
-    xi = tria(jnp.concatenate([top, bottom], axis=0))
-    xi11, xi21, xi22 = xi[:n, :n], xi[n:, :n], xi[n:, n:]
+    A1, b1, U1, eta1, J1 = earlier
+    A2, b2, U2, eta2, J2 = later
+    eye = jnp.eye(A1.shape[-1], dtype=A1.dtype)
+    UJ = U1.T @ J2
+    xi11 = cholesky(eye + UJ @ U1)  # >= I: always well conditioned, smooth derivatives
+    xi21 = solve_lower(xi11, UJ).T  # J2 U1 Xi11^{-T}
     k = solve_lower(xi11, U1.T).T  # U1 Xi11^{-T}
     D = eye - k @ xi21.T  # (I + C1 J2)^{-1}
+    J_marg = J2 - xi21 @ xi21.T  # (I + J2 C1)^{-1} J2
     A = A2 @ D @ A1
     b = A2 @ (D @ b1 + k @ (k.T @ eta2)) + b2
     U = tria(jnp.concatenate([A2 @ k, U2], axis=1))
-    eta = A1.T @ (D.T @ eta2 - xi22 @ (xi22.T @ b1)) + eta1
-    Z = tria(jnp.concatenate([A1.T @ xi22, Z1], axis=1))
-    return FilterElement(A, b, U, eta, Z)
+    eta = A1.T @ (D.T @ eta2 - J_marg @ b1) + eta1
+    J = symmetrize(A1.T @ J_marg @ A1) + J1
+    return FilterElement(A, b, U, eta, J)
 
 
 def predict(F, c, chol_Q, mean, chol) -> tuple[jax.Array, jax.Array]:
