@@ -38,14 +38,20 @@ def _num_steps(elements: Any) -> int:
     return lengths.pop()
 
 
-def _sequential_scan(combine, elements):
+def _scan_from(combine, start, elements):
+    """``combine(start, e[0]), combine(combine(start, e[0]), e[1]), ...`` with `lax.scan`."""
+
     def body(carry, element):
         carry = combine(carry, element)
         return carry, carry
 
+    return lax.scan(body, start, elements)[1]
+
+
+def _sequential_scan(combine, elements):
     first = jax.tree_util.tree_map(lambda x: x[0], elements)
     rest = jax.tree_util.tree_map(lambda x: x[1:], elements)
-    _, out = lax.scan(body, first, rest)
+    out = _scan_from(combine, first, rest)
     return jax.tree_util.tree_map(lambda f, o: jnp.concatenate([f[None], o]), first, out)
 
 
@@ -71,12 +77,7 @@ def _blocked_scan(combine, elements, num_steps: int, block_size: int):
     if remainder:
         tail = jax.tree_util.tree_map(lambda x: x[num_blocks * block_size :], elements)
         start = jax.tree_util.tree_map(lambda x: x[-1], out)
-
-        def body(carry, element):
-            carry = combine(carry, element)
-            return carry, carry
-
-        _, rest = lax.scan(body, start, tail)
+        rest = _scan_from(combine, start, tail)
         out = jax.tree_util.tree_map(lambda a, b: jnp.concatenate([a, b]), out, rest)
     return out
 
