@@ -3,8 +3,15 @@
 Forward filtering and log-likelihood, forward-backward smoothing, Viterbi decoding and posterior
 path sampling in O(log T) parallel depth (Hassan, Särkkä & García-Fernández 2021, "Temporal
 parallelization of inference in hidden Markov models", IEEE Trans. Signal Processing 69). The
-elements and combine operators live in `numpyro_parallel.ssm.hmm_elements`; every function
-takes ``parallel=False`` to run the same pieces sequentially with `lax.scan`.
+elements and combine operators live in `numpyro_parallel.ssm.hmm_elements`.
+
+Strategies (``parallel``, ``block_size``): the O(log T)-depth associative scan of log-space
+elements (``block_size=None``, the default on accelerators); the blocked strategy of
+`numpyro_parallel.ssm.hmm_blocked`, which multiplies blocks of about sqrt(T) steps side by side
+in scaled probability space (an int, or ``"auto"``, the default on CPU, where it runs at about
+the speed of a sequential filter); and ``parallel=False``, the sequential scaled recursions.
+Viterbi and path sampling (`numpyro_parallel.ssm.hmm_paths`) use the associative scan, blocked
+or not, or `lax.scan`.
 
 Model (0-based time): ``z_0 ~ Categorical(softmax(initial_logits))``,
 ``z_{t+1} | z_t ~ Categorical(softmax(transition_logits[t][z_t]))`` and
@@ -21,22 +28,32 @@ pointers ``psi_t[j] = argmax_i delta_t[i] + log P_t[i, j]`` (Viterbi), or the Gu
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from functools import partial
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
-from numpyro_parallel.scan import associative_scan, default_block_size
+from numpyro_parallel.ssm.hmm_blocked import scaled_filter, scaled_log_likelihood, scaled_smoother
+from numpyro_parallel.ssm.hmm_common import (
+    check_logits,
+    forward_scan,
+    per_step,
+    prepare,
+    resolve_block_size,
+    reverse_sum_product,
+    scan_elements,
+)
 from numpyro_parallel.ssm.hmm_elements import (
-    LogMatrix,
     backward_elements,
-    compose_index_maps,
     forward_elements,
-    max_product_combine,
     sum_product_combine,
+)
+from numpyro_parallel.ssm.hmm_paths import (
+    ViterbiResult,
+    hmm_sample_prior_states,
+    hmm_sample_states,
+    hmm_viterbi,
 )
 
 __all__ = [
@@ -66,101 +83,13 @@ class HMMFilterResult(NamedTuple):
     log_likelihood_terms: jax.Array
 
 
-class ViterbiResult(NamedTuple):
-    """Most likely state path.
-
-    Attributes:
-        path: ``(T,)`` int32 states of the most likely path.
-        log_joint: ``()`` ``log p(path, y)`` of that path.
-    """
-
-    path: jax.Array
-    log_joint: jax.Array
-
-
-def check_logits(name: str, logits: jax.Array) -> None:
-    """Reject NaN / ``+inf`` logits and rows without any finite entry, when values are concrete.
-
-    Under `jax.jit`, `jax.grad` or NUTS the values are tracers and cannot be checked at trace
-    time; then the result is NaN instead of an error.
-
-    Args:
-        name: argument name used in the error message.
-        logits: logits whose last axis indexes the states.
-    """
-    if isinstance(logits, jax.core.Tracer):
-        return
-    values = np.asarray(logits)
-    if np.any(np.isnan(values)) or np.any(np.isposinf(values)):
-        raise ValueError(f"`{name}` must not contain NaN or +inf entries.")
-    if values.size and np.any(np.all(np.isneginf(values), axis=-1)):
-        raise ValueError(f"every row of `{name}` needs at least one finite entry (not all -inf).")
-
-
-def _prepare(initial_logits, transition_logits, log_likelihoods):
-    log_likelihoods = jnp.asarray(log_likelihoods)
-    if log_likelihoods.ndim != 2:
-        raise ValueError(
-            f"`log_likelihoods` must have shape (T, K); got {tuple(log_likelihoods.shape)}."
-        )
-    num_steps, num_states = log_likelihoods.shape
-    initial_logits = jnp.asarray(initial_logits)
-    transition_logits = jnp.asarray(transition_logits)
-    if initial_logits.shape != (num_states,):
-        raise ValueError(
-            f"`initial_logits` must have shape (K,) = ({num_states},) to match "
-            f"`log_likelihoods` of shape {tuple(log_likelihoods.shape)}; "
-            f"got {tuple(initial_logits.shape)}."
-        )
-    allowed = [(num_states, num_states), (num_steps, num_states, num_states)]
-    if tuple(transition_logits.shape) not in allowed:
-        raise ValueError(
-            f"`transition_logits` must have shape (K, K) = {allowed[0]} or (T, K, K) = "
-            f"{allowed[1]}; got {tuple(transition_logits.shape)}."
-        )
-    check_logits("initial_logits", initial_logits)
-    check_logits("transition_logits", transition_logits)
-    dtype = jnp.result_type(initial_logits, transition_logits, log_likelihoods, jnp.float32)
-    log_initial = jax.nn.log_softmax(initial_logits.astype(dtype))
-    log_transition = jax.nn.log_softmax(transition_logits.astype(dtype), axis=-1)
-    log_transition = jnp.broadcast_to(log_transition, (num_steps, num_states, num_states))
-    return log_initial, log_transition, log_likelihoods.astype(dtype)
-
-
-def _block(block_size, log_likelihoods) -> int | None:
-    # Resolve "auto" outside jit so that the static argument is a concrete, hashable value.
-    if block_size == "auto":
-        return default_block_size(jnp.shape(log_likelihoods)[0])
-    if block_size is not None and (not isinstance(block_size, int) or block_size < 1):
-        raise ValueError(
-            f"`block_size` must be a positive int, 'auto' or None; got {block_size!r}."
-        )
-    return block_size
-
-
-def _scan(combine, elements, mode, reverse=False):
-    parallel, block_size = mode
-    return associative_scan(
-        combine, elements, parallel=parallel, reverse=reverse, block_size=block_size
-    )
-
-
-def _forward(log_initial, log_transition, log_likelihoods, mode):
-    elements = forward_elements(log_initial, log_transition, log_likelihoods)
-    return elements, _scan(sum_product_combine, elements, mode)
-
-
-def _reverse_sum_product(later: LogMatrix, earlier: LogMatrix) -> LogMatrix:
-    return sum_product_combine(earlier, later)
-
-
 def hmm_filter(
     initial_logits: jax.Array,
     transition_logits: jax.Array,
     log_likelihoods: jax.Array,
     *,
     parallel: bool = True,
-    block_size: int | str | None = None,
+    block_size: int | str | None = "auto",
 ) -> HMMFilterResult:
     """Filtered state probabilities and the log-likelihood.
 
@@ -168,26 +97,33 @@ def hmm_filter(
         initial_logits: ``(K,)`` logits of ``z_0``.
         transition_logits: ``(K, K)`` or ``(T, K, K)`` transition logits (module docstring).
         log_likelihoods: ``(T, K)`` log emission densities (0 where ``y_t`` is missing).
-        parallel: associative scan (O(log T) depth) when True, `lax.scan` otherwise.
-        block_size: see `numpyro_parallel.scan.associative_scan`: None for the O(log T)
-            associative scan, an int or ``"auto"`` for the blocked strategy (faster to
-            compile on CPU).
+        parallel: parallel strategies when True, the sequential scaled forward recursion
+            (`lax.scan`) otherwise.
+        block_size: strategy when ``parallel``: None for the O(log T) log-space associative
+            scan; an int for the blocked strategy of `numpyro_parallel.ssm.hmm_blocked`
+            (blocks of that many steps); ``"auto"`` (default) for blocks of about sqrt(T) on
+            CPU and the associative scan on accelerators.
 
     Returns:
         An `HMMFilterResult`.
     """
-    prepared = _prepare(initial_logits, transition_logits, log_likelihoods)
-    return _filter(*prepared, (parallel, _block(block_size, log_likelihoods)))
+    prepared = prepare(initial_logits, transition_logits, log_likelihoods)
+    return _filter(*prepared, (parallel, resolve_block_size(block_size, log_likelihoods)))
 
 
 @partial(jax.jit, static_argnums=3)
 def _filter(log_initial, log_transition, log_likelihoods, mode):
-    _, prefix = _forward(log_initial, log_transition, log_likelihoods, mode)
-    log_alpha = prefix.log_matrix[:, 0, :]
-    log_evidence = jax.nn.logsumexp(log_alpha, axis=-1) + prefix.log_scale
-    terms = jnp.concatenate([log_evidence[:1], jnp.diff(log_evidence)])
-    filtered = jax.nn.softmax(log_alpha, axis=-1)
-    return HMMFilterResult(filtered, log_evidence[-1], terms)
+    parallel, block_size = mode
+    if parallel and block_size is None:
+        _, prefix = forward_scan(log_initial, log_transition, log_likelihoods, mode)
+        log_alpha = prefix.log_matrix[:, 0, :]
+        log_evidence = jax.nn.logsumexp(log_alpha, axis=-1) + prefix.log_scale
+        terms = jnp.concatenate([log_evidence[:1], jnp.diff(log_evidence)])
+        return HMMFilterResult(jax.nn.softmax(log_alpha, axis=-1), log_evidence[-1], terms)
+    filtered, terms, _ = scaled_filter(
+        log_initial, log_transition, log_likelihoods, block_size if parallel else None
+    )
+    return HMMFilterResult(filtered, jnp.sum(terms), terms)
 
 
 def _tree_product(combine, elements):
@@ -215,51 +151,40 @@ def hmm_log_likelihood(
     log_likelihoods: jax.Array,
     *,
     parallel: bool = True,
-    block_size: int | str | None = None,
+    block_size: int | str | None = "auto",
 ) -> jax.Array:
     """Marginal log-likelihood ``log p(y_{0:T-1})`` alone (what `DiscreteHMM.log_prob` uses).
 
-    In parallel mode the elements are multiplied by a pairwise tree (O(log T) depth, T - 1
-    combines, no stored prefixes), about half the work of `hmm_filter`.
+    With ``block_size=None`` the per-step elements are multiplied by a pairwise tree (O(log T)
+    depth, no stored prefixes); the blocked strategy needs only the block products and one
+    short scan over them (`numpyro_parallel.ssm.hmm_blocked`), about half the work of
+    `hmm_filter`.
 
     Args:
         initial_logits: ``(K,)`` logits of ``z_0``.
         transition_logits: ``(K, K)`` or ``(T, K, K)`` transition logits (module docstring).
         log_likelihoods: ``(T, K)`` log emission densities (0 where ``y_t`` is missing).
-        parallel: pairwise tree product when True, `lax.scan` otherwise.
-        block_size: with an int or ``"auto"``, sequential products inside blocks of that
-            length run side by side before the tree product over the block totals.
+        parallel: parallel strategies when True, the sequential scaled forward recursion
+            otherwise.
+        block_size: strategy when ``parallel``, as in `hmm_filter`.
 
     Returns:
         The scalar log-likelihood.
     """
-    prepared = _prepare(initial_logits, transition_logits, log_likelihoods)
-    return _log_likelihood(*prepared, (parallel, _block(block_size, log_likelihoods)))
+    prepared = prepare(initial_logits, transition_logits, log_likelihoods)
+    return _log_likelihood(*prepared, (parallel, resolve_block_size(block_size, log_likelihoods)))
 
 
 @partial(jax.jit, static_argnums=3)
 def _log_likelihood(log_initial, log_transition, log_likelihoods, mode):
     parallel, block_size = mode
-    elements = forward_elements(log_initial, log_transition, log_likelihoods)
-    if not parallel:
-        total = jax.tree_util.tree_map(lambda x: x[-1], _scan(sum_product_combine, elements, mode))
-    else:
-        num_steps = log_likelihoods.shape[0]
-        if block_size is not None and num_steps >= 2 * block_size:
-            num_blocks = num_steps // block_size
-            cut = num_blocks * block_size
-            head = jax.tree_util.tree_map(
-                lambda x: x[:cut].reshape(num_blocks, block_size, *x.shape[1:]), elements
-            )
-            tail = jax.tree_util.tree_map(lambda x: x[cut:], elements)
-            sequential = (False, None)
-            totals = jax.vmap(
-                lambda e: jax.tree_util.tree_map(
-                    lambda x: x[-1], _scan(sum_product_combine, e, sequential)
-                )
-            )(head)
-            elements = jax.tree_util.tree_map(lambda a, b: jnp.concatenate([a, b]), totals, tail)
-        total = _tree_product(sum_product_combine, elements)
+    if not (parallel and block_size is None) or log_likelihoods.shape[0] == 1:
+        block_size = block_size if parallel else None
+        return scaled_log_likelihood(log_initial, log_transition, log_likelihoods, block_size)
+    elements = forward_elements(
+        log_initial, per_step(log_transition, log_likelihoods.shape[0]), log_likelihoods
+    )
+    total = _tree_product(sum_product_combine, elements)
     return jax.nn.logsumexp(total.log_matrix[0]) + total.log_scale
 
 
@@ -269,7 +194,7 @@ def hmm_smoother(
     log_likelihoods: jax.Array,
     *,
     parallel: bool = True,
-    block_size: int | str | None = None,
+    block_size: int | str | None = "auto",
 ) -> jax.Array:
     """Posterior state marginals ``p(z_t | y_{0:T-1})`` by forward-backward.
 
@@ -277,166 +202,24 @@ def hmm_smoother(
         initial_logits: ``(K,)`` logits of ``z_0``.
         transition_logits: ``(K, K)`` or ``(T, K, K)`` transition logits (module docstring).
         log_likelihoods: ``(T, K)`` log emission densities (0 where ``y_t`` is missing).
-        parallel: associative scans when True, `lax.scan` otherwise.
+        parallel: parallel strategies when True, sequential scaled recursions otherwise.
         block_size: see `hmm_filter`.
 
     Returns:
         ``(T, K)`` smoothed probabilities.
     """
-    prepared = _prepare(initial_logits, transition_logits, log_likelihoods)
-    return _smoother(*prepared, (parallel, _block(block_size, log_likelihoods)))
+    prepared = prepare(initial_logits, transition_logits, log_likelihoods)
+    return _smoother(*prepared, (parallel, resolve_block_size(block_size, log_likelihoods)))
 
 
 @partial(jax.jit, static_argnums=3)
 def _smoother(log_initial, log_transition, log_likelihoods, mode):
-    elements, prefix = _forward(log_initial, log_transition, log_likelihoods, mode)
-    suffix = _scan(_reverse_sum_product, backward_elements(elements), mode, reverse=True)
-    log_marginal = prefix.log_matrix[:, 0, :] + suffix.log_matrix[:, :, 0]
-    return jax.nn.softmax(log_marginal, axis=-1)
-
-
-def _backtrack(pointers: jax.Array, mode) -> jax.Array:
-    # pointers[t][j] = z_t given z_{t+1} = j; pointers[T-1] is constant. Suffix composition.
-    maps = _scan(compose_index_maps, pointers, mode, reverse=True)
-    return maps[:, 0]
-
-
-def hmm_viterbi(
-    initial_logits: jax.Array,
-    transition_logits: jax.Array,
-    log_likelihoods: jax.Array,
-    *,
-    parallel: bool = True,
-    block_size: int | str | None = None,
-) -> ViterbiResult:
-    """Most likely state path (max-product scan, then parallel backtracking of the pointers).
-
-    Args:
-        initial_logits: ``(K,)`` logits of ``z_0``.
-        transition_logits: ``(K, K)`` or ``(T, K, K)`` transition logits (module docstring).
-        log_likelihoods: ``(T, K)`` log emission densities (0 where ``y_t`` is missing).
-        parallel: associative scans when True, `lax.scan` otherwise.
-        block_size: see `hmm_filter`.
-
-    Returns:
-        A `ViterbiResult`; ties are broken towards the smallest state index at each pointer.
-    """
-    prepared = _prepare(initial_logits, transition_logits, log_likelihoods)
-    return _viterbi(*prepared, (parallel, _block(block_size, log_likelihoods)))
-
-
-@partial(jax.jit, static_argnums=3)
-def _viterbi(log_initial, log_transition, log_likelihoods, mode):
-    elements = forward_elements(log_initial, log_transition, log_likelihoods)
-    prefix = _scan(max_product_combine, elements, mode)
-    delta = prefix.log_matrix[:, 0, :]
-    num_states = delta.shape[-1]
-    scores = delta[:-1, :, None] + log_transition[:-1]
-    pointers = jnp.argmax(scores, axis=1).astype(jnp.int32)
-    last = jnp.full((1, num_states), jnp.argmax(delta[-1]), jnp.int32)
-    path = _backtrack(jnp.concatenate([pointers, last], axis=0), mode)
-    return ViterbiResult(path, jnp.max(delta[-1]) + prefix.log_scale[-1])
-
-
-def _sample_sizes(sample_shape: Sequence[int]) -> tuple[tuple[int, ...], int]:
-    sample_shape = tuple(int(n) for n in sample_shape)
-    return sample_shape, int(np.prod(sample_shape, dtype=np.int64))
-
-
-def hmm_sample_states(
-    rng_key: jax.Array,
-    initial_logits: jax.Array,
-    transition_logits: jax.Array,
-    log_likelihoods: jax.Array,
-    sample_shape: Sequence[int] = (),
-    *,
-    parallel: bool = True,
-    block_size: int | str | None = None,
-) -> jax.Array:
-    """Posterior state paths ``z_{0:T-1} ~ p(z | y)`` (parallel forward-filter backward-sample).
-
-    Args:
-        rng_key: JAX PRNG key.
-        initial_logits: ``(K,)`` logits of ``z_0``.
-        transition_logits: ``(K, K)`` or ``(T, K, K)`` transition logits (module docstring).
-        log_likelihoods: ``(T, K)`` log emission densities (0 where ``y_t`` is missing).
-        sample_shape: leading shape of independent draws.
-        parallel: associative scans when True, `lax.scan` otherwise.
-        block_size: see `hmm_filter`.
-
-    Returns:
-        ``(*sample_shape, T)`` int32 state paths.
-    """
-    prepared = _prepare(initial_logits, transition_logits, log_likelihoods)
-    mode = (parallel, _block(block_size, log_likelihoods))
-    return _sample_states(rng_key, *prepared, _sample_sizes(sample_shape), mode)
-
-
-@partial(jax.jit, static_argnums=(4, 5))
-def _sample_states(rng_key, log_initial, log_transition, log_likelihoods, sizes, mode):
-    _, prefix = _forward(log_initial, log_transition, log_likelihoods, mode)
-    log_filtered = jax.nn.log_softmax(prefix.log_matrix[:, 0, :], axis=-1)
-    num_steps, num_states = log_filtered.shape
-    # conditional[t, i, j] = log p(z_t = i | z_{t+1} = j, y_{0:t}) up to a constant in i.
-    conditional = log_filtered[:-1, :, None] + log_transition[:-1]
-    sample_shape, num_samples = sizes
-
-    def one_path(key):
-        gumbel = jax.random.gumbel(key, (num_steps, num_states), log_filtered.dtype)
-        maps = jnp.argmax(conditional + gumbel[:-1, :, None], axis=1).astype(jnp.int32)
-        last = jnp.argmax(log_filtered[-1] + gumbel[-1]).astype(jnp.int32)
-        last = jnp.full((1, num_states), last, jnp.int32)
-        return _backtrack(jnp.concatenate([maps, last], axis=0), mode)
-
-    paths = jax.vmap(one_path)(jax.random.split(rng_key, num_samples))
-    return paths.reshape(*sample_shape, num_steps)
-
-
-def hmm_sample_prior_states(
-    rng_key: jax.Array,
-    initial_logits: jax.Array,
-    transition_logits: jax.Array,
-    num_steps: int,
-    sample_shape: Sequence[int] = (),
-    *,
-    parallel: bool = True,
-    block_size: int | str | None = None,
-) -> jax.Array:
-    """State paths from the Markov chain prior, by a forward scan of Gumbel-max index maps.
-
-    Args:
-        rng_key: JAX PRNG key.
-        initial_logits: ``(K,)`` logits of ``z_0``.
-        transition_logits: ``(K, K)`` or ``(num_steps, K, K)`` transition logits.
-        num_steps: path length T.
-        sample_shape: leading shape of independent draws.
-        parallel: associative scan when True, `lax.scan` otherwise.
-        block_size: see `hmm_filter`.
-
-    Returns:
-        ``(*sample_shape, T)`` int32 state paths.
-    """
-    num_states = jnp.shape(initial_logits)[-1]
-    log_likelihoods = jnp.zeros((num_steps, num_states), jnp.result_type(initial_logits, float))
-    log_initial, log_transition, _ = _prepare(initial_logits, transition_logits, log_likelihoods)
-    sizes = _sample_sizes(sample_shape)
-    mode = (parallel, _block(block_size, log_likelihoods))
-    return _sample_prior(rng_key, log_initial, log_transition, sizes, mode)
-
-
-@partial(jax.jit, static_argnums=(3, 4))
-def _sample_prior(rng_key, log_initial, log_transition, sizes, mode):
-    sample_shape, num_samples = sizes
-    num_steps, num_states = log_transition.shape[:2]
-
-    def one_path(key):
-        gumbel = jax.random.gumbel(key, (num_steps, num_states), log_initial.dtype)
-        first = jnp.argmax(log_initial + gumbel[0]).astype(jnp.int32)
-        first = jnp.full((1, num_states), first, jnp.int32)
-        # maps[t][i] = z_{t+1} given z_t = i.
-        maps = jnp.argmax(log_transition[:-1] + gumbel[1:, None, :], axis=2).astype(jnp.int32)
-        elements = jnp.concatenate([first, maps], axis=0)
-        return _scan(compose_index_maps, elements, mode)[:, 0]
-
-    paths = jax.vmap(one_path)(jax.random.split(rng_key, num_samples))
-    return paths.reshape(*sample_shape, num_steps)
+    parallel, block_size = mode
+    if parallel and block_size is None:
+        elements, prefix = forward_scan(log_initial, log_transition, log_likelihoods, mode)
+        suffix = scan_elements(reverse_sum_product, backward_elements(elements), mode, reverse=True)
+        log_marginal = prefix.log_matrix[:, 0, :] + suffix.log_matrix[:, :, 0]
+        return jax.nn.softmax(log_marginal, axis=-1)
+    return scaled_smoother(
+        log_initial, log_transition, log_likelihoods, block_size if parallel else None
+    )

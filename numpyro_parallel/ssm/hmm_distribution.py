@@ -56,10 +56,11 @@ class DiscreteHMM(Distribution):
             ``[t]`` maps ``z_t`` to ``z_{t+1}`` (the last time entry is unused).
         observation_dist: NumPyro distribution with batch shape ``(K,)`` or
             ``batch + (T or 1, K)``.
-        parallel: parallel associative scans when True, sequential `lax.scan` otherwise.
-        block_size: None for the O(log T) associative scan; an int or ``"auto"`` for the
-            blocked strategy of `numpyro_parallel.scan.associative_scan` (much faster to
-            compile on CPU, similar run time).
+        parallel: parallel strategies when True, sequential `lax.scan` otherwise.
+        block_size: ``"auto"`` (default): blocks of about sqrt(T) steps on CPU (the blocked
+            scaled-probability strategy of `numpyro_parallel.ssm.hmm_blocked`, the fastest
+            there) and the O(log T) associative scan on accelerators; None forces the
+            associative scan, an int the blocked strategy with blocks of that length.
         num_steps: number of time steps T; needed by `sample` when no argument is
             time-varying (then `log_prob` accepts sequences of any length).
         validate_args: NumPyro's argument validation flag.
@@ -79,7 +80,7 @@ class DiscreteHMM(Distribution):
         observation_dist: Distribution,
         *,
         parallel: bool = True,
-        block_size: int | str | None = None,
+        block_size: int | str | None = "auto",
         num_steps: int | None = None,
         validate_args: bool | None = None,
     ):

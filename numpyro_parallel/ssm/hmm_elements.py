@@ -34,6 +34,7 @@ __all__ = [
     "forward_elements",
     "max_product_combine",
     "normalize",
+    "safe_log",
     "sum_product_combine",
 ]
 
@@ -63,8 +64,15 @@ def normalize(log_matrix: jax.Array, log_scale: jax.Array) -> LogMatrix:
     return LogMatrix(log_matrix - shift, log_scale + shift)
 
 
-def _safe_log(x: jax.Array) -> jax.Array:
-    # log with log(0) = -inf and zero (not NaN) gradients at 0 ("double where").
+def safe_log(x: jax.Array) -> jax.Array:
+    """``log(x)`` for ``x >= 0`` with ``log(0) = -inf`` and zero (not NaN) gradients at 0.
+
+    Args:
+        x: non-negative array.
+
+    Returns:
+        The elementwise logarithm.
+    """
     positive = x > 0
     return jnp.where(positive, jnp.log(jnp.where(positive, x, jnp.ones_like(x))), -jnp.inf)
 
@@ -86,7 +94,7 @@ def sum_product_combine(earlier: LogMatrix, later: LogMatrix) -> LogMatrix:
     row_shift = _finite_or_zero(jnp.max(a, axis=1, keepdims=True))
     column_shift = _finite_or_zero(jnp.max(b, axis=0, keepdims=True))
     product = jnp.exp(a - row_shift) @ jnp.exp(b - column_shift)
-    log_product = _safe_log(product) + row_shift + column_shift
+    log_product = safe_log(product) + row_shift + column_shift
     return normalize(log_product, earlier.log_scale + later.log_scale)
 
 

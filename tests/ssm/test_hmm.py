@@ -34,6 +34,18 @@ def _problem(seed, num_states, num_steps, time_varying=False, scale=2.0):
 
 CASES = [(2, 1, False), (3, 1, True), (2, 2, False), (3, 7, False), (3, 7, True), (2, 11, True)]
 
+# Every strategy: the O(log T) log-space associative scan, the blocked scaled-probability
+# strategy (blocks of 2 and 3 steps, the last one padded when they do not divide T - 1, and
+# "auto"), and the sequential scaled recursions.
+STRATEGIES = [
+    {"parallel": True, "block_size": None},
+    {"parallel": True, "block_size": 2},
+    {"parallel": True, "block_size": 3},
+    {"parallel": True, "block_size": "auto"},
+    {"parallel": False},
+]
+STRATEGY_IDS = ["associative", "blocked2", "blocked3", "auto", "sequential"]
+
 
 @pytest.mark.parametrize("num_states,num_steps,time_varying", CASES)
 def test_parallel_equals_sequential_equals_enumeration(num_states, num_steps, time_varying):
@@ -41,29 +53,38 @@ def test_parallel_equals_sequential_equals_enumeration(num_states, num_steps, ti
     evidence, marginals, best_path, best_score = enumerate_reference(*args)
     forward_evidence, filtered = forward_reference(*args)
     np.testing.assert_allclose(forward_evidence, evidence, rtol=RTOL)
-    for parallel in (True, False):
-        result = hmm.hmm_filter(*args, parallel=parallel)
+    for strategy in STRATEGIES:
+        result = hmm.hmm_filter(*args, **strategy)
         np.testing.assert_allclose(result.log_likelihood, evidence, rtol=RTOL)
         np.testing.assert_allclose(result.filtered_probs, filtered, rtol=RTOL, atol=1e-12)
         np.testing.assert_allclose(jnp.sum(result.log_likelihood_terms), evidence, rtol=RTOL)
-        smoothed = hmm.hmm_smoother(*args, parallel=parallel)
+        log_likelihood = hmm.hmm_log_likelihood(*args, **strategy)
+        np.testing.assert_allclose(log_likelihood, evidence, rtol=RTOL)
+        smoothed = hmm.hmm_smoother(*args, **strategy)
         np.testing.assert_allclose(smoothed, marginals, rtol=RTOL, atol=1e-12)
-        viterbi = hmm.hmm_viterbi(*args, parallel=parallel)
+        viterbi = hmm.hmm_viterbi(*args, **strategy)
         np.testing.assert_array_equal(viterbi.path, best_path)
         np.testing.assert_allclose(viterbi.log_joint, best_score, rtol=RTOL)
 
 
-@pytest.mark.parametrize("num_steps", [1, 13])
-def test_parallel_equals_sequential_longer(num_steps):
-    args = _problem(5, 4, num_steps, time_varying=True)
+@pytest.mark.parametrize("time_varying", [True, False])
+@pytest.mark.parametrize("num_steps", [1, 13, 31])
+def test_parallel_equals_sequential_longer(num_steps, time_varying):
+    args = _problem(5, 4, num_steps, time_varying=time_varying)
     evidence, filtered = forward_reference(*args)
-    par, seq = hmm.hmm_filter(*args), hmm.hmm_filter(*args, parallel=False)
-    np.testing.assert_allclose(par.log_likelihood, evidence, rtol=RTOL)
+    seq = hmm.hmm_filter(*args, parallel=False)
+    smoothed_seq = hmm.hmm_smoother(*args, parallel=False)
     np.testing.assert_allclose(seq.log_likelihood, evidence, rtol=RTOL)
-    np.testing.assert_allclose(par.filtered_probs, filtered, rtol=RTOL, atol=1e-12)
-    np.testing.assert_allclose(
-        hmm.hmm_smoother(*args), hmm.hmm_smoother(*args, parallel=False), rtol=RTOL, atol=1e-12
-    )
+    for block_size in (None, 2, 5, 64):
+        par = hmm.hmm_filter(*args, block_size=block_size)
+        np.testing.assert_allclose(par.log_likelihood, evidence, rtol=RTOL)
+        np.testing.assert_allclose(par.filtered_probs, filtered, rtol=RTOL, atol=1e-12)
+        np.testing.assert_allclose(
+            par.log_likelihood_terms, seq.log_likelihood_terms, rtol=RTOL, atol=1e-12
+        )
+        np.testing.assert_allclose(
+            hmm.hmm_smoother(*args, block_size=block_size), smoothed_seq, rtol=RTOL, atol=1e-12
+        )
     v_par, v_seq = hmm.hmm_viterbi(*args), hmm.hmm_viterbi(*args, parallel=False)
     np.testing.assert_array_equal(v_par.path, v_seq.path)
     np.testing.assert_allclose(v_par.log_joint, v_seq.log_joint, rtol=RTOL)
@@ -75,16 +96,16 @@ def test_structural_zeros_left_to_right():
     transition = jnp.log(jnp.array([[0.7, 0.3, 0.0], [0.0, 0.8, 0.2], [0.0, 0.0, 1.0]]))
     log_likelihoods = jnp.asarray(np.random.default_rng(0).normal(size=(7, 3)))
     evidence, marginals, best_path, _ = enumerate_reference(initial, transition, log_likelihoods)
-    for parallel in (True, False):
-        res = hmm.hmm_filter(initial, transition, log_likelihoods, parallel=parallel)
+    for strategy in STRATEGIES:
+        res = hmm.hmm_filter(initial, transition, log_likelihoods, **strategy)
         np.testing.assert_allclose(res.log_likelihood, evidence, rtol=RTOL)
-        smoothed = hmm.hmm_smoother(initial, transition, log_likelihoods, parallel=parallel)
+        smoothed = hmm.hmm_smoother(initial, transition, log_likelihoods, **strategy)
         np.testing.assert_allclose(smoothed, marginals, rtol=RTOL, atol=1e-12)
-        path = hmm.hmm_viterbi(initial, transition, log_likelihoods, parallel=parallel).path
+        path = hmm.hmm_viterbi(initial, transition, log_likelihoods, **strategy).path
         np.testing.assert_array_equal(path, best_path)
 
-        def log_likelihood(ll, parallel=parallel):
-            return hmm.hmm_filter(initial, transition, ll, parallel=parallel).log_likelihood
+        def log_likelihood(ll, strategy=strategy):
+            return hmm.hmm_filter(initial, transition, ll, **strategy).log_likelihood
 
         grad = jax.grad(log_likelihood)(log_likelihoods)
         np.testing.assert_allclose(jnp.sum(grad, axis=1), 1.0, rtol=1e-9)  # = smoothed probs
@@ -146,9 +167,14 @@ def test_float32_long_sequence_is_stable():
     assert res32.log_likelihood.dtype == jnp.float32
     assert np.isfinite(res32.log_likelihood) and np.all(np.isfinite(res32.filtered_probs))
     np.testing.assert_allclose(res32.log_likelihood, res64.log_likelihood, rtol=1e-5)
-    tree32 = hmm.hmm_log_likelihood(*args32)  # the DiscreteHMM.log_prob path
-    assert tree32.dtype == jnp.float32
-    np.testing.assert_allclose(tree32, res64.log_likelihood, rtol=1e-5)
+    for block_size in ("auto", None):  # the DiscreteHMM.log_prob paths (CPU, accelerators)
+        tree32 = hmm.hmm_log_likelihood(*args32, block_size=block_size)
+        assert tree32.dtype == jnp.float32
+        np.testing.assert_allclose(tree32, res64.log_likelihood, rtol=1e-5)
+    assert np.all(np.isfinite(res32.log_likelihood_terms))
+    np.testing.assert_allclose(
+        res32.log_likelihood_terms, res64.log_likelihood_terms, rtol=1e-4, atol=1e-4
+    )
     np.testing.assert_allclose(res32.filtered_probs, res64.filtered_probs, atol=1e-3)
     smoothed32 = hmm.hmm_smoother(*args32, block_size="auto")  # blocked: faster to compile
     smoothed64 = hmm.hmm_smoother(*args64, parallel=False)
@@ -203,29 +229,37 @@ def test_prior_path_samples_match_enumeration():
         assert np.all(np.abs(freq - expected) < tolerance)
 
 
-@pytest.mark.parametrize("parallel", [True, False])
-def test_gradients_match_finite_differences(parallel):
+@pytest.mark.parametrize("strategy", STRATEGIES, ids=STRATEGY_IDS)
+def test_gradients_match_finite_differences(strategy):
     initial, transition, log_likelihoods = _problem(9, 3, 7, time_varying=True)
 
     def log_likelihood(a, b, c):
-        return hmm.hmm_filter(a, b, c, parallel=parallel).log_likelihood
+        return hmm.hmm_filter(a, b, c, **strategy).log_likelihood
 
     check_grads(log_likelihood, (initial, transition, log_likelihoods), order=1, modes=["rev"])
 
+    def terms_summary(a, b, c):
+        terms = hmm.hmm_filter(a, b, c, **strategy).log_likelihood_terms
+        return jnp.sum(terms * jnp.arange(1.0, 8.0))
+
+    check_grads(terms_summary, (initial, transition, log_likelihoods), order=1, modes=["rev"])
+
     def smoothed_summary(a, b, c):
         weights = jnp.arange(21.0).reshape(7, 3)
-        return jnp.sum(hmm.hmm_smoother(a, b, c, parallel=parallel) * weights)
+        return jnp.sum(hmm.hmm_smoother(a, b, c, **strategy) * weights)
 
     check_grads(smoothed_summary, (initial, transition, log_likelihoods), order=1, modes=["rev"])
 
 
-def test_jit_and_vmap_invariance():
+@pytest.mark.parametrize("block_size", [None, 2])
+def test_jit_and_vmap_invariance(block_size):
     batch = [_problem(20 + i, 3, 7, time_varying=True) for i in range(3)]
     stacked = tuple(jnp.stack(x) for x in zip(*batch, strict=True))
     for fn in (
-        lambda *a: hmm.hmm_filter(*a).log_likelihood,
-        hmm.hmm_smoother,
-        lambda *a: hmm.hmm_viterbi(*a).path,
+        lambda *a: hmm.hmm_filter(*a, block_size=block_size).log_likelihood,
+        lambda *a: hmm.hmm_log_likelihood(*a, block_size=block_size),
+        lambda *a: hmm.hmm_smoother(*a, block_size=block_size),
+        lambda *a: hmm.hmm_viterbi(*a, block_size=block_size).path,
     ):
         looped = jnp.stack([fn(*args) for args in batch])
         np.testing.assert_allclose(jax.vmap(fn)(*stacked), looped, rtol=1e-12)
@@ -274,9 +308,13 @@ def test_blocked_strategy_matches_reference(block_size):
         hmm.hmm_filter(*args, block_size=0)
 
 
-@pytest.mark.parametrize("num_steps,block_size", [(1, None), (2, None), (13, None), (13, 3)])
-def test_log_likelihood_tree_product(num_steps, block_size):
-    args = _problem(40 + num_steps, 3, num_steps, time_varying=True)
+@pytest.mark.parametrize(
+    "num_steps,block_size,time_varying",
+    [(1, None, True), (2, None, True), (13, None, True), (13, 3, True), (14, 3, True),
+     (13, 5, False), (13, 20, False), (2, 1, False)],
+)  # fmt: skip
+def test_log_likelihood_tree_product(num_steps, block_size, time_varying):
+    args = _problem(40 + num_steps, 3, num_steps, time_varying=time_varying)
     evidence, _ = forward_reference(*args)
     for parallel in (True, False):
         got = hmm.hmm_log_likelihood(*args, parallel=parallel, block_size=block_size)
@@ -286,4 +324,15 @@ def test_log_likelihood_tree_product(num_steps, block_size):
         args,
         order=1,
         modes=["rev"],
+    )
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES, ids=STRATEGY_IDS)
+def test_impossible_observation_gives_minus_infinity(strategy):
+    # An observation impossible under every state: log-likelihood -inf, never NaN.
+    initial, transition, log_likelihoods = _problem(3, 3, 9)
+    log_likelihoods = log_likelihoods.at[4].set(-jnp.inf)
+    assert hmm.hmm_log_likelihood(initial, transition, log_likelihoods, **strategy) == -jnp.inf
+    assert hmm.hmm_filter(initial, transition, log_likelihoods, **strategy).log_likelihood == (
+        -jnp.inf
     )

@@ -1,0 +1,204 @@
+"""Viterbi decoding and state-path sampling for discrete HMMs in O(log T) parallel depth.
+
+Hassan, Särkkä & García-Fernández (2021), "Temporal parallelization of inference in hidden
+Markov models": Viterbi is a max-product associative scan; the path is recovered by
+composing the argmax pointers as index maps in a second (suffix) scan. Posterior path samples
+use the same composition with Gumbel-max draws ``f_t[j] = argmax_i log p(z_t = i | y_{0:t}) +
+log P_t[i, j] + g_t[i]`` (one Gumbel vector ``g_t`` shared by all ``j``), and prior paths a
+forward scan of Gumbel-max transition maps. Public through `numpyro_parallel.ssm.hmm`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import partial
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from numpyro_parallel.ssm.hmm_blocked import scaled_filter
+from numpyro_parallel.ssm.hmm_common import (
+    forward_scan,
+    per_step,
+    prepare,
+    resolve_block_size,
+    scan_elements,
+)
+from numpyro_parallel.ssm.hmm_elements import (
+    compose_index_maps,
+    forward_elements,
+    max_product_combine,
+    safe_log,
+)
+
+__all__ = ["ViterbiResult", "hmm_sample_prior_states", "hmm_sample_states", "hmm_viterbi"]
+
+
+class ViterbiResult(NamedTuple):
+    """Most likely state path.
+
+    Attributes:
+        path: ``(T,)`` int32 states of the most likely path.
+        log_joint: ``()`` ``log p(path, y)`` of that path.
+    """
+
+    path: jax.Array
+    log_joint: jax.Array
+
+
+def _backtrack(pointers: jax.Array, mode) -> jax.Array:
+    # pointers[t][j] = z_t given z_{t+1} = j; pointers[T-1] is constant. Suffix composition.
+    maps = scan_elements(compose_index_maps, pointers, mode, reverse=True)
+    return maps[:, 0]
+
+
+def hmm_viterbi(
+    initial_logits: jax.Array,
+    transition_logits: jax.Array,
+    log_likelihoods: jax.Array,
+    *,
+    parallel: bool = True,
+    block_size: int | str | None = "auto",
+) -> ViterbiResult:
+    """Most likely state path (max-product scan, then parallel backtracking of the pointers).
+
+    Args:
+        initial_logits: ``(K,)`` logits of ``z_0``.
+        transition_logits: ``(K, K)`` or ``(T, K, K)`` transition logits (module docstring).
+        log_likelihoods: ``(T, K)`` log emission densities (0 where ``y_t`` is missing).
+        parallel: associative scans when True, `lax.scan` otherwise.
+        block_size: see `hmm_filter`.
+
+    Returns:
+        A `ViterbiResult`; ties are broken towards the smallest state index at each pointer.
+    """
+    prepared = prepare(initial_logits, transition_logits, log_likelihoods)
+    return _viterbi(*prepared, (parallel, resolve_block_size(block_size, log_likelihoods)))
+
+
+@partial(jax.jit, static_argnums=3)
+def _viterbi(log_initial, log_transition, log_likelihoods, mode):
+    log_transition = per_step(log_transition, log_likelihoods.shape[0])
+    elements = forward_elements(log_initial, log_transition, log_likelihoods)
+    prefix = scan_elements(max_product_combine, elements, mode)
+    delta = prefix.log_matrix[:, 0, :]
+    num_states = delta.shape[-1]
+    scores = delta[:-1, :, None] + log_transition[:-1]
+    pointers = jnp.argmax(scores, axis=1).astype(jnp.int32)
+    last = jnp.full((1, num_states), jnp.argmax(delta[-1]), jnp.int32)
+    path = _backtrack(jnp.concatenate([pointers, last], axis=0), mode)
+    return ViterbiResult(path, jnp.max(delta[-1]) + prefix.log_scale[-1])
+
+
+def _sample_sizes(sample_shape: Sequence[int]) -> tuple[tuple[int, ...], int]:
+    sample_shape = tuple(int(n) for n in sample_shape)
+    return sample_shape, int(np.prod(sample_shape, dtype=np.int64))
+
+
+def hmm_sample_states(
+    rng_key: jax.Array,
+    initial_logits: jax.Array,
+    transition_logits: jax.Array,
+    log_likelihoods: jax.Array,
+    sample_shape: Sequence[int] = (),
+    *,
+    parallel: bool = True,
+    block_size: int | str | None = "auto",
+) -> jax.Array:
+    """Posterior state paths ``z_{0:T-1} ~ p(z | y)`` (parallel forward-filter backward-sample).
+
+    Args:
+        rng_key: JAX PRNG key.
+        initial_logits: ``(K,)`` logits of ``z_0``.
+        transition_logits: ``(K, K)`` or ``(T, K, K)`` transition logits (module docstring).
+        log_likelihoods: ``(T, K)`` log emission densities (0 where ``y_t`` is missing).
+        sample_shape: leading shape of independent draws.
+        parallel: associative scans when True, `lax.scan` otherwise.
+        block_size: see `hmm_filter`.
+
+    Returns:
+        ``(*sample_shape, T)`` int32 state paths.
+    """
+    prepared = prepare(initial_logits, transition_logits, log_likelihoods)
+    mode = (parallel, resolve_block_size(block_size, log_likelihoods))
+    return _sample_states(rng_key, *prepared, _sample_sizes(sample_shape), mode)
+
+
+@partial(jax.jit, static_argnums=(4, 5))
+def _sample_states(rng_key, log_initial, log_transition, log_likelihoods, sizes, mode):
+    parallel, block_size = mode
+    if parallel and block_size is None:
+        _, prefix = forward_scan(log_initial, log_transition, log_likelihoods, mode)
+        log_filtered = jax.nn.log_softmax(prefix.log_matrix[:, 0, :], axis=-1)
+    else:
+        block_size = block_size if parallel else None
+        filtered = scaled_filter(log_initial, log_transition, log_likelihoods, block_size)[0]
+        log_filtered = safe_log(filtered)
+    num_steps, num_states = log_filtered.shape
+    log_transition = per_step(log_transition, num_steps)
+    # conditional[t, i, j] = log p(z_t = i | z_{t+1} = j, y_{0:t}) up to a constant in i.
+    conditional = log_filtered[:-1, :, None] + log_transition[:-1]
+    sample_shape, num_samples = sizes
+
+    def one_path(key):
+        gumbel = jax.random.gumbel(key, (num_steps, num_states), log_filtered.dtype)
+        maps = jnp.argmax(conditional + gumbel[:-1, :, None], axis=1).astype(jnp.int32)
+        last = jnp.argmax(log_filtered[-1] + gumbel[-1]).astype(jnp.int32)
+        last = jnp.full((1, num_states), last, jnp.int32)
+        return _backtrack(jnp.concatenate([maps, last], axis=0), mode)
+
+    paths = jax.vmap(one_path)(jax.random.split(rng_key, num_samples))
+    return paths.reshape(*sample_shape, num_steps)
+
+
+def hmm_sample_prior_states(
+    rng_key: jax.Array,
+    initial_logits: jax.Array,
+    transition_logits: jax.Array,
+    num_steps: int,
+    sample_shape: Sequence[int] = (),
+    *,
+    parallel: bool = True,
+    block_size: int | str | None = "auto",
+) -> jax.Array:
+    """State paths from the Markov chain prior, by a forward scan of Gumbel-max index maps.
+
+    Args:
+        rng_key: JAX PRNG key.
+        initial_logits: ``(K,)`` logits of ``z_0``.
+        transition_logits: ``(K, K)`` or ``(num_steps, K, K)`` transition logits.
+        num_steps: path length T.
+        sample_shape: leading shape of independent draws.
+        parallel: associative scan when True, `lax.scan` otherwise.
+        block_size: see `hmm_filter`.
+
+    Returns:
+        ``(*sample_shape, T)`` int32 state paths.
+    """
+    num_states = jnp.shape(initial_logits)[-1]
+    log_likelihoods = jnp.zeros((num_steps, num_states), jnp.result_type(initial_logits, float))
+    log_initial, log_transition, _ = prepare(initial_logits, transition_logits, log_likelihoods)
+    sizes = _sample_sizes(sample_shape)
+    mode = (parallel, resolve_block_size(block_size, log_likelihoods))
+    log_transition = per_step(log_transition, num_steps)
+    return _sample_prior(rng_key, log_initial, log_transition, sizes, mode)
+
+
+@partial(jax.jit, static_argnums=(3, 4))
+def _sample_prior(rng_key, log_initial, log_transition, sizes, mode):
+    sample_shape, num_samples = sizes
+    num_steps, num_states = log_transition.shape[:2]
+
+    def one_path(key):
+        gumbel = jax.random.gumbel(key, (num_steps, num_states), log_initial.dtype)
+        first = jnp.argmax(log_initial + gumbel[0]).astype(jnp.int32)
+        first = jnp.full((1, num_states), first, jnp.int32)
+        # maps[t][i] = z_{t+1} given z_t = i.
+        maps = jnp.argmax(log_transition[:-1] + gumbel[1:, None, :], axis=2).astype(jnp.int32)
+        elements = jnp.concatenate([first, maps], axis=0)
+        return scan_elements(compose_index_maps, elements, mode)[:, 0]
+
+    paths = jax.vmap(one_path)(jax.random.split(rng_key, num_samples))
+    return paths.reshape(*sample_shape, num_steps)
