@@ -7,7 +7,12 @@ Anchors: cuthbert's particle filter (installed) and a minimal hand-written ``lax
 bootstrap filter (the leanest JAX implementation, the per-step target). BlackJAX has no
 state-space particle filter (its SMC covers static targets), so no BlackJAX anchor is timed.
 
-Run: python benchmarks/smc.py [--quick] [--dtype float32|float64]
+dSMC is timed with exact (N x N) stitching and with lazy (rejection) stitching, whose mean
+number of trials per pair, fallback count and bound violations are recorded.
+
+Run: python benchmarks/smc.py [--quick] [--dtype float32|float64] [--only all|dsmc]
+(``--only dsmc`` reruns the smoother section only and keeps the other rows of the existing
+result file.)
 """
 
 from __future__ import annotations
@@ -28,20 +33,27 @@ from numpyro_parallel.smc.particle_filter import bootstrap, run
 from numpyro_parallel.smc.resampling import RESAMPLERS, systematic
 
 PHI, Q_SD, R_SD = 0.9, 0.7, 1.0
+LOG_BOUND = -np.log(Q_SD) - 0.5 * np.log(2 * np.pi)  # max of the N(., PHI x, Q_SD^2) density
 
 
 def timed(fn, *args, repeats=5):
     """(compile seconds, median run seconds) of ``jax.jit(fn)(*args)``."""
+    compile_s, run_s, _ = timed_with_output(fn, *args, repeats=repeats)
+    return compile_s, run_s
+
+
+def timed_with_output(fn, *args, repeats=5):
+    """(compile seconds, median run seconds, output of the first run) of ``jax.jit(fn)``."""
     t0 = time.perf_counter()
     compiled = jax.jit(fn).lower(*args).compile()
     compile_s = time.perf_counter() - t0
-    jax.block_until_ready(compiled(*args))
+    out = jax.block_until_ready(compiled(*args))
     runs = []
     for _ in range(repeats):
         t0 = time.perf_counter()
         jax.block_until_ready(compiled(*args))
         runs.append(time.perf_counter() - t0)
-    return compile_s, statistics.median(runs)
+    return compile_s, statistics.median(runs), out
 
 
 def norm_logpdf(x, mean, sd):
@@ -116,26 +128,8 @@ def lgssm_fns():
     )
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--dtype", default="float64", choices=["float32", "float64"])
-    args = parser.parse_args()
-    if args.dtype == "float64":
-        jax.config.update("jax_enable_x64", True)
-    dtype = jnp.dtype(args.dtype)
-    key = jax.random.key(0)
-    results = {
-        "device": jax.devices()[0].device_kind,
-        "platform": jax.default_backend(),
-        "jax_version": jax.__version__,
-        "dtype": args.dtype,
-        "quick": args.quick,
-        "particle_filter": [],
-        "resampling": [],
-        "smoothers": [],
-    }
-
+def pf_and_resampling(args, key, dtype, results):
+    """Sections 1 (particle-filter step cost) and 2 (resampler cost)."""
     # 1. Particle-filter step cost.
     num_steps = 200 if args.quick else 1000
     ys = data(num_steps, dtype)
@@ -172,6 +166,43 @@ def main():
             results["resampling"].append(row)
             print("resampling", row)
 
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--dtype", default="float64", choices=["float32", "float64"])
+    parser.add_argument(
+        "--only",
+        default="all",
+        choices=["all", "dsmc"],
+        help="'dsmc': rerun only the smoother section, keep the other rows of the result file",
+    )
+    args = parser.parse_args()
+    if args.dtype == "float64":
+        jax.config.update("jax_enable_x64", True)
+    dtype = jnp.dtype(args.dtype)
+    key = jax.random.key(0)
+    results = {
+        "device": jax.devices()[0].device_kind,
+        "platform": jax.default_backend(),
+        "jax_version": jax.__version__,
+        "dtype": args.dtype,
+        "quick": args.quick,
+        "particle_filter": [],
+        "resampling": [],
+        "smoothers": [],
+    }
+
+    stem = os.path.join(os.path.dirname(__file__), "results", f"smc_{jax.default_backend()}")
+    if args.only == "dsmc" and os.path.exists(stem + ".json"):
+        with open(stem + ".json") as f:
+            previous = json.load(f)
+        results["particle_filter"] = previous["particle_filter"]
+        results["resampling"] = previous["resampling"]
+        results["pf_resampling_from"] = "previous run (--only dsmc)"
+    elif args.only == "all":
+        pf_and_resampling(args, key, dtype, results)
+
     # 3. dSMC vs sequential PF + FFBS (both return N smoothing trajectories).
     grid_t = [32, 128] if args.quick else [32, 128, 512, 1024]
     grid_n = [100] if args.quick else [100, 1000]
@@ -187,6 +218,23 @@ def main():
                 out = dsmc(k, y, n, proposal_mean=mean, proposal_chol=chol, block_size=block, **fns)
                 return out.trajectories
 
+            def run_lazy(k, y, n=n, block=block, mean=mean, chol=chol):
+                out = dsmc(
+                    k,
+                    y,
+                    n,
+                    proposal_mean=mean,
+                    proposal_chol=chol,
+                    block_size=block,
+                    transition_log_bound=LOG_BOUND,
+                    **fns,
+                )
+                return out.trajectories, (
+                    out.mean_trials,
+                    out.num_fallback,
+                    out.num_bound_violations,
+                )
+
             def run_ffbs(k, y, n=n):
                 k1, k2 = jax.random.split(k)
                 model = bootstrap(
@@ -197,14 +245,18 @@ def main():
                 out = run(k1, model, y, n)
                 return backward_sampling(k2, out, fns["transition_log_prob"], n)
 
-            for name, fn in [("dsmc", run_dsmc), ("pf_ffbs", run_ffbs)]:
-                compile_s, run_s = timed(fn, key, ys_t, repeats=3 if n <= 100 else 1)
+            for name, fn in [("dsmc", run_dsmc), ("dsmc_lazy", run_lazy), ("pf_ffbs", run_ffbs)]:
+                compile_s, run_s, out = timed_with_output(
+                    fn, key, ys_t, repeats=3 if n <= 100 or name == "dsmc_lazy" else 1
+                )
                 row = dict(method=name, N=n, T=t, compile_s=compile_s, run_s=run_s)
+                if name == "dsmc_lazy":
+                    trials, fallback, violations = (np.asarray(a).item() for a in out[1])
+                    row.update(mean_trials=trials, fallback=fallback, violations=violations)
                 results["smoothers"].append(row)
                 print("smoother", row)
 
     os.makedirs(os.path.join(os.path.dirname(__file__), "results"), exist_ok=True)
-    stem = os.path.join(os.path.dirname(__file__), "results", f"smc_{jax.default_backend()}")
     with open(stem + ".json", "w") as f:
         json.dump(results, f, indent=2)
     with open(stem + ".md", "w") as f:
@@ -220,6 +272,13 @@ def markdown(r):
         "",
         "## Particle filter (bootstrap, systematic resampling every step, 1-d state)",
         "",
+    ]
+    if r.get("pf_resampling_from"):
+        lines += [
+            "(Particle-filter and resampling rows: from an earlier run; this one ran --only dsmc.)",
+            "",
+        ]
+    lines += [
         "| impl | N | T | compile s | run s | µs / step |",
         "|---|---|---|---|---|---|",
     ]
@@ -244,13 +303,23 @@ def markdown(r):
         "",
         "## Smoothers: dSMC (parallel in time) vs PF + FFBS (N trajectories each)",
         "",
-        "| method | N | T | compile s | run s |",
-        "|---|---|---|---|---|",
+        "dsmc: exact N x N stitching (row blocks of 100 at N = 1000); dsmc_lazy: rejection",
+        "stitching with the bound max f (exact fallback when a pair is not accepted within 64",
+        "trials); trials = mean rejection trials per pair, fallback = pairs drawn by the fallback.",
+        "",
+        "| method | N | T | compile s | run s | trials | fallback | violations |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for row in r["smoothers"]:
+        lazy = "mean_trials" in row
+        extra = (
+            f"{row['mean_trials']:.2f} | {row['fallback']} | {row['violations']}"
+            if lazy
+            else " |  | "
+        )
         lines.append(
             f"| {row['method']} | {row['N']} | {row['T']} | {row['compile_s']:.2f} | "
-            f"{row['run_s']:.4f} |"
+            f"{row['run_s']:.4f} | {extra} |"
         )
     return "\n".join(lines) + "\n"
 

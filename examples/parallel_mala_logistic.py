@@ -1,19 +1,23 @@
-"""Parallel-in-time MALA for Bayesian logistic regression (simulated data).
+"""Parallel-in-time MALA for Bayesian logistic regression on the breast-cancer data.
 
 Part 1 (BlackJAX level): the same MALA chain of length T computed sequentially and by
-fixed-point iteration over the whole chain (Newton = DEER, quasi-Newton, Jacobi); the script
-prints the iterations, the wall times and the largest difference between the two chains.
+fixed-point iteration over the whole chain (Newton = DEER, quasi-Newton); the script prints
+the iterations, the wall times and the largest difference between the two chains.
 Part 2 (NumPyro level): `ParallelMALA` inside `numpyro.infer.MCMC` with warmup adaptation,
 ArviZ summary and a trace plot.
 
-Data: SIMULATED (no real logistic-regression data set ships offline here): n observations of
-d correlated standardized features, coefficients drawn once from N(0, 0.5^2), seed 0.
+DATA: Breast Cancer Wisconsin (Diagnostic), 569 tumours, outcome malignant (1) / benign (0),
+shipped as examples/data/breast_cancer.csv (UCI, CC BY 4.0). Its 30 features are strongly
+collinear (radius, perimeter and area are near copies); the script keeps the features whose
+absolute correlation with every earlier kept feature is below 0.6 (9 features), standardises
+them and adds an intercept: d = 10, prior N(0, 1) on every coefficient.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import pathlib
 import time
 
 import jax
@@ -35,14 +39,24 @@ from numpyro_parallel.mcmc.parallel_chain import parallel_chain, sequential_chai
 jax.config.update("jax_enable_x64", True)
 
 
-def simulate(num_obs: int, dim: int, seed: int = 0):
-    rng = np.random.default_rng(seed)
-    mixing = rng.normal(size=(dim, dim)) / np.sqrt(dim)
-    features = rng.normal(size=(num_obs, dim)) @ (np.eye(dim) + 0.5 * mixing)
-    features = (features - features.mean(0)) / features.std(0)
-    coefficients = rng.normal(0.0, 0.5, size=dim)
-    labels = rng.uniform(size=num_obs) < 1 / (1 + np.exp(-features @ coefficients))
-    return jnp.asarray(features), jnp.asarray(labels, dtype=jnp.float64), coefficients
+DATA = pathlib.Path(__file__).parent / "data" / "breast_cancer.csv"
+
+
+def load_data(max_correlation: float = 0.6):
+    """Standardised, decorrelated features with an intercept column, labels and names."""
+    with open(DATA) as f:
+        names = next(line for line in f if not line.startswith("#")).strip().split(",")[:-1]
+    table = np.loadtxt(DATA, delimiter=",", comments="#", skiprows=4)
+    raw, labels = table[:, :-1], table[:, -1]
+    correlation = np.corrcoef(raw.T)
+    kept: list[int] = []
+    for j in range(raw.shape[1]):
+        if all(abs(correlation[j, k]) < max_correlation for k in kept):
+            kept.append(j)
+    features = (raw[:, kept] - raw[:, kept].mean(0)) / raw[:, kept].std(0)
+    features = np.hstack([np.ones((features.shape[0], 1)), features])
+    names = ["intercept"] + [names[j] for j in kept]
+    return jnp.asarray(features), jnp.asarray(labels), names
 
 
 def model(features, labels=None):
@@ -65,8 +79,10 @@ def main() -> None:
     parser.add_argument("--output-dir", default="outputs")
     args = parser.parse_args()
     os.makedirs(args.output_dir, exist_ok=True)
-    num_obs, dim, num_steps = (200, 5, 128) if args.fast else (500, 25, 4096)
-    features, labels, true_coefficients = simulate(num_obs, dim)
+    num_steps = 128 if args.fast else 4096
+    features, labels, names = load_data()
+    num_obs, dim = features.shape
+    print(f"breast cancer data: {num_obs} tumours, {dim - 1} features + intercept: {names[1:]}")
 
     # ---- Part 1: one MALA chain, sequential vs parallel-in-time -----------------------
     def logdensity_fn(beta):
@@ -88,11 +104,15 @@ def main() -> None:
           f"acceptance {float(jnp.mean(seq_info.step_info.acceptance_rate)):.2f}")  # fmt: skip
     print(f"sequential   : compile {seq_compile:6.2f} s, run {seq_time:7.3f} s")
     results = {}
-    solvers = ("newton", "jacobi") if args.fast else ("newton", "quasi_newton", "jacobi")
-    for solver in solvers:
+    # Quasi-Newton keeps only the diagonal of the Jacobian; on these correlated coefficients
+    # it converges slowly, so it is capped (the uncertified rest is recomputed sequentially,
+    # and reported as not converged).
+    for solver, cap in (("newton", None), ("quasi_newton", 64)):
 
-        def run_parallel(k, solver=solver):
-            return parallel_chain(mala, initial_state, k, num_steps, solver=solver)
+        def run_parallel(k, solver=solver, cap=cap):
+            return parallel_chain(
+                mala, initial_state, k, num_steps, solver=solver, max_iterations=cap
+            )
 
         (states, info), compile_time, run_time = timed(run_parallel, key)
         diff = float(jnp.max(jnp.abs(states.position - seq_states.position)))
@@ -125,10 +145,8 @@ def main() -> None:
           f"all blocks converged: {bool(mcmc.get_extra_fields()['converged'].all())}")  # fmt: skip
     idata = az.from_numpyro(mcmc)
     summary = az.summary(idata)
-    print(summary.head(10))
-    posterior_mean = np.asarray(mcmc.get_samples()["beta"].mean(0))
-    print("true coefficients :", np.round(true_coefficients[:5], 2))
-    print("posterior means   :", np.round(posterior_mean[:5], 2))
+    summary.index = [f"{name} ({index})" for name, index in zip(names, summary.index, strict=True)]
+    print(summary)
 
     draws = np.asarray(mcmc.get_samples(group_by_chain=True)["beta"])
     shown = min(dim, 4)
@@ -137,9 +155,8 @@ def main() -> None:
         for c in range(draws.shape[0]):
             axes[j, 0].hist(draws[c, :, j], bins=30, histtype="step", density=True)
             axes[j, 1].plot(draws[c, :, j], lw=0.5)
-        axes[j, 0].axvline(true_coefficients[j], color="k", ls=":")
-        axes[j, 0].set_ylabel(f"beta[{j}]")
-    axes[0, 0].set_title("posterior (dotted: true value)")
+        axes[j, 0].set_ylabel(names[j], fontsize=8)
+    axes[0, 0].set_title("posterior (one line per chain)")
     axes[0, 1].set_title("trace")
     fig.tight_layout()
     fig.savefig(os.path.join(args.output_dir, "parallel_mala_trace.png"), dpi=100)

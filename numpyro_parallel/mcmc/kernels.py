@@ -83,7 +83,7 @@ def build_kernel(
             (e.g. ``blackjax.mala.build_kernel()``).
         base_init: the base ``init(position, logdensity_fn)``.
         num_steps_per_block: steps per block (a Python int).
-        solver: ``"newton"``, ``"quasi_newton"`` or ``"jacobi"``.
+        solver: ``"newton"``, ``"quasi_newton"``, ``"jacobi"`` or ``"online_picard"``.
         tol: solver tolerance (dtype-dependent default).
         max_iterations: cap on solver iterations (then sequential fallback).
         window: sliding-window length.
@@ -189,18 +189,23 @@ def parallel_rwm(
 ) -> SamplingAlgorithm:
     """Blocks of Gaussian random-walk Metropolis steps solved in parallel.
 
-    Random-walk chains contract slowly under common random numbers: expect close to
-    ``num_steps_per_block`` iterations (see the documentation).
+    The default solver is ``"online_picard"`` (Grazzi & Zanella's Picard map on the accept
+    decisions, `numpyro_parallel.mcmc.online_picard`): random-walk chains contract slowly
+    under common random numbers, so Jacobi and Newton need close to ``num_steps_per_block``
+    iterations, while online Picard confirms several steps per iteration (see the
+    documentation).
 
     Args:
         logdensity_fn: log-density of the target.
         sigma: proposal standard deviation(s).
         num_steps_per_block: steps per block.
-        **solver_options: ``solver``, ``tol``, ``max_iterations``, ``window``.
+        **solver_options: ``solver`` (default ``"online_picard"``), ``tol``,
+            ``max_iterations``, ``window``.
 
     Returns:
         ``SamplingAlgorithm(init, step)``.
     """
+    solver_options = {"solver": "online_picard", **solver_options}
     params = (random_walk.normal(sigma),)
     return as_top_level_api(
         logdensity_fn, random_walk.build_additive_step(), random_walk.init, params,

@@ -6,11 +6,14 @@ solved for all t at once with `numpyro_parallel.fixed_point.solve_recursion` (Ne
 quasi-Newton, Jacobi), which returns the same chain as the sequential sampler to solver
 tolerance, falling back to sequential steps for whatever it cannot certify. Accept/reject
 steps are evaluated exactly in every iteration; their Jacobian is the one autodiff gives (no
-derivative through the accept indicator).
+derivative through the accept indicator). For random-walk Metropolis, whose coupled chains
+barely contract, ``solver="online_picard"`` iterates the Picard map on the accept decisions
+instead (`numpyro_parallel.mcmc.online_picard`).
 
 Reference: Zoltowski, Wu, Gonzalez, Kozachkov, Linderman (2025), "Parallelizing MCMC across
 the sequence length"; Lim et al. (2024), "Parallelizing non-linear sequential models over the
-sequence length".
+sequence length"; Grazzi & Zanella (2025), "Parallel computations for Metropolis Markov chains
+with Picard maps".
 """
 
 from __future__ import annotations
@@ -23,7 +26,8 @@ import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
-from numpyro_parallel.fixed_point import solve_recursion
+from numpyro_parallel.fixed_point import SOLVERS, solve_recursion
+from numpyro_parallel.mcmc.online_picard import picard_recursion
 
 __all__ = ["ChainInfo", "parallel_chain", "sequential_chain"]
 
@@ -35,7 +39,8 @@ class ChainInfo(NamedTuple):
         step_info: the step function's info for every step, stacked over time (from one final
             evaluation at the solution for `parallel_chain`).
         num_iterations: parallel iterations (``num_steps`` for `sequential_chain`).
-        converged: whether the parallel solve converged and was certified.
+        converged: whether the parallel solve converged and was certified, and every
+            floating leaf of the states is finite.
         residual: ``max_t |x_t - f(x_{t-1})|`` over the iterated coordinates.
         fallback: whether part of the chain was recomputed sequentially.
         num_sequential_steps: number of steps recomputed sequentially.
@@ -87,9 +92,26 @@ def _check_num_steps(num_steps: Any) -> None:
         raise ValueError(f"`num_steps` must be a positive Python int; got {num_steps!r}.")
 
 
+def _accept_decision(step_info: Any) -> jax.Array:
+    """The step's accept decision (``info.is_accepted``) when it reports one, else 0."""
+    decision = getattr(step_info, "is_accepted", None)
+    return jnp.zeros((), jnp.int32) if decision is None else jnp.asarray(decision)
+
+
+def _all_finite(states: Any) -> jax.Array:
+    """Whether every floating leaf of the states (e.g. a cached log-density) is finite."""
+    finite = [
+        jnp.all(jnp.isfinite(leaf))
+        for leaf in jax.tree_util.tree_leaves(states)
+        if jnp.issubdtype(jnp.result_type(leaf), jnp.inexact)
+    ]
+    return jnp.all(jnp.stack(finite)) if finite else jnp.asarray(True)
+
+
 def _warn_if_fallback(info: ChainInfo) -> None:
     try:
         fallback = bool(jnp.any(info.fallback))
+        non_finite = bool(jnp.any(~info.converged & ~info.fallback))
         sensitive = int(jnp.sum(info.num_sensitive_steps))
     except jax.errors.ConcretizationTypeError:
         return  # under jit: reported through `info` only
@@ -98,6 +120,12 @@ def _warn_if_fallback(info: ChainInfo) -> None:
             "parallel_chain did not converge within max_iterations (or produced non-finite "
             f"states); {int(jnp.max(info.num_sequential_steps))} step(s) were recomputed "
             "sequentially (see info.converged / info.fallback).",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+    if non_finite:
+        warnings.warn(
+            "the chain contains non-finite values (NaN/Inf log-density?); info.converged is False.",
             RuntimeWarning,
             stacklevel=3,
         )
@@ -135,20 +163,28 @@ def parallel_chain(
         initial_state: the state x_0.
         rng_key: PRNG key, split into one key per step.
         num_steps: chain length T (a Python int).
-        solver: ``"newton"``, ``"quasi_newton"`` or ``"jacobi"``.
+        solver: ``"newton"``, ``"quasi_newton"``, ``"jacobi"`` or ``"online_picard"`` (Picard
+            map of Grazzi & Zanella, `numpyro_parallel.mcmc.online_picard`: the method for
+            random-walk Metropolis and other additive-proposal kernels).
         tol: absolute and relative tolerance of the stopping rule; dtype-dependent default.
-        max_iterations: cap on parallel iterations before the sequential fallback.
-        window: sliding-window length (bounds the memory of the Jacobians).
+        max_iterations: cap on parallel iterations before the sequential fallback (default
+            T for ``"online_picard"``, which always suffices).
+        window: sliding-window length (bounds the memory of the Jacobians); default all T
+            (``"online_picard"``: `numpyro_parallel.mcmc.online_picard.default_window`).
         init_fn: ``init_fn(position) -> state`` rebuilding cached quantities (log-density,
             gradient) from a position; then only the position is iterated. Without it every
             floating leaf of the state is iterated (correct, with a larger Jacobian).
-        damping: step length in (0, 1] of the solver update.
+        damping: step length in (0, 1] of the solver update (1 for ``"online_picard"``).
 
     Returns:
         ``(states, info)``: the states for t = 1..T stacked on a leading axis, and a
         `ChainInfo`.
     """
     _check_num_steps(num_steps)
+    if solver not in (*SOLVERS, "online_picard"):
+        raise ValueError(f"`solver` must be one of {(*SOLVERS, 'online_picard')}; got {solver!r}.")
+    if solver == "online_picard" and damping != 1.0:
+        raise ValueError(f"`damping` must be 1.0 with solver='online_picard'; got {damping}.")
     step, init = _resolve(step_fn, init_fn)
     x0, to_state, from_state = _coordinates(initial_state, init)
     keys = jax.random.split(rng_key, num_steps)
@@ -157,15 +193,21 @@ def parallel_chain(
         new_state, info = step(key, to_state(x))
         return from_state(new_state), info
 
-    result = solve_recursion(
-        fn, x0, keys, solver=solver, atol=tol, rtol=tol, max_iterations=max_iterations,
-        window=window, damping=damping,
-    )  # fmt: skip
+    if solver == "online_picard":
+        result = picard_recursion(
+            fn, x0, keys, decisions_fn=_accept_decision, atol=tol, rtol=tol,
+            max_iterations=max_iterations, window=window,
+        )  # fmt: skip
+    else:
+        result = solve_recursion(
+            fn, x0, keys, solver=solver, atol=tol, rtol=tol, max_iterations=max_iterations,
+            window=window, damping=damping,
+        )  # fmt: skip
     states = jax.vmap(to_state)(result.states)
     info = ChainInfo(
         step_info=result.aux,
         num_iterations=result.num_iterations,
-        converged=result.converged,
+        converged=result.converged & _all_finite(states),
         residual=result.residual,
         fallback=result.fallback,
         num_sequential_steps=result.num_sequential_steps,

@@ -16,8 +16,13 @@ no randomness, and removed at the end. Memory: ``block_size=None`` forms each N 
 once; an integer ``block_size`` processes rows in blocks with ``lax.map`` (peak memory
 ``pairs x block_size x N`` per level) and draws pairs as ``i`` from the row sums, then ``j``
 given ``i``. The conditional variant (``reference=...``) keeps trajectory 0 equal to the
-reference, for particle Gibbs. The lazy/rejection stitching of the paper (needs bounds on f) is
-not implemented.
+reference, for particle Gibbs.
+
+Lazy stitching (section "lazy resampling" of the paper): given an upper bound
+``transition_log_bound`` on ``log f_t``, each of the N pairs is drawn by rejection (propose
+``i ~ w^L``, ``j ~ w^R``, accept with probability ``f_ij / bound``), O(N) work per trial;
+slots not accepted after ``max_trials`` trials are drawn from the exact N x N pair weights, so
+the pairs remain exact i.i.d. draws (see :mod:`numpyro_parallel.smc.dsmc_stitching`).
 """
 
 from __future__ import annotations
@@ -27,11 +32,11 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-from jax import lax
 
 from numpyro_parallel.linalg import mvn_logpdf_from_cholesky
 from numpyro_parallel.smc.conditional_resampling import get_conditional_resampler
-from numpyro_parallel.smc.resampling import get_resampler, log_normalize
+from numpyro_parallel.smc.dsmc_stitching import exact_pairs, lazy_level, log_bounds_array
+from numpyro_parallel.smc.resampling import get_resampler, log_normalize, multinomial
 
 __all__ = ["DSMCOutput", "dsmc", "gaussian_proposals_from_kalman"]
 
@@ -43,11 +48,21 @@ class DSMCOutput(NamedTuple):
         trajectories: ``(N, T, d)`` smoothing trajectories.
         log_weights: ``(N,)`` normalised log-weights (uniform unless T = 1).
         log_evidence: scalar estimate of ``log p(y_{0:T-1})``.
+        mean_trials: lazy stitching only (else 0): mean number of rejection trials per
+            drawn pair, over all stitches of the tree.
+        num_fallback: lazy stitching only: number of pairs drawn by the exact fallback
+            (not accepted within ``max_trials``).
+        num_bound_violations: lazy stitching only: number of proposed pairs with
+            ``log f > transition_log_bound``; nonzero means the bound is wrong and the
+            output is biased.
     """
 
     trajectories: jax.Array
     log_weights: jax.Array
     log_evidence: jax.Array
+    mean_trials: jax.Array | float = 0.0
+    num_fallback: jax.Array | int = 0
+    num_bound_violations: jax.Array | int = 0
 
 
 def _is_missing(y: jax.Array) -> jax.Array:
@@ -65,61 +80,6 @@ def _leaf_log_weights(x, y, t, mean, chol, initial_log_prob, observation_log_pro
     return log_g - log_q + jnp.where(t == 0, log_p0, jnp.zeros_like(log_p0))
 
 
-def _pair_log_matrix(rows, cols, lw_left, lw_right, time, valid, transition_log_prob):
-    """Log pair weights for left trajectories ``rows`` (b, d) and right starts ``cols`` (N, d)."""
-    log_f = jax.vmap(
-        jax.vmap(transition_log_prob, in_axes=(None, 0, None)), in_axes=(0, None, None)
-    )(rows, cols, time)
-    log_f = jnp.where(valid, log_f, jnp.zeros_like(log_f))
-    return lw_left[:, None] + lw_right[None, :] + log_f
-
-
-def _combine(key, left, right, time, valid, *, transition_log_prob, resample, block_size, cond):
-    """Stitch two adjacent blocks ``(x (N, L, d), lw (N,), log_z ())``."""
-    x_left, lw_left, z_left = left
-    x_right, lw_right, z_right = right
-    n = lw_left.shape[0]
-    last, first = x_left[:, -1], x_right[:, 0]
-    if block_size is None:
-        log_m = _pair_log_matrix(last, first, lw_left, lw_right, time, valid, transition_log_prob)
-        flat = log_m.reshape(-1)
-        total = jax.nn.logsumexp(flat)
-        idx = resample(key, flat, n, is_log=True)
-        i, j = idx // n, idx % n
-    else:
-        blocks = _blocks_of(last, block_size)
-        lw_blocks = _blocks_of(lw_left, block_size)
-
-        def row_sums(args):
-            rows, lw_rows = args
-            m = _pair_log_matrix(rows, first, lw_rows, lw_right, time, valid, transition_log_prob)
-            return jax.nn.logsumexp(m, axis=1)
-
-        log_rows = lax.map(row_sums, (blocks, lw_blocks)).reshape(n)
-        total = jax.nn.logsumexp(log_rows)
-        key_i, key_j = jax.random.split(key)
-        i = resample(key_i, log_rows, n, is_log=True)
-
-        def pick_columns(args):
-            rows, lw_rows, keys = args
-            m = _pair_log_matrix(rows, first, lw_rows, lw_right, time, valid, transition_log_prob)
-            return jax.vmap(jax.random.categorical)(keys, m).astype(jnp.int32)
-
-        keys = _blocks_of(jax.random.split(key_j, n), block_size)
-        chosen = (_blocks_of(last[i], block_size), _blocks_of(lw_left[i], block_size), keys)
-        j = lax.map(pick_columns, chosen).reshape(n)
-        if cond:
-            j = j.at[0].set(0)
-    x = jnp.concatenate([x_left[i], x_right[j]], axis=1)
-    lw = jnp.full((n,), -jnp.log(n), dtype=lw_left.dtype)
-    return x, lw, z_left + z_right + total
-
-
-def _blocks_of(a: jax.Array, block_size: int) -> jax.Array:
-    """Reshape the leading axis N into (N // block_size, block_size)."""
-    return a.reshape(a.shape[0] // block_size, block_size, *a.shape[1:])
-
-
 def dsmc(
     rng_key: jax.Array,
     observations: jax.Array,
@@ -133,8 +93,30 @@ def dsmc(
     resampling_fn: str | Callable = "multinomial",
     block_size: int | None = None,
     reference: jax.Array | None = None,
+    transition_log_bound: float | jax.Array | Callable | None = None,
+    max_trials: int = 64,
 ) -> DSMCOutput:
     """Parallel-in-time particle smoother and likelihood estimate (dSMC).
+
+    With ``transition_log_bound`` the stitching is lazy: each output pair ``(i, j)`` is drawn
+    by rejection from proposals ``i ~ w^L``, ``j ~ w^R`` accepted with probability
+    ``exp(log f(x_j | x_i) - bound)``, at most ``max_trials`` trials per pair (O(N) work per
+    trial instead of N^2). Pairs still not accepted are drawn from the exact N x N pair weights
+    (all at once or by ``block_size`` rows); that O(N^2) fallback runs only for the stitches
+    that have such a pair. Rejection followed by an independent exact fallback is an
+    exact sampler of the pair target (a mixture of two exact samplers whose mixing event is
+    independent of the fallback's draw), so lazy stitching is exact multinomial pair
+    resampling. The normalising-constant increment of a stitch is then estimated by the mean of
+    ``f`` over N separate proposed pairs: unbiased, so ``exp(log_evidence)`` stays an unbiased
+    estimate of ``p(y)``, but with a larger variance than the exact N^2 average (much larger
+    when ``f`` is peaked relative to the particle spread). The bound must hold for all
+    ``x, x'``: if a proposal exceeds it, the pairs are biased; such proposals are counted in
+    ``num_bound_violations`` (check that it is 0). For a Gaussian transition with covariance
+    Cholesky factor ``L``: ``-d/2 log(2 pi) - sum(log diag L)``. With ``reference``, pair 0
+    stays ``(0, 0)`` and the others are drawn lazily (conditional multinomial resampling). Lazy
+    stitching pays off when the acceptance rate (the mean of ``f`` over weighted pairs divided
+    by the bound) is well above ``1 / N``; it compiles more slowly (each tree level holds the
+    rejection loop and the fallback).
 
     Args:
         rng_key: PRNG key.
@@ -145,11 +127,18 @@ def dsmc(
         observation_log_prob: ``(x, observation, time) -> log g(y_time | x_time)``.
         proposal_mean: ``(T, d)`` means of the Gaussian proposals q_t.
         proposal_chol: ``(T, d, d)`` lower Cholesky factors of their covariances.
-        resampling_fn: resampler (name or function) for the pair indices.
+        resampling_fn: resampler (name or function) for the pair indices; lazy stitching is
+            multinomial by construction and accepts only ``"multinomial"``.
         block_size: ``None`` for the full N x N pair matrix, or a divisor of N to process
-            rows in blocks of that size (bounded memory; pairs drawn row-then-column).
+            rows in blocks of that size (bounded memory; pairs drawn row-then-column). Also
+            used by the lazy fallback.
         reference: optional ``(T, d)`` trajectory for the conditional (particle Gibbs)
             variant; trajectory 0 of the output then equals it.
+        transition_log_bound: ``None`` (exact stitching) or an upper bound on
+            ``log f_t(x' | x)`` over ``x, x'``: a scalar, a ``(T,)`` array indexed by ``t``,
+            or a function ``time -> scalar``; enables lazy stitching.
+        max_trials: maximal number of rejection trials per pair in lazy stitching
+            (positive int).
 
     Returns:
         A :class:`DSMCOutput`.
@@ -175,10 +164,19 @@ def dsmc(
         )
     if reference is not None and reference.shape != (num_steps, d):
         raise ValueError(f"`reference` must have shape {(num_steps, d)}; got {reference.shape}.")
+    if isinstance(max_trials, bool) or not isinstance(max_trials, int) or max_trials < 1:
+        raise ValueError(f"`max_trials` must be a positive int; got {max_trials!r}.")
+    lazy = transition_log_bound is not None
+    if lazy and resampling_fn not in ("multinomial", multinomial):
+        raise ValueError(
+            "lazy stitching (`transition_log_bound`) is multinomial; `resampling_fn` must be "
+            f"'multinomial', got {resampling_fn!r}."
+        )
     cond = reference is not None
     resample = get_conditional_resampler(resampling_fn) if cond else get_resampler(resampling_fn)
     n = num_particles
     dtype = proposal_mean.dtype
+    log_bounds = log_bounds_array(transition_log_bound, num_steps, dtype) if lazy else None
 
     key_leaves, key_tree = jax.random.split(rng_key)
     noise = jax.random.normal(key_leaves, (num_steps, n, d), dtype=dtype)
@@ -201,28 +199,64 @@ def dsmc(
     lws = jnp.concatenate([lw, jnp.full((pad, n), -jnp.log(n), dtype)])
     log_zs = jnp.concatenate([log_z, jnp.zeros((pad,), dtype)])
 
-    combine = jax.vmap(
-        lambda k, left, right, t, v: _combine(
+    def exact(k, left, right, t, v):
+        i, j, total = exact_pairs(
             k,
-            left,
-            right,
+            left[0][:, -1],
+            right[0][:, 0],
+            left[1],
+            right[1],
             t,
             v,
             transition_log_prob=transition_log_prob,
             resample=resample,
             block_size=block_size,
-            cond=cond,
         )
-    )
+        if cond and block_size is not None:
+            j = j.at[0].set(0)
+        return i, j, total
+
+    def stitch(left, right, i, j, log_increment):
+        x_new = jnp.concatenate([left[0][i], right[0][j]], axis=1)
+        return x_new, jnp.full((n,), -jnp.log(n), dtype), left[2] + right[2] + log_increment
+
+    counters = jnp.zeros((4,), jnp.int32)  # proposals, violations, fallback, lazy slots
     for level in range(depth):
         length = 1 << level
         num_pairs = xs.shape[0] // 2
         right_start = (2 * jnp.arange(num_pairs) + 1) * length
+        valid = right_start < num_steps
         keys = jax.random.split(jax.random.fold_in(key_tree, level), num_pairs)
         left = (xs[0::2], lws[0::2], log_zs[0::2])
         right = (xs[1::2], lws[1::2], log_zs[1::2])
-        xs, lws, log_zs = combine(keys, left, right, right_start, right_start < num_steps)
-    return DSMCOutput(xs[0][:, :num_steps], lws[0], log_zs[0])
+        if not lazy:
+            i, j, log_inc = jax.vmap(exact)(keys, left, right, right_start, valid)
+        else:
+            i, j, log_inc, level_counters = lazy_level(
+                keys,
+                left[0][:, :, -1],
+                right[0][:, :, 0],
+                left[1],
+                right[1],
+                right_start,
+                valid,
+                log_bounds[jnp.clip(right_start, 0, num_steps - 1)],
+                transition_log_prob=transition_log_prob,
+                max_trials=max_trials,
+                block_size=block_size,
+                cond=cond,
+            )
+            counters = counters + level_counters
+        xs, lws, log_zs = jax.vmap(stitch)(left, right, i, j, log_inc)
+    mean_trials = counters[0] / jnp.maximum(counters[3], 1)
+    return DSMCOutput(
+        xs[0][:, :num_steps],
+        lws[0],
+        log_zs[0],
+        jnp.asarray(mean_trials, dtype),
+        counters[2],
+        counters[1],
+    )
 
 
 def gaussian_proposals_from_kalman(
