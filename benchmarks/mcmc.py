@@ -178,7 +178,7 @@ def rwm_section(rows, device):
         "sequential chain (`same accepts`, `max abs diff` against `lax.scan`). Each iteration",
         "evaluates `window` steps, so on a CPU the parallel chain is slower than `lax.scan`;",
         "`iterations / T` is the hardware-independent result (times: median of 3 runs at",
-        "T = 1000, one run at T = 10 000, on a shared, loaded machine when run here).",
+        "T = 1000, one run at T = 10 000).",
         "",
         "| solver | T | d | window | iterations | iterations / T | converged | same accepts "
         "| max abs diff | acceptance | compile | run | sequential run | speedup |",

@@ -36,6 +36,7 @@ from numpyro_parallel.scan import affine_recursion
 __all__ = [
     "SOLVERS",
     "FixedPointResult",
+    "certify",
     "default_max_iterations",
     "default_tolerances",
     "sequential_recursion",
@@ -305,7 +306,31 @@ def _solve(
     carry = (buffer, jnp.asarray(0), jnp.asarray(0), frontier)
     buffer, _, num_iterations, _ = lax.while_loop(cond, body, carry)
 
-    # Certify with the true residual; recompute everything after the certified prefix.
+    return certify(fn, buffer, inputs, num_iterations, sensitivity_key, atol=atol, rtol=rtol)
+
+
+def certify(fn, buffer, inputs, num_iterations, sensitivity_key, *, atol, rtol):
+    """Certify an iterate with the true residual; recompute sequentially what fails.
+
+    Shared by every parallel solver: evaluates ``f`` once at all states, keeps the leading
+    run of steps with ``|x_t - f(x_{t-1})| <= atol + rtol |x_t|`` (and finite values),
+    recomputes every later step sequentially, and counts the steps whose output jumps under a
+    perturbation of the size of the tolerance (one batched evaluation at the states and on
+    both sides of them: a decision may flip in either direction).
+
+    Args:
+        fn: the recursion ``fn(x, input) -> (x_next, aux)``.
+        buffer: ``(T + 1, d)`` iterate including the initial state.
+        inputs: per-step inputs with leading axis T.
+        num_iterations: parallel iterations used (reported).
+        sensitivity_key: PRNG key for the random perturbation directions.
+        atol: absolute tolerance.
+        rtol: relative tolerance.
+
+    Returns:
+        A `FixedPointResult`.
+    """
+    num_steps = buffer.shape[0] - 1
     fx = jax.vmap(lambda x, inp: fn(x, inp)[0])(buffer[:-1], inputs)
     ok = _within(buffer[1:] - fx, buffer[1:], atol, rtol) & jnp.all(jnp.isfinite(fx), axis=-1)
     certified = _leading_count(ok)
@@ -317,16 +342,16 @@ def _solve(
 
     _, buffer = lax.while_loop(lambda c: c[0] < num_steps, sequential_body, (certified, buffer))
     states, prev = buffer[1:], buffer[:-1]
-
-    fx, aux = jax.vmap(fn)(prev, inputs)
-    residual = jnp.max(jnp.abs(states - fx))
     delta = SENSITIVITY_FACTOR * (atol + rtol * jnp.abs(prev))
     signs = jax.random.rademacher(sensitivity_key, prev.shape, prev.dtype)
-    jump = jnp.zeros(num_steps, dtype=bool)
-    for sign in (1.0, -1.0):  # both sides: a decision may flip in either direction
-        f_perturbed = jax.vmap(lambda x, inp: fn(x, inp)[0])(prev + sign * delta * signs, inputs)
-        change = jnp.max(jnp.abs(f_perturbed - fx), axis=-1)
-        jump = jump | (change > JUMP_FACTOR * jnp.max(delta, axis=-1))
+    points = jnp.concatenate([prev, prev + delta * signs, prev - delta * signs], axis=0)
+    tripled = jax.tree_util.tree_map(lambda a: jnp.concatenate([a, a, a], axis=0), inputs)
+    f_all, aux = jax.vmap(fn)(points, tripled)
+    aux = jax.tree_util.tree_map(lambda a: a[:num_steps], aux)
+    fx, f_plus, f_minus = f_all[:num_steps], f_all[num_steps:-num_steps], f_all[-num_steps:]
+    residual = jnp.max(jnp.abs(states - fx))
+    change = jnp.maximum(jnp.abs(f_plus - fx), jnp.abs(f_minus - fx)).max(axis=-1)
+    jump = change > JUMP_FACTOR * jnp.max(delta, axis=-1)
     fallback = certified < num_steps
     return FixedPointResult(
         states=states,

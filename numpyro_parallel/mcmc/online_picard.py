@@ -38,14 +38,13 @@ import jax.numpy as jnp
 from jax import lax
 
 from numpyro_parallel.fixed_point import (
-    JUMP_FACTOR,
-    SENSITIVITY_FACTOR,
     FixedPointResult,
     _cast_output,
     _check,
     _leading_count,
     _tree_slice,
     _within,
+    certify,
     default_tolerances,
 )
 from numpyro_parallel.scan import associative_scan
@@ -134,7 +133,7 @@ def picard_recursion(
             step, initial_state, inputs, atol=atol, rtol=rtol,
             max_iterations=max_iterations, width=width,
         )  # fmt: skip
-        return _certify(fn, buffer, inputs, num_iterations, atol=atol, rtol=rtol)
+        return certify(fn, buffer, inputs, num_iterations, jax.random.key(0), atol=atol, rtol=rtol)
 
 
 def _iterate(step, x0, inputs, *, atol, rtol, max_iterations, width):
@@ -195,42 +194,3 @@ def _iterate(step, x0, inputs, *, atol, rtol, max_iterations, width):
     )
     buffer, _, _, num_iterations, _, _ = lax.while_loop(cond, body, carry)
     return buffer, num_iterations
-
-
-def _certify(fn, buffer, inputs, num_iterations, *, atol, rtol):
-    """True residual, sequential recomputation past the certified prefix, diagnostics."""
-    num_steps = buffer.shape[0] - 1
-    fx = jax.vmap(lambda x, inp: fn(x, inp)[0])(buffer[:-1], inputs)
-    ok = _within(buffer[1:] - fx, buffer[1:], atol, rtol) & jnp.all(jnp.isfinite(fx), axis=-1)
-    certified = _leading_count(ok)
-
-    def sequential_body(carry):
-        i, buf = carry
-        x_next, _ = fn(buf[i], jax.tree_util.tree_map(lambda a: a[i], inputs))
-        return i + 1, buf.at[i + 1].set(x_next)
-
-    _, buffer = lax.while_loop(lambda c: c[0] < num_steps, sequential_body, (certified, buffer))
-    states, prev = buffer[1:], buffer[:-1]
-    # One batched evaluation at the states and at perturbations on both sides (a decision
-    # may flip in either direction) of the size of the tolerance.
-    delta = SENSITIVITY_FACTOR * (atol + rtol * jnp.abs(prev))
-    signs = jax.random.rademacher(jax.random.key(0), prev.shape, prev.dtype)
-    points = jnp.concatenate([prev, prev + delta * signs, prev - delta * signs], axis=0)
-    tripled = jax.tree_util.tree_map(lambda a: jnp.concatenate([a, a, a], axis=0), inputs)
-    f_all, aux = jax.vmap(fn)(points, tripled)
-    aux = jax.tree_util.tree_map(lambda a: a[:num_steps], aux)
-    fx, f_plus, f_minus = f_all[:num_steps], f_all[num_steps:-num_steps], f_all[-num_steps:]
-    residual = jnp.max(jnp.abs(states - fx))
-    change = jnp.maximum(jnp.abs(f_plus - fx), jnp.abs(f_minus - fx)).max(axis=-1)
-    jump = change > JUMP_FACTOR * jnp.max(delta, axis=-1)
-    fallback = certified < num_steps
-    return FixedPointResult(
-        states=states,
-        aux=aux,
-        converged=~fallback,
-        num_iterations=num_iterations,
-        residual=residual,
-        fallback=fallback,
-        num_sequential_steps=num_steps - certified,
-        num_sensitive_steps=jnp.sum(jump),
-    )

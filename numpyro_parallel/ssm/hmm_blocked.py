@@ -25,21 +25,26 @@ from numpyro_parallel.ssm.hmm_scaled import (
     pad_to_blocks,
     scaled_backward,
     scaled_forward,
+    shift_to_max_zero,
     to_probabilities,
 )
 
 __all__ = ["scaled_filter", "scaled_log_likelihood", "scaled_smoother"]
 
 
-def _steps(log_transition, log_likelihoods):
-    """Transition probabilities and log-likelihoods of the steps t = 1..T-1."""
-    transitions = jnp.exp(log_transition)
-    return (transitions[:-1] if transitions.ndim == 3 else transitions), log_likelihoods[1:]
+def _steps(log_transition, log_likelihoods, semiring="sum"):
+    """Transitions, log-likelihoods and validity flags of the steps 1..T-1.
+
+    The transitions are probabilities for ``"sum"`` and log-probabilities for ``"max"``.
+    """
+    transitions = log_transition if semiring == "max" else jnp.exp(log_transition)
+    transitions = transitions[:-1] if transitions.ndim == 3 else transitions
+    return transitions, log_likelihoods[1:], jnp.ones(log_likelihoods.shape[:1], bool)[1:]
 
 
-def _blocked_steps(log_transition, log_likelihoods, block_size):
+def _blocked_steps(log_transition, log_likelihoods, block_size, semiring="sum"):
     """The steps 1..T-1 split into blocks (the last one padded with invalid steps)."""
-    transitions, step_lls = _steps(log_transition, log_likelihoods)
+    transitions, step_lls, _ = _steps(log_transition, log_likelihoods, semiring)
     block = min(block_size, step_lls.shape[0])
     valid = pad_to_blocks(jnp.ones(step_lls.shape[:1], bool), block, False)
     if transitions.ndim == 3:
@@ -48,26 +53,30 @@ def _blocked_steps(log_transition, log_likelihoods, block_size):
 
 
 def _block_messages(
-    log_message: jax.Array, elements: LogMatrix, *, reverse: bool
+    log_message: jax.Array, elements: LogMatrix, *, reverse: bool, semiring: str = "sum"
 ) -> tuple[jax.Array, jax.Array]:
-    """Messages entering (forward) or leaving (reverse) every block, as probabilities.
+    """Messages entering (forward) or leaving (reverse) every block.
 
     A sequential scan over the ~sqrt(T) block products, one log-space vector-matrix product
-    each: negligible next to the blocks themselves and quick to compile. Also returns the log
-    of the final message's total mass (the log-likelihood, going forward from ``log_message``).
+    each: negligible next to the blocks themselves and quick to compile. Returns the messages
+    (as probabilities; for ``"max"`` as log-space rows with maximum 0) and the log of the final
+    message's total mass (the log-likelihood or best path score, going forward).
     """
+    reduce = jnp.max if semiring == "max" else jax.nn.logsumexp
 
     def step(carry, element):
         message, log_total = carry
         if reverse:  # b_i = sum_j M_ij b_j
-            new = jax.nn.logsumexp(element.log_matrix + message[None, :], axis=1)
+            new = reduce(element.log_matrix + message[None, :], axis=1)
         else:  # v_j = sum_i v_i M_ij
-            new = jax.nn.logsumexp(message[:, None] + element.log_matrix, axis=0)
+            new = reduce(message[:, None] + element.log_matrix, axis=0)
         new = normalize(new, log_total + element.log_scale)
         return (new.log_matrix, new.log_scale), message
 
     start = (log_message, jnp.zeros((), log_message.dtype))
     (last, log_total), messages = lax.scan(step, start, elements, reverse=reverse)
+    if semiring == "max":
+        return shift_to_max_zero(messages)[0], jnp.max(last) + log_total
     return to_probabilities(messages)[0], jax.nn.logsumexp(last) + log_total
 
 
@@ -80,37 +89,43 @@ def _unblock(x: jax.Array, length: int) -> jax.Array:
     return x.reshape(-1, *x.shape[2:])[:length]
 
 
-def scaled_filter(log_initial, log_transition, log_likelihoods, block_size):
+def scaled_filter(log_initial, log_transition, log_likelihoods, block_size, semiring="sum"):
     """Filtered probabilities by the sequential (``block_size`` None) or blocked recursion.
+
+    With ``semiring="max"`` the Viterbi scores ``delta_t`` instead (log space, each row
+    shifted to a maximum of 0; the terms then sum to the best path's log joint).
 
     Args:
         log_initial: ``(K,)`` normalised log initial probabilities.
         log_transition: ``(K, K)`` or ``(T, K, K)`` normalised log transition matrices.
         log_likelihoods: ``(T, K)`` log emission densities.
         block_size: None (sequential) or the block length.
+        semiring: ``"sum"`` (filtering) or ``"max"`` (Viterbi scores).
 
     Returns:
         ``(filtered (T, K), log_likelihood_terms (T,), block products or None)``; the block
         products are reused by the smoother.
     """
     num_steps = log_likelihoods.shape[0]
-    first, first_term = to_probabilities(log_initial + log_likelihoods[0])
+    log_first = log_initial + log_likelihoods[0]
+    start = shift_to_max_zero if semiring == "max" else to_probabilities
+    first, first_term = start(log_first)
     if num_steps == 1:
         return first[None], first_term[None], None
     elements = None
+
+    def forward(r, p, ll, v):
+        return scaled_forward(r[None], p, ll, v, keep_all=True, semiring=semiring)
+
     if block_size is None:
-        transitions, step_lls = _steps(log_transition, log_likelihoods)
-        valid = jnp.ones(step_lls.shape[:1], bool)
-        rows, terms = scaled_forward(first[None], transitions, step_lls, valid, keep_all=True)
+        rows, terms = forward(first, *_steps(log_transition, log_likelihoods, semiring))
         rows, terms = rows[:, 0], terms[:, 0]
     else:
-        transitions, step_lls, valid = _blocked_steps(log_transition, log_likelihoods, block_size)
-        elements = block_products(transitions, step_lls, valid)
+        steps = _blocked_steps(log_transition, log_likelihoods, block_size, semiring)
+        elements = block_products(*steps, semiring=semiring)
         # Exact message entering every block: the initial vector times the earlier blocks.
-        incoming, _ = _block_messages(log_initial + log_likelihoods[0], elements, reverse=False)
-        rows, terms = _vmap_blocks(
-            lambda r, p, ll, v: scaled_forward(r[None], p, ll, v, keep_all=True), transitions
-        )(incoming, transitions, step_lls, valid)
+        incoming, _ = _block_messages(log_first, elements, reverse=False, semiring=semiring)
+        rows, terms = _vmap_blocks(forward, steps[0])(incoming, *steps)
         rows = _unblock(rows[:, :, 0], num_steps - 1)
         terms = _unblock(terms[:, :, 0], num_steps - 1)
     filtered = jnp.concatenate([first[None], rows])
@@ -134,8 +149,7 @@ def scaled_log_likelihood(log_initial, log_transition, log_likelihoods, block_si
         return jax.nn.logsumexp(log_first)
     if block_size is None:
         first, first_term = to_probabilities(log_first)
-        transitions, step_lls = _steps(log_transition, log_likelihoods)
-        valid = jnp.ones(step_lls.shape[:1], bool)
+        transitions, step_lls, valid = _steps(log_transition, log_likelihoods)
         _, log_total = scaled_forward(first[None], transitions, step_lls, valid, keep_all=False)
         return first_term + log_total[0]
     elements = block_products(*_blocked_steps(log_transition, log_likelihoods, block_size))
@@ -160,8 +174,7 @@ def scaled_smoother(log_initial, log_transition, log_likelihoods, block_size):
         return filtered
     uniform = jnp.full((num_states,), 1.0 / num_states, filtered.dtype)
     if elements is None:
-        transitions, step_lls = _steps(log_transition, log_likelihoods)
-        valid = jnp.ones(step_lls.shape[:1], bool)
+        transitions, step_lls, valid = _steps(log_transition, log_likelihoods)
         messages, before = scaled_backward(uniform, transitions, step_lls, valid)
     else:
         transitions, step_lls, valid = _blocked_steps(log_transition, log_likelihoods, block_size)

@@ -15,8 +15,10 @@ Shapes (Pyro's `DiscreteHMM` convention, batch dimensions in front):
 
 The axis just left of the state axes is always time: a batched but homogeneous model puts a
 1 there. Observations ``y`` have shape ``batch + (T,) + observation_dist.event_shape``. NaN
-entries are missing: the whole observation vector ``y_t`` is skipped (its log-emission is 0)
-when any of its components is NaN.
+entries are missing: a missing scalar observation contributes nothing; missing components of a
+vector observation are marginalised out exactly for ``Independent`` (``.to_event(1)``) and
+``MultivariateNormal`` emissions, and drop the whole vector ``y_t`` for other multivariate
+distributions (`numpyro_parallel.ssm.hmm_emissions`).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from numpyro_parallel.ssm.hmm import (
     hmm_smoother,
     hmm_viterbi,
 )
+from numpyro_parallel.ssm.hmm_emissions import log_emissions
 
 __all__ = ["DiscreteHMM"]
 
@@ -160,21 +163,7 @@ class DiscreteHMM(Distribution):
         num_steps = y.shape[y.ndim - len(event) - 1]
         if self.num_steps is not None and num_steps != self.num_steps:
             raise ValueError(f"`y` must have T = {self.num_steps} time steps; got {num_steps}.")
-        event_axes = tuple(range(-len(event), 0))
-        if jnp.issubdtype(y.dtype, jnp.floating):
-            missing = jnp.any(jnp.isnan(y), axis=event_axes) if event else jnp.isnan(y)
-        else:
-            missing = jnp.zeros(y.shape[: y.ndim - len(event)], bool)
-        missing_full = jnp.reshape(missing, missing.shape + (1,) * len(event))
-        feasible = self.observation_dist.support.feasible_like(y)
-        y_filled = jnp.where(missing_full, feasible.astype(y.dtype), y)
-        if self.observation_dist.support.is_discrete and jnp.issubdtype(y.dtype, jnp.floating):
-            y_filled = y_filled.astype(int)  # counts/categories given as floats (NaN = missing)
-        value = jnp.expand_dims(y_filled, y.ndim - len(event))
-        with jax.numpy_rank_promotion("allow"):
-            log_em = self.observation_dist.log_prob(value)
-        missing = jnp.broadcast_to(missing[..., None], log_em.shape)
-        return jnp.where(missing, jnp.zeros_like(log_em), log_em)
+        return log_emissions(self.observation_dist, y)
 
     def _core_transitions(self) -> jax.Array:
         logits = self.transition_logits

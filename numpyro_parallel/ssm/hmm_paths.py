@@ -80,16 +80,25 @@ def hmm_viterbi(
 
 @partial(jax.jit, static_argnums=3)
 def _viterbi(log_initial, log_transition, log_likelihoods, mode):
-    log_transition = per_step(log_transition, log_likelihoods.shape[0])
-    elements = forward_elements(log_initial, log_transition, log_likelihoods)
-    prefix = scan_elements(max_product_combine, elements, mode)
-    delta = prefix.log_matrix[:, 0, :]
+    parallel, block_size = mode
+    if parallel and block_size is None:
+        log_transition = per_step(log_transition, log_likelihoods.shape[0])
+        elements = forward_elements(log_initial, log_transition, log_likelihoods)
+        prefix = scan_elements(max_product_combine, elements, mode)
+        delta, log_joint = prefix.log_matrix[:, 0, :], prefix.log_scale[-1]
+    else:  # max-plus scaled recursions, blocked or sequential
+        delta, terms, _ = scaled_filter(
+            log_initial, log_transition, log_likelihoods, block_size if parallel else None,
+            semiring="max",
+        )  # fmt: skip
+        log_joint = jnp.sum(terms)
+        log_transition = per_step(log_transition, log_likelihoods.shape[0])
     num_states = delta.shape[-1]
     scores = delta[:-1, :, None] + log_transition[:-1]
     pointers = jnp.argmax(scores, axis=1).astype(jnp.int32)
     last = jnp.full((1, num_states), jnp.argmax(delta[-1]), jnp.int32)
     path = _backtrack(jnp.concatenate([pointers, last], axis=0), mode)
-    return ViterbiResult(path, jnp.max(delta[-1]) + prefix.log_scale[-1])
+    return ViterbiResult(path, jnp.max(delta[-1]) + log_joint)
 
 
 def _sample_sizes(sample_shape: Sequence[int]) -> tuple[tuple[int, ...], int]:

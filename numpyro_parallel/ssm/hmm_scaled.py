@@ -19,6 +19,9 @@ Markov models", §IV, with blocks of about sqrt(T) steps on CPU) therefore:
 Each step's normaliser is computed locally, so no long running sum is differenced (exact
 per-step log-likelihood terms in float32). Rows that become impossible (all zero) stay zero
 and get log normaliser ``-inf``.
+
+The same recursions in the max-plus semiring (``semiring="max"``, in log space, rows shifted to
+a maximum of 0 after every step) give the Viterbi scores.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ __all__ = [
     "pad_to_blocks",
     "scaled_backward",
     "scaled_forward",
+    "shift_to_max_zero",
     "to_probabilities",
 ]
 
@@ -45,8 +49,17 @@ def _scaled_likelihoods(log_likelihoods: jax.Array) -> tuple[jax.Array, jax.Arra
     return jnp.exp(log_likelihoods - shift[..., None]), shift
 
 
-def _step_inputs(transitions, log_likelihoods, valid):
-    likelihoods, shift = _scaled_likelihoods(log_likelihoods)
+def _finite_max(log_rows: jax.Array) -> jax.Array:
+    shift = jnp.max(log_rows, axis=-1)
+    return lax.stop_gradient(jnp.where(jnp.isfinite(shift), shift, jnp.zeros_like(shift)))
+
+
+def _step_inputs(transitions, log_likelihoods, valid, semiring="sum"):
+    if semiring == "max":  # log space throughout
+        likelihoods = log_likelihoods
+        shift = jnp.zeros(log_likelihoods.shape[:-1], log_likelihoods.dtype)
+    else:
+        likelihoods, shift = _scaled_likelihoods(log_likelihoods)
     if transitions.ndim == 3:
         return (transitions, likelihoods, shift, valid), None
     return (likelihoods, shift, valid), transitions
@@ -78,6 +91,26 @@ def to_probabilities(log_rows: jax.Array) -> tuple[jax.Array, jax.Array]:
     return probabilities, log_norm + shift
 
 
+def shift_to_max_zero(log_rows: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Shift log-space rows so that each row's largest entry is 0 (the max-plus analogue).
+
+    Args:
+        log_rows: ``(..., K)`` log-space rows.
+
+    Returns:
+        ``(shifted rows (..., K), shifts (...))``.
+    """
+    shift = _finite_max(log_rows)
+    return log_rows - shift[..., None], shift
+
+
+def _max_plus_step(current, log_transition, log_likelihood):
+    """``max_i current[r, i] + log P[i, j] + ll[j]``, shifted so that every row's max is 0."""
+    new = jnp.max(current[:, :, None] + log_transition[None], axis=1) + log_likelihood[None, :]
+    shift = _finite_max(new)
+    return new - shift[:, None], shift
+
+
 def scaled_forward(
     rows: jax.Array,
     transitions: jax.Array,
@@ -85,27 +118,37 @@ def scaled_forward(
     valid: jax.Array,
     *,
     keep_all: bool,
+    semiring: str = "sum",
 ):
-    """Push probability rows through steps ``r <- normalise((r @ P_t) * p(y_t | .))``.
+    """Push rows through steps ``r <- normalise((r @ P_t) * p(y_t | .))``.
+
+    With ``semiring="max"`` the same recursion runs in the max-plus semiring of Viterbi, in
+    log space: ``r <- max_i r_i + log P_t[i, .] + log p(y_t | .)``, shifted to a maximum of 0.
 
     Args:
-        rows: ``(R, K)`` rows, each a probability vector (or all zero).
-        transitions: ``(K, K)`` or per-step ``(S, K, K)`` transition probabilities.
+        rows: ``(R, K)`` rows, each a probability vector (or all zero); log-space rows for
+            ``"max"``.
+        transitions: ``(K, K)`` or per-step ``(S, K, K)`` transition probabilities (their
+            logarithms for ``"max"``).
         log_likelihoods: ``(S, K)`` log emission densities of the S steps.
         valid: ``(S,)`` booleans; invalid (padding) steps leave the rows unchanged.
         keep_all: return the rows and log normalisers of every step (else only the last
             rows and the summed log normalisers).
+        semiring: ``"sum"`` (sum-product, probabilities) or ``"max"`` (max-plus, logs).
 
     Returns:
         ``(rows (S, R, K), log_terms (S, R))`` if ``keep_all``, else
         ``(rows (R, K), log_total (R,))``.
     """
-    inputs, fixed = _step_inputs(transitions, log_likelihoods, valid)
+    inputs, fixed = _step_inputs(transitions, log_likelihoods, valid, semiring)
 
     def body(carry, step):
         current, log_total = carry
         transition, likelihood, shift, ok = _unpack(step, fixed)
-        new, log_norm = _normalize_rows((current @ transition) * likelihood[None, :])
+        if semiring == "max":
+            new, log_norm = _max_plus_step(current, transition, likelihood)
+        else:
+            new, log_norm = _normalize_rows((current @ transition) * likelihood[None, :])
         new = jnp.where(ok, new, current)
         log_term = jnp.where(ok, log_norm + shift, jnp.zeros_like(log_norm))
         return (new, log_total + log_term), ((new, log_term) if keep_all else None)
@@ -158,22 +201,28 @@ def pad_to_blocks(x: jax.Array, block_size: int, fill: float | bool) -> jax.Arra
     return x.reshape(num_blocks, block_size, *x.shape[1:])
 
 
-def block_products(transitions, log_likelihoods, valid) -> LogMatrix:
+def block_products(transitions, log_likelihoods, valid, semiring: str = "sum") -> LogMatrix:
     """Products ``A_s ... A_e`` of blocked steps, as normalised log-space matrices.
 
     Args:
-        transitions: ``(K, K)`` or blocked ``(N, B, K, K)`` transition probabilities.
+        transitions: ``(K, K)`` or blocked ``(N, B, K, K)`` transition probabilities (their
+            logarithms for ``semiring="max"``).
         log_likelihoods: ``(N, B, K)`` blocked log emission densities.
         valid: ``(N, B)`` booleans marking real (not padding) steps.
+        semiring: ``"sum"`` (sum-product) or ``"max"`` (max-plus) products.
 
     Returns:
         A `LogMatrix` with leaves ``(N, K, K)`` and ``(N,)``.
     """
     num_states = log_likelihoods.shape[-1]
     eye = jnp.eye(num_states, dtype=log_likelihoods.dtype)
+    if semiring == "max":
+        eye = jnp.where(eye > 0, jnp.zeros_like(eye), -jnp.inf)
     in_axes = (0 if transitions.ndim == 4 else None, 0, 0)
     rows, log_totals = jax.vmap(
-        lambda p, ll, v: scaled_forward(eye, p, ll, v, keep_all=False), in_axes=in_axes
+        lambda p, ll, v: scaled_forward(eye, p, ll, v, keep_all=False, semiring=semiring),
+        in_axes=in_axes,
     )(transitions, log_likelihoods, valid)
-    log_matrix = safe_log(rows) + log_totals[..., None]
+    log_rows = rows if semiring == "max" else safe_log(rows)
+    log_matrix = log_rows + log_totals[..., None]
     return jax.vmap(normalize)(log_matrix, jnp.zeros(log_matrix.shape[:1], log_matrix.dtype))

@@ -74,14 +74,72 @@ def test_poisson_categorical_and_multivariate_emissions():
     np.testing.assert_allclose(
         model.log_prob(y), forward_reference(INITIAL, TRANSITION, ll)[0], rtol=1e-9
     )
-    # Missing data: a NaN anywhere in y_t drops the whole vector y_t.
-    y_missing = y.at[2, 1].set(jnp.nan).at[5].set(jnp.nan)
+    # Missing data: a NaN component is marginalised out (N(mu_o, Sigma_oo)), an all-NaN
+    # vector contributes nothing.
+    y_missing = y.at[2, 1].set(jnp.nan).at[3, 0].set(jnp.nan).at[5].set(jnp.nan)
+    covariance = np.asarray(scale_tril[0] @ scale_tril[0].T)
     ll_missing = ll.copy()
-    ll_missing[[2, 5]] = 0.0
+    for t, observed in ((2, 0), (3, 1)):
+        var = covariance[observed, observed]
+        resid = float(y[t, observed]) - np.asarray(locs)[:, observed]
+        ll_missing[t] = -0.5 * (np.log(2 * np.pi * var) + resid**2 / var)
+    ll_missing[5] = 0.0
     np.testing.assert_allclose(
         model.log_prob(y_missing),
         forward_reference(INITIAL, TRANSITION, ll_missing)[0],
         rtol=1e-9,
+    )
+
+
+def test_partially_missing_vectors_are_marginalised():
+    # Independent (to_event) emissions: observed components summed; Normal and Poisson.
+    locs = jnp.asarray(RNG.normal(size=(K, 3)))
+    y = jnp.asarray(RNG.normal(size=(T, 3))).at[1, 0].set(jnp.nan).at[4].set(jnp.nan)
+    y = y.at[6, 1:].set(jnp.nan)
+    observed = ~np.isnan(np.asarray(y))
+    per_component = -0.5 * ((np.nan_to_num(np.asarray(y))[:, None, :] - np.asarray(locs)) ** 2)
+    per_component -= 0.5 * np.log(2 * np.pi)
+    ll = np.sum(np.where(observed[:, None, :], per_component, 0.0), axis=-1)
+    model = DiscreteHMM(INITIAL, TRANSITION, dist.Normal(locs, 1.0).to_event(1))
+    np.testing.assert_allclose(
+        model.log_prob(y), forward_reference(INITIAL, TRANSITION, ll)[0], rtol=1e-9
+    )
+    rates = jnp.asarray(np.exp(RNG.normal(size=(K, 2))))
+    counts = jnp.asarray(RNG.poisson(2.0, size=(T, 2)), float).at[3, 1].set(jnp.nan)
+    log_p = np.array(dist.Poisson(rates[None]).log_prob(jnp.nan_to_num(counts)[:, None, :]))
+    log_p[3, :, 1] = 0.0
+    model = DiscreteHMM(INITIAL, TRANSITION, dist.Poisson(rates).to_event(1))
+    np.testing.assert_allclose(
+        model.log_prob(counts),
+        forward_reference(INITIAL, TRANSITION, log_p.sum(-1))[0],
+        rtol=1e-9,
+    )
+
+    # MultivariateNormal: gradients stay finite and match finite differences with NaNs.
+    scale_tril = jnp.array([[1.0, 0.0, 0.0], [0.4, 0.9, 0.0], [-0.2, 0.3, 0.7]])
+
+    def log_prob(means, chol):
+        mvn = dist.MultivariateNormal(means, scale_tril=jnp.tril(chol))
+        return DiscreteHMM(INITIAL, TRANSITION, mvn).log_prob(y)
+
+    check_grads(log_prob, (locs, scale_tril), order=1, modes=["rev"])
+    # The marginal of the observed components, by brute-force subsetting.
+    covariance = np.asarray(scale_tril @ scale_tril.T)
+    ll = np.zeros((T, K))
+    for t in range(T):
+        o = observed[t]
+        if not o.any():
+            continue
+        sub = covariance[np.ix_(o, o)]
+        for k in range(K):
+            r = np.asarray(y)[t, o] - np.asarray(locs)[k, o]
+            ll[t, k] = -0.5 * (
+                o.sum() * np.log(2 * np.pi)
+                + np.linalg.slogdet(sub)[1]
+                + r @ np.linalg.solve(sub, r)
+            )
+    np.testing.assert_allclose(
+        log_prob(locs, scale_tril), forward_reference(INITIAL, TRANSITION, ll)[0], rtol=1e-9
     )
 
 
