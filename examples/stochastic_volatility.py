@@ -141,7 +141,8 @@ def main():
         returns = returns[:128]
         n_pf, n_dsmc, block, n_iter, n_pm = 256, 128, 64, 150, 100
     else:
-        n_pf, n_dsmc, block, n_iter, n_pm = 1000, 500, 50, 2000, 300
+        # PMMH mixes only when the log-likelihood estimate's sd is ~1-2: N = 2000 at T = 1859.
+        n_pf, n_dsmc, block, n_iter, n_pm = 1000, 500, 50, 1500, 2000
     num_steps = returns.shape[0]
     ys = jnp.asarray(returns)[:, None]
     print(f"DAX daily log-returns (%), T = {num_steps}, sd {returns.std():.2f}")
@@ -149,9 +150,8 @@ def main():
     # 1. PMMH for (mu, phi, sigma).
     init = jnp.array([0.0, np.arctanh(0.9), np.log(0.3)])
     t0 = time.perf_counter()
-    chain, acc = jax.jit(lambda k: pmmh(k, ys, n_iter, n_pm, init, jnp.array([0.1, 0.1, 0.1])))(
-        jax.random.key(3)
-    )
+    scales = jnp.array([0.05, 0.05, 0.05])  # random-walk steps in (mu, atanh phi, log sigma)
+    chain, acc = jax.jit(lambda k: pmmh(k, ys, n_iter, n_pm, init, scales))(jax.random.key(3))
     if args.fast:
         print("(--fast: the PMMH chain below is far too short to be a converged posterior)")
     burn = n_iter // 4
