@@ -15,7 +15,7 @@ from numpyro_parallel.mcmc.parallel_chain import (
     parallel_chain,
     sequential_chain,
 )
-from tests.reference.mcmc import rwm_chain
+from tests.reference.mcmc import rwm_chain, ula_step
 
 
 def gaussian_target(dim):
@@ -155,19 +155,10 @@ def test_non_additive_kernel_is_a_certified_fixed_point_iteration():
     print(f"MALA, T=40: online Picard {int(info.num_iterations)} iterations")
 
 
-def _ula_step(logdensity_fn, step_size):
-    def step(rng_key, state):
-        noise = jax.random.normal(rng_key, state.shape)
-        grad = jax.grad(logdensity_fn)(state)
-        return state + step_size * grad + jnp.sqrt(2 * step_size) * noise, None
-
-    return step
-
-
 def test_nan_not_reported_converged():
     # A recursion that hits NaN: the loop stops at the first non-finite exact state.
     logdensity = lambda x: -0.5 * x @ x + jnp.where(x[0] > 1.5, jnp.nan, 0.0) * x[0]
-    step = _ula_step(logdensity, 0.5)
+    step = ula_step(logdensity, 0.5)
     x0 = jnp.zeros(2)
     key = jax.random.key(0)
     expected, _ = sequential_chain(step, x0, key, 60)

@@ -10,7 +10,7 @@ import pytest
 from blackjax.mcmc import random_walk
 
 from numpyro_parallel.mcmc import parallel_chain, sequential_chain
-from tests.reference.mcmc import mala_chain, rwm_chain
+from tests.reference.mcmc import mala_chain, rwm_chain, ula_step
 
 SOLVERS = ["newton", "quasi_newton", "jacobi"]
 PRECISION = np.array([[2.0, 0.6, 0.0], [0.6, 1.0, 0.3], [0.0, 0.3, 0.5]])
@@ -137,19 +137,10 @@ def test_non_convergence_reported_and_fallback_exact():
     assert_same_chain(result, expected)
 
 
-def _ula_step(logdensity_fn, step_size):
-    def step(rng_key, state):
-        noise = jax.random.normal(rng_key, state.shape)
-        grad = jax.grad(logdensity_fn)(state)
-        return state + step_size * grad + jnp.sqrt(2 * step_size) * noise, None
-
-    return step
-
-
 def test_nan_target_not_reported_converged():
     # Unadjusted Langevin on a target whose gradient is NaN for x_0 > 1.5: the chain hits NaN.
     logdensity = lambda x: -0.5 * x @ x + jnp.where(x[0] > 1.5, jnp.nan, 0.0) * x[0]
-    step = _ula_step(logdensity, 0.5)
+    step = ula_step(logdensity, 0.5)
     x0 = jnp.zeros(2)
     key = jax.random.key(0)
     expected, _ = sequential_chain(step, x0, key, 60)

@@ -43,3 +43,14 @@ def rwm_chain(logdensity, x0, rng_key, num_steps, sigma):
         positions.append(x)
         accepted.append(accept)
     return np.stack(positions), np.array(accepted)
+
+
+def ula_step(logdensity_fn, step_size):
+    """Unadjusted Langevin step ``(rng_key, x) -> (x', None)`` (no accept/reject)."""
+
+    def step(rng_key, state):
+        noise = jax.random.normal(rng_key, state.shape)
+        grad = jax.grad(logdensity_fn)(state)
+        return state + step_size * grad + (2 * step_size) ** 0.5 * noise, None
+
+    return step

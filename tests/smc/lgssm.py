@@ -4,6 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from numpyro_parallel.smc.dsmc import dsmc
 from numpyro_parallel.smc.particle_filter import bootstrap, guided
 from tests.reference.smc import kalman_loglik_and_rts, simulate_lgssm
 
@@ -109,3 +110,18 @@ def weighted_mean_and_se(log_z, estimates):
     est = (r[:, None] * estimates).sum(0) / r.sum()
     se = np.sqrt(np.var(r[:, None] * (estimates - est), axis=0) / log_z.shape[0])
     return est, se
+
+
+def run_dsmc(key, num_particles, ys, mean, chol, **kwargs):
+    """dSMC on this model with Gaussian proposals ``N(mean_t, chol_t chol_t^T)``."""
+    return dsmc(
+        key,
+        jnp.asarray(ys),
+        num_particles,
+        initial_log_prob=initial_log_prob,
+        transition_log_prob=transition_log_prob,
+        observation_log_prob=observation_log_prob,
+        proposal_mean=mean,
+        proposal_chol=chol,
+        **kwargs,
+    )

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import numpyro_parallel.smc.particle_filter as pf
-from numpyro_parallel.smc.dsmc import dsmc, gaussian_proposals_from_kalman
+from numpyro_parallel.smc.dsmc import gaussian_proposals_from_kalman
 from numpyro_parallel.smc.ffbs import backward_sampling
 from tests.reference.smc import lgssm_joint_posterior
 from tests.smc import lgssm
@@ -19,17 +19,7 @@ PROPOSAL_CHOL = 1.5 * jnp.sqrt(jnp.asarray(RTS_COV))  # inflated exact marginals
 
 
 def _run(key, num_particles, ys=YS, mean=PROPOSAL_MEAN, chol=PROPOSAL_CHOL, **kwargs):
-    return dsmc(
-        key,
-        jnp.asarray(ys),
-        num_particles,
-        initial_log_prob=lgssm.initial_log_prob,
-        transition_log_prob=lgssm.transition_log_prob,
-        observation_log_prob=lgssm.observation_log_prob,
-        proposal_mean=mean,
-        proposal_chol=chol,
-        **kwargs,
-    )
+    return lgssm.run_dsmc(key, num_particles, ys, mean, chol, **kwargs)
 
 
 def test_reference_rts_matches_brute_force():

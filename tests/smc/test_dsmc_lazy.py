@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from numpyro_parallel.smc.dsmc import dsmc
 from numpyro_parallel.smc.dsmc_stitching import lazy_level, log_bounds_array
 from tests.reference.smc import lgssm_joint_posterior
 from tests.smc import lgssm
@@ -100,17 +99,7 @@ def test_lazy_pair_frequencies_match_pair_target(max_trials, bounds, block_size)
 
 
 def _run(key, num_particles, ys=YS, mean=PROPOSAL_MEAN, chol=PROPOSAL_CHOL, **kwargs):
-    return dsmc(
-        key,
-        jnp.asarray(ys),
-        num_particles,
-        initial_log_prob=lgssm.initial_log_prob,
-        transition_log_prob=lgssm.transition_log_prob,
-        observation_log_prob=lgssm.observation_log_prob,
-        proposal_mean=mean,
-        proposal_chol=chol,
-        **kwargs,
-    )
+    return lgssm.run_dsmc(key, num_particles, ys, mean, chol, **kwargs)
 
 
 def test_lazy_dsmc_log_evidence_unbiased_and_smoothing_means():
