@@ -5,7 +5,10 @@ Markov models": Viterbi is a max-product associative scan; the path is recovered
 composing the argmax pointers as index maps in a second (suffix) scan. Posterior path samples
 use the same composition with Gumbel-max draws ``f_t[j] = argmax_i log p(z_t = i | y_{0:t}) +
 log P_t[i, j] + g_t[i]`` (one Gumbel vector ``g_t`` shared by all ``j``), and prior paths a
-forward scan of Gumbel-max transition maps. Public through `numpyro_parallel.ssm.hmm`.
+forward scan of Gumbel-max transition maps. With the blocked strategy (the CPU default) and
+sequentially, the Viterbi scores come from the scaled recursions of
+`numpyro_parallel.ssm.hmm_blocked` in the max-plus semiring instead. Public through
+`numpyro_parallel.ssm.hmm`.
 """
 
 from __future__ import annotations
@@ -68,8 +71,10 @@ def hmm_viterbi(
         initial_logits: ``(K,)`` logits of ``z_0``.
         transition_logits: ``(K, K)`` or ``(T, K, K)`` transition logits (module docstring).
         log_likelihoods: ``(T, K)`` log emission densities (0 where ``y_t`` is missing).
-        parallel: associative scans when True, `lax.scan` otherwise.
-        block_size: see `hmm_filter`.
+        parallel: parallel strategies when True (see ``block_size``), the sequential
+            max-plus recursion otherwise.
+        block_size: see `hmm_filter`; the blocked strategy runs the scaled recursions of
+            `numpyro_parallel.ssm.hmm_blocked` in the max-plus semiring.
 
     Returns:
         A `ViterbiResult`; ties are broken towards the smallest state index at each pointer.
