@@ -77,6 +77,27 @@ def measure(fn, args, repeats):
     return out, compile_time, statistics.median(times)
 
 
+def _comparison(parallel, sequential):
+    """Row fields comparing a parallel run with the sequential chain (batched or not).
+
+    Both arguments are ``(states, info, compile_s, run_s)``; iterations are the maximum over
+    chains and ``converged`` requires every chain to converge.
+    """
+    states, info, compile_s, run_s = parallel
+    seq_states, seq_info, seq_compile_s, seq_run_s = sequential
+    return {
+        "iterations": int(jnp.max(info.num_iterations)),
+        "converged": bool(jnp.all(info.converged)),
+        "max_abs_diff": float(jnp.max(jnp.abs(states.position - seq_states.position))),
+        "same_accepts": bool(jnp.all(info.step_info.is_accepted == seq_info.step_info.is_accepted)),
+        "compile_s": compile_s,
+        "run_s": run_s,
+        "sequential_compile_s": seq_compile_s,
+        "sequential_run_s": seq_run_s,
+        "speedup": seq_run_s / run_s,
+    }
+
+
 def run_case(dim, num_steps, num_chains, solvers, repeats):
     logdensity_fn, map_estimate, step_size, _ = make_problem(dim)
     mala = blackjax.mala(logdensity_fn, step_size)
@@ -102,18 +123,11 @@ def run_case(dim, num_steps, num_chains, solvers, repeats):
                 "num_steps": num_steps,
                 "dim": dim,
                 "num_chains": num_chains,
-                "iterations": int(jnp.max(info.num_iterations)),
-                "converged": bool(jnp.all(info.converged)),
-                "max_abs_diff": float(jnp.max(jnp.abs(states_p.position - seq_states.position))),
-                "same_accepts": bool(
-                    jnp.all(info.step_info.is_accepted == seq_info.step_info.is_accepted)
+                **_comparison(
+                    (states_p, info, compile_time, run_time),
+                    (seq_states, seq_info, seq_compile, seq_time),
                 ),
                 "acceptance": float(jnp.mean(seq_info.step_info.acceptance_rate)),
-                "compile_s": compile_time,
-                "run_s": run_time,
-                "sequential_compile_s": seq_compile,
-                "sequential_run_s": seq_time,
-                "speedup": seq_time / run_time,
             }
         )
         print(json.dumps(rows[-1]), flush=True)
@@ -149,18 +163,11 @@ def run_rwm_case(dim, num_steps, repeats):
                 "num_steps": num_steps,
                 "dim": dim,
                 "num_chains": 1,
-                "iterations": int(info.num_iterations),
-                "converged": bool(info.converged),
-                "max_abs_diff": float(jnp.max(jnp.abs(states.position - seq_states.position))),
-                "same_accepts": bool(
-                    jnp.all(info.step_info.is_accepted == seq_info.step_info.is_accepted)
+                **_comparison(
+                    (states, info, compile_time, run_time),
+                    (seq_states, seq_info, seq_compile, seq_time),
                 ),
                 "acceptance": float(jnp.mean(seq_info.step_info.is_accepted)),
-                "compile_s": compile_time,
-                "run_s": run_time,
-                "sequential_compile_s": seq_compile,
-                "sequential_run_s": seq_time,
-                "speedup": seq_time / run_time,
             }
         )
         print(json.dumps(rows[-1]), flush=True)

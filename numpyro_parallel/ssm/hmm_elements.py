@@ -31,6 +31,7 @@ __all__ = [
     "LogMatrix",
     "backward_elements",
     "compose_index_maps",
+    "finite_or_zero",
     "forward_elements",
     "max_product_combine",
     "normalize",
@@ -46,7 +47,15 @@ class LogMatrix(NamedTuple):
     log_scale: jax.Array
 
 
-def _finite_or_zero(x: jax.Array) -> jax.Array:
+def finite_or_zero(x: jax.Array) -> jax.Array:
+    """``x`` where finite, else 0, without gradient: the shift used to normalise log-values.
+
+    Args:
+        x: shifts (e.g. maxima of log-matrices; ``-inf`` for all-impossible rows).
+
+    Returns:
+        The gradient-free finite shifts.
+    """
     return lax.stop_gradient(jnp.where(jnp.isfinite(x), x, jnp.zeros_like(x)))
 
 
@@ -60,7 +69,7 @@ def normalize(log_matrix: jax.Array, log_scale: jax.Array) -> LogMatrix:
     Returns:
         The same matrix as a normalised `LogMatrix` (an all ``-inf`` matrix keeps scale).
     """
-    shift = _finite_or_zero(jnp.max(log_matrix))
+    shift = finite_or_zero(jnp.max(log_matrix))
     return LogMatrix(log_matrix - shift, log_scale + shift)
 
 
@@ -91,8 +100,8 @@ def sum_product_combine(earlier: LogMatrix, later: LogMatrix) -> LogMatrix:
         The normalised product.
     """
     a, b = earlier.log_matrix, later.log_matrix
-    row_shift = _finite_or_zero(jnp.max(a, axis=1, keepdims=True))
-    column_shift = _finite_or_zero(jnp.max(b, axis=0, keepdims=True))
+    row_shift = finite_or_zero(jnp.max(a, axis=1, keepdims=True))
+    column_shift = finite_or_zero(jnp.max(b, axis=0, keepdims=True))
     product = jnp.exp(a - row_shift) @ jnp.exp(b - column_shift)
     log_product = safe_log(product) + row_shift + column_shift
     return normalize(log_product, earlier.log_scale + later.log_scale)

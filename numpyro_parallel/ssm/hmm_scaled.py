@@ -30,7 +30,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from numpyro_parallel.ssm.hmm_elements import LogMatrix, normalize, safe_log
+from numpyro_parallel.ssm.hmm_elements import LogMatrix, finite_or_zero, normalize, safe_log
 
 __all__ = [
     "block_products",
@@ -42,16 +42,14 @@ __all__ = [
 ]
 
 
+def _finite_max(log_rows: jax.Array) -> jax.Array:
+    return finite_or_zero(jnp.max(log_rows, axis=-1))
+
+
 def _scaled_likelihoods(log_likelihoods: jax.Array) -> tuple[jax.Array, jax.Array]:
     """``exp(ll_t - c_t)`` and the (gradient-free, finite) shifts ``c_t = max_k ll_t[k]``."""
-    shift = jnp.max(log_likelihoods, axis=-1)
-    shift = lax.stop_gradient(jnp.where(jnp.isfinite(shift), shift, jnp.zeros_like(shift)))
+    shift = _finite_max(log_likelihoods)
     return jnp.exp(log_likelihoods - shift[..., None]), shift
-
-
-def _finite_max(log_rows: jax.Array) -> jax.Array:
-    shift = jnp.max(log_rows, axis=-1)
-    return lax.stop_gradient(jnp.where(jnp.isfinite(shift), shift, jnp.zeros_like(shift)))
 
 
 def _step_inputs(transitions, log_likelihoods, valid, semiring="sum"):

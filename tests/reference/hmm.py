@@ -37,8 +37,8 @@ def forward_reference(initial_logits, transition_logits, log_likelihoods):
     return logsumexp(log_alpha), np.stack(filtered)
 
 
-def enumerate_reference(initial_logits, transition_logits, log_likelihoods):
-    """Exhaustive enumeration: (log-likelihood, marginals (T, K), best path, best log joint)."""
+def _all_paths(initial_logits, transition_logits, log_likelihoods):
+    """Every one of the K^T paths (P, T) and its log joint density log p(z, y) (P,)."""
     log_likelihoods = np.asarray(log_likelihoods, np.float64)
     num_steps, num_states = log_likelihoods.shape
     log_initial, log_transition = _normalise(initial_logits, transition_logits, num_steps)
@@ -47,6 +47,13 @@ def enumerate_reference(initial_logits, transition_logits, log_likelihoods):
     for t in range(1, num_steps):
         log_joint = log_joint + log_transition[t - 1, paths[:, t - 1], paths[:, t]]
         log_joint = log_joint + log_likelihoods[t, paths[:, t]]
+    return paths, log_joint
+
+
+def enumerate_reference(initial_logits, transition_logits, log_likelihoods):
+    """Exhaustive enumeration: (log-likelihood, marginals (T, K), best path, best log joint)."""
+    paths, log_joint = _all_paths(initial_logits, transition_logits, log_likelihoods)
+    num_steps, num_states = np.shape(log_likelihoods)
     log_evidence = logsumexp(log_joint)
     weights = np.exp(log_joint - log_evidence)
     marginals = np.zeros((num_steps, num_states))
@@ -58,12 +65,5 @@ def enumerate_reference(initial_logits, transition_logits, log_likelihoods):
 
 def enumerate_path_probabilities(initial_logits, transition_logits, log_likelihoods):
     """All K^T paths (P, T) and their posterior probabilities (P,) (prior if likelihoods = 0)."""
-    log_likelihoods = np.asarray(log_likelihoods, np.float64)
-    num_steps, num_states = log_likelihoods.shape
-    log_initial, log_transition = _normalise(initial_logits, transition_logits, num_steps)
-    paths = np.array(list(itertools.product(range(num_states), repeat=num_steps)))
-    log_joint = log_initial[paths[:, 0]] + log_likelihoods[0, paths[:, 0]]
-    for t in range(1, num_steps):
-        log_joint = log_joint + log_transition[t - 1, paths[:, t - 1], paths[:, t]]
-        log_joint = log_joint + log_likelihoods[t, paths[:, t]]
+    paths, log_joint = _all_paths(initial_logits, transition_logits, log_likelihoods)
     return paths, np.exp(log_joint - logsumexp(log_joint))

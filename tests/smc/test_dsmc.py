@@ -60,30 +60,7 @@ def test_dsmc_single_step_and_float32():
 
 def test_conditional_dsmc_keeps_posterior_invariant():
     """One conditional-dSMC Gibbs step from exact posterior draws leaves the law unchanged."""
-    num_chains, t_small = 3000, 7
-    ys = YS[:t_small]
-    mean, cov = lgssm_joint_posterior(lgssm.M0, lgssm.P0, lgssm.F, lgssm.Q, lgssm.H, lgssm.R, ys)
-    rng = np.random.default_rng(3)
-    refs = rng.multivariate_normal(mean, cov, size=num_chains)[..., None]  # (chains, T, 1)
-    # Deliberately poor proposals make an invalid conditional update visible.
-    prop_mean = jnp.zeros((t_small, 1)) + 1.0
-    prop_chol = jnp.ones((t_small, 1, 1)) * 2.0
-
-    def gibbs_step(key, ref):
-        key_run, key_pick = jax.random.split(key)
-        out = _run(key_run, 8, ys=ys, mean=prop_mean, chol=prop_chol, reference=ref)
-        return out.trajectories[jax.random.randint(key_pick, (), 0, 8)], out.trajectories[0]
-
-    keys = jax.random.split(jax.random.key(4), num_chains)
-    new, first = jax.jit(jax.vmap(gibbs_step))(keys, jnp.asarray(refs))
-    np.testing.assert_array_equal(first, refs)
-    new = np.asarray(new[..., 0])
-    assert np.mean(np.any(new != refs[..., 0], axis=1)) > 0.3  # the chain moves
-    se_mean = np.sqrt(np.diag(cov) / num_chains)
-    np.testing.assert_array_less(np.abs(new.mean(0) - mean), 4 * se_mean)
-    var = new.var(0)
-    se_var = np.diag(cov) * np.sqrt(2.0 / num_chains)
-    np.testing.assert_array_less(np.abs(var - np.diag(cov)), 4 * se_var)
+    lgssm.check_conditional_dsmc_invariance(YS, seed=4)
 
 
 def test_ffbs_smoothing_means():
