@@ -1,0 +1,120 @@
+"""Shared input checks and failure reporting: the package's failure contract in one place.
+
+The contract (docs: "Failure modes and what you see"):
+
+- concrete invalid input raises a `ValueError`/`TypeError` that names the argument and what is
+  wrong;
+- values only known under tracing (inside `jax.jit`, `jax.grad`, NUTS) cannot be checked; the
+  log-density becomes NaN and result objects carry a status flag, never a finite wrong number;
+- non-convergence, particle collapse and stuck chains set a flag in the result and, outside
+  `jit`, emit a `RuntimeWarning` (`warn_if`).
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+__all__ = [
+    "check_covariance",
+    "check_finite",
+    "check_positive_int",
+    "concrete",
+    "is_concrete",
+    "nan_unless",
+    "warn_if",
+]
+
+
+def is_concrete(*values: Any) -> bool:
+    """Whether every array leaf of ``values`` has a known value (no tracer)."""
+    leaves = jax.tree_util.tree_leaves(values)
+    return not any(isinstance(leaf, jax.core.Tracer) for leaf in leaves)
+
+
+def concrete(value: Any) -> np.ndarray | None:
+    """``value`` as a NumPy array when its value is known, else None (under tracing)."""
+    if isinstance(value, jax.core.Tracer):
+        return None
+    try:
+        return np.asarray(value)
+    except (jax.errors.ConcretizationTypeError, jax.errors.TracerArrayConversionError):
+        return None
+
+
+def check_positive_int(name: str, value: Any, *, minimum: int = 1) -> int:
+    """Return ``value`` as an int, or raise if it is not an integer ``>= minimum``.
+
+    Raises:
+        TypeError: not an integer (bools and floats are rejected).
+        ValueError: smaller than ``minimum``.
+    """
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        raise TypeError(f"`{name}` must be a Python int; got {value!r} ({type(value).__name__}).")
+    if value < minimum:
+        raise ValueError(f"`{name}` must be an integer >= {minimum}; got {value}.")
+    return int(value)
+
+
+def check_finite(name: str, value: Any) -> None:
+    """Raise `ValueError` when a concrete ``value`` holds NaN or inf (no-op under tracing)."""
+    array = concrete(value)
+    if array is not None and array.size and not np.all(np.isfinite(array)):
+        raise ValueError(f"`{name}` contains non-finite values (NaN or inf).")
+
+
+def check_covariance(name: str, value: Any, *, allow_singular: bool = True) -> None:
+    """Raise `ValueError` unless a concrete ``value`` is a finite symmetric PSD matrix (stack).
+
+    Tolerances scale with the matrix norm and the dtype's precision, so rounding noise in a
+    covariance computed as ``A @ A.T`` passes. Under tracing nothing is checked: callers turn an
+    invalid covariance into NaN instead (see `numpyro_parallel.linalg.cholesky_of`).
+
+    Args:
+        name: argument name for the message.
+        value: ``(..., n, n)`` matrix or stack of matrices.
+        allow_singular: accept positive semi-definite (True) or demand positive definite.
+    """
+    array = concrete(value)
+    if array is None:
+        return
+    check_finite(name, array)
+    if array.ndim < 2 or array.shape[-1] != array.shape[-2]:
+        raise ValueError(f"`{name}` must be a square matrix (..., n, n); got {array.shape}.")
+    array = array.astype(np.float64)
+    scale = np.max(np.abs(array), axis=(-2, -1), keepdims=True) + np.finfo(np.float64).tiny
+    eps = 100 * np.finfo(np.asarray(value).dtype).eps * array.shape[-1]
+    asym = np.max(np.abs(array - np.swapaxes(array, -1, -2)) / scale)
+    if asym > eps:
+        raise ValueError(
+            f"`{name}` must be symmetric; max |A - A^T| / max |A| = {asym:.3g}. "
+            "Pass a symmetric covariance (or a factor: see the `*_cov_factor` arguments)."
+        )
+    low = np.min(np.linalg.eigvalsh(0.5 * (array + np.swapaxes(array, -1, -2))) / scale[..., 0])
+    if low < -eps or (not allow_singular and low <= eps):
+        kind = "positive semi-definite" if allow_singular else "positive definite"
+        raise ValueError(
+            f"`{name}` must be {kind}; its smallest eigenvalue relative to max |A| is {low:.3g}."
+        )
+
+
+def nan_unless(ok: jax.Array, value: jax.Array) -> jax.Array:
+    """``value`` where ``ok`` holds, NaN elsewhere (the traced side of the contract)."""
+    return jnp.where(ok, value, jnp.asarray(jnp.nan, jnp.result_type(value)))
+
+
+def warn_if(flag: Any, message: str, *, stacklevel: int = 3) -> bool:
+    """Emit a `RuntimeWarning` when a concrete ``flag`` has any true entry.
+
+    Under tracing the flag is unknown and nothing is emitted: the result's status field is the
+    report. Returns whether a warning was emitted.
+    """
+    array = concrete(flag)
+    if array is None or not np.any(array):
+        return False
+    warnings.warn(message, RuntimeWarning, stacklevel=stacklevel)
+    return True
