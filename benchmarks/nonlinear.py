@@ -143,8 +143,9 @@ def main():
                         m,
                         y,
                         method=method,
-                        num_iterations=args.iterations,
+                        max_iterations=args.iterations,
                         tol=0.0,
+                        initial_trajectory="prior",
                         parallel=parallel,
                     ).mean
 

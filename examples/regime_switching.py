@@ -30,6 +30,7 @@ import numpyro
 import numpyro.distributions as dist
 from numpyro.infer import MCMC, NUTS
 
+from numpyro_parallel import diagnostics
 from numpyro_parallel.ssm.hmm import hmm_sample_prior_states
 from numpyro_parallel.ssm.hmm_arviz import hmm_to_datatree
 from numpyro_parallel.ssm.hmm_distribution import DiscreteHMM
@@ -96,7 +97,10 @@ def main():
     print(f"NUTS: {time.perf_counter() - start:.1f} s (2 chains, {num_samples} draws each)")
 
     samples = mcmc.get_samples(group_by_chain=True)
-    idata = az.from_numpyro(mcmc)
+    # log_likelihood group with one term log p(y_t | y_{<t}) per time step (dims chain, draw,
+    # time), so that LOO sees T observations rather than one sequence.
+    idata = diagnostics.from_numpyro(mcmc)
+    print(az.loo(idata, var_name="y"))
     summary = az.summary(idata, var_names=["means", "scales", "transition"])
     print(summary)
     print("true means", TRUE_MEANS, "scales", TRUE_SCALES, "transition", TRUE_TRANSITION.ravel())

@@ -8,7 +8,7 @@ iterations, behind NumPyro distributions, NumPyro MCMC kernels and BlackJAX-styl
 import importlib
 from typing import Any
 
-from numpyro_parallel import fixed_point, infer, linalg, mcmc, scan, smc, ssm
+from numpyro_parallel import fixed_point, infer, linalg, mcmc, scan, smc, ssm, sts
 
 __version__ = "0.1.0"
 
@@ -22,6 +22,7 @@ __all__ = [
     "scan",
     "smc",
     "ssm",
+    "sts",
 ]
 
 

@@ -9,7 +9,8 @@ adds latent-state groups with dims ``(chain, draw, time, state)``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import warnings
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import arviz
@@ -18,6 +19,14 @@ import jax.numpy as jnp
 import numpy as np
 import xarray as xr
 from numpyro import handlers
+from numpyro.infer import MCMC
+
+from numpyro_parallel._checks import check_positive_int
+from numpyro_parallel._diagnostics_datasets import (
+    _coords,
+    smoothed_to_dataset,
+    states_to_dataset,
+)
 
 __all__ = [
     "from_numpyro",
@@ -25,6 +34,66 @@ __all__ = [
     "smoothed_to_dataset",
     "states_to_dataset",
 ]
+
+
+def _state_space_types() -> tuple[type, ...]:
+    # Imported lazily: the distributions import jax-heavy modules and diagnostics is optional.
+    from numpyro_parallel.ssm.distributions import LinearGaussianSSM
+    from numpyro_parallel.ssm.hmm_distribution import DiscreteHMM
+    from numpyro_parallel.ssm.nonlinear_distribution import NonlinearGaussianSSM
+
+    return (LinearGaussianSSM, DiscreteHMM, NonlinearGaussianSSM)
+
+
+def _check_samples(posterior_samples, batch_ndims) -> tuple[int, ...]:
+    if not isinstance(posterior_samples, Mapping):
+        raise TypeError(
+            "`posterior_samples` must be a dict of arrays (site name -> draws); got "
+            f"{type(posterior_samples).__name__}."
+        )
+    if not posterior_samples:
+        raise ValueError("`posterior_samples` is empty.")
+    batch_ndims = check_positive_int("batch_ndims", batch_ndims)
+    shapes = {name: tuple(jnp.shape(value)) for name, value in posterior_samples.items()}
+    leading = {shape[:batch_ndims] for shape in shapes.values()}
+    if len(leading) != 1 or any(len(shape) < batch_ndims for shape in shapes.values()):
+        raise ValueError(
+            f"every entry of `posterior_samples` needs the same {batch_ndims} leading draw "
+            f"dimension(s) (`batch_ndims`); got shapes {shapes}."
+        )
+    return leading.pop()
+
+
+def _pointwise(model, posterior_samples, model_args, model_kwargs, batch_ndims):
+    """Per-site log-likelihood terms and the names of the state-space (time-resolved) sites."""
+    if not callable(model):
+        raise TypeError(f"`model` must be a callable NumPyro model; got {type(model).__name__}.")
+    batch_shape = _check_samples(posterior_samples, batch_ndims)
+    flat = {
+        k: jnp.reshape(v, (-1, *jnp.shape(v)[batch_ndims:])) for k, v in posterior_samples.items()
+    }
+    state_space = _state_space_types()
+    time_sites: set[str] = set()
+
+    def one(draw):
+        seeded = handlers.seed(handlers.substitute(model, data=draw), jax.random.PRNGKey(0))
+        trace = handlers.trace(seeded).get_trace(*model_args, **model_kwargs)
+        out = {}
+        for name, site in trace.items():
+            if site["type"] != "sample" or not site["is_observed"]:
+                continue
+            fn = site["fn"]
+            terms = getattr(fn, "log_likelihood_terms", None)
+            if isinstance(fn, state_space) and terms is not None:
+                time_sites.add(name)  # runs once, while tracing
+                out[name] = terms(site["value"])
+            else:
+                out[name] = fn.log_prob(site["value"])
+        return out
+
+    result = jax.vmap(one)(flat)
+    values = {k: v.reshape(*batch_shape, *v.shape[1:]) for k, v in result.items()}
+    return values, time_sites
 
 
 def pointwise_log_likelihood(
@@ -36,8 +105,9 @@ def pointwise_log_likelihood(
 ) -> dict[str, jax.Array]:
     """Per-time log-likelihood terms of every observed site, for every posterior draw.
 
-    Sites whose distribution has a ``log_likelihood_terms`` method (`LinearGaussianSSM`,
-    `DiscreteHMM`, ...) contribute their one-step-ahead predictive terms ``(..., T)``; other
+    Observed sites of the state-space distributions of this package (`LinearGaussianSSM`,
+    `DiscreteHMM`, and `NonlinearGaussianSSM` once it has the method) contribute their
+    one-step-ahead predictive terms ``log_likelihood_terms(y)``, shape ``(..., T)``; other
     observed sites contribute ``log_prob`` (shape: their batch shape).
 
     Args:
@@ -49,99 +119,71 @@ def pointwise_log_likelihood(
 
     Returns:
         Dict site name -> array with the draw dimensions in front.
+
+    Raises:
+        TypeError: ``model`` not callable, ``posterior_samples`` not a dict, ``batch_ndims``
+            not an int.
+        ValueError: empty ``posterior_samples``, draw dimensions that differ between sites,
+            ``batch_ndims < 1``.
     """
-    if not posterior_samples:
-        raise ValueError("`posterior_samples` is empty.")
-    first = next(iter(posterior_samples.values()))
-    batch_shape = tuple(jnp.shape(first)[:batch_ndims])
-    flat = {
-        k: jnp.reshape(v, (-1, *jnp.shape(v)[batch_ndims:])) for k, v in posterior_samples.items()
-    }
-
-    def one(draw):
-        seeded = handlers.seed(handlers.substitute(model, data=draw), jax.random.PRNGKey(0))
-        trace = handlers.trace(seeded).get_trace(*model_args, **model_kwargs)
-        out = {}
-        for name, site in trace.items():
-            if site["type"] != "sample" or not site["is_observed"]:
-                continue
-            fn = site["fn"]
-            terms = getattr(fn, "log_likelihood_terms", None)
-            out[name] = terms(site["value"]) if terms is not None else fn.log_prob(site["value"])
-        return out
-
-    result = jax.vmap(one)(flat)
-    return {k: v.reshape(*batch_shape, *v.shape[1:]) for k, v in result.items()}
+    return _pointwise(model, posterior_samples, model_args, model_kwargs, batch_ndims)[0]
 
 
-def _coords(name: str, size: int, values: Sequence | None) -> np.ndarray:
-    if values is None:
-        return np.arange(size)
-    values = np.asarray(values)
-    if values.shape != (size,):
-        raise ValueError(f"`{name}` must have {size} entries; got shape {values.shape}.")
-    return values
-
-
-def states_to_dataset(
-    samples,
-    *,
-    name: str = "states",
-    time_coords: Sequence | None = None,
-    state_names: Sequence | None = None,
-) -> xr.Dataset:
-    """Latent trajectories as a Dataset with dims ``(chain, draw, time, state)``.
-
-    Args:
-        samples: array ``(T, d)``, ``(draw, T, d)`` or ``(chain, draw, T, d)``.
-        name: variable name.
-        time_coords: optional T time labels (years, dates, ...).
-        state_names: optional d state labels.
-
-    Returns:
-        An `xarray.Dataset`.
-    """
-    samples = np.asarray(samples)
-    if samples.ndim not in (2, 3, 4):
-        raise ValueError(
-            "`samples` must have shape (T, d), (draw, T, d) or (chain, draw, T, d); "
-            f"got {samples.shape}."
+def _check_mcmc(mcmc) -> Callable:
+    """The model of a run `numpyro.infer.MCMC`, or a clear `TypeError` / `ValueError`."""
+    if not isinstance(mcmc, MCMC):
+        raise TypeError(
+            "from_numpyro needs a numpyro.infer.MCMC that has run; got "
+            f"{type(mcmc).__name__}. (For SVI, sample the guide and call "
+            "`pointwise_log_likelihood` and `arviz.from_dict` instead.)"
         )
-    dims = ("chain", "draw", "time", "state")[4 - samples.ndim :]
-    coords = {
-        "time": _coords("time_coords", samples.shape[-2], time_coords),
-        "state": _coords("state_names", samples.shape[-1], state_names),
-    }
-    return xr.Dataset({name: (dims, samples)}, coords=coords)
+    if getattr(mcmc, "_states", None) is None:
+        raise ValueError(
+            "from_numpyro needs a numpyro.infer.MCMC that has run; got an MCMC without "
+            "samples (call `mcmc.run(...)` first)."
+        )
+    model = getattr(mcmc.sampler, "model", None)
+    if model is None:
+        raise ValueError(
+            "from_numpyro needs an MCMC whose kernel has a NumPyro model (`mcmc.sampler.model`); "
+            f"got kernel {type(mcmc.sampler).__name__} without one."
+        )
+    return model
 
 
-def smoothed_to_dataset(
-    mean,
-    cov,
-    *,
-    time_coords: Sequence | None = None,
-    state_names: Sequence | None = None,
-) -> xr.Dataset:
-    """Smoothed (or filtered) Gaussian marginals as a Dataset.
-
-    Args:
-        mean: ``(..., T, d)`` means (leading dims are ``draw`` or ``chain, draw``).
-        cov: ``(..., T, d, d)`` covariances.
-        time_coords: optional T time labels.
-        state_names: optional d state labels.
-
-    Returns:
-        Dataset with ``mean`` and ``sd`` ``(..., time, state)`` and ``cov``
-        ``(..., time, state, state_bis)``.
-    """
-    mean, cov = np.asarray(mean), np.asarray(cov)
-    if cov.shape != (*mean.shape, mean.shape[-1]):
-        raise ValueError(f"`cov` must have shape {(*mean.shape, mean.shape[-1])}; got {cov.shape}.")
-    ds = states_to_dataset(mean, name="mean", time_coords=time_coords, state_names=state_names)
-    dims = ds["mean"].dims
-    ds["sd"] = (dims, np.sqrt(np.diagonal(cov, axis1=-2, axis2=-1)))
-    ds["cov"] = ((*dims, "state_bis"), cov)
-    return ds.assign_coords(state_bis=ds["state"].values)
+def _log_likelihood_dataset(terms, time_sites, time_coords) -> xr.Dataset:
+    """Dims ``(chain, draw, [site batch dims], time)`` for state-space sites; ArviZ's
+    default ``{name}_dim_{i}`` for the others. State-space sites share the ``time`` dim when
+    their length is that of ``time_coords`` (or of the first such site); others get
+    ``{name}_time``."""
+    time_length = None if time_coords is None else len(time_coords)
+    variables = {}
+    for name, value in terms.items():
+        value = np.asarray(value)
+        if name in time_sites:
+            length = value.shape[-1]
+            time_length = length if time_length is None else time_length
+            time_dim = "time" if length == time_length else f"{name}_time"
+            extra = [f"{name}_dim_{i}" for i in range(value.ndim - 3)] + [time_dim]
+        else:
+            extra = [f"{name}_dim_{i}" for i in range(value.ndim - 2)]
+        variables[name] = (("chain", "draw", *extra), value)
+        if np.issubdtype(value.dtype, np.floating) and np.any(np.isnan(value)):
+            warnings.warn(
+                f"the pointwise log-likelihood of site {name!r} contains NaN (invalid "
+                "parameters in some draws): loo / waic results will be meaningless.",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+    ds = xr.Dataset(variables)
+    if "time" in ds.dims:
+        ds = ds.assign_coords(time=_coords("time_coords", ds.sizes["time"], time_coords))
+    elif time_coords is not None and time_sites:
+        raise ValueError(
+            f"`time_coords` has {time_length} entries but no state-space site has that many "
+            f"time steps: {{{', '.join(f'{n!r}: {terms[n].shape[-1]}' for n in time_sites)}}}."
+        )
+    return ds
 
 
 def from_numpyro(
@@ -157,8 +199,14 @@ def from_numpyro(
 ):
     """`arviz.from_numpyro` plus a time-resolved ``log_likelihood`` group and latent states.
 
+    Observed sites whose distribution is a state-space distribution of this package
+    (`LinearGaussianSSM`, `DiscreteHMM`; `NonlinearGaussianSSM` once it has
+    ``log_likelihood_terms``) get one log-likelihood term per time step, dims
+    ``(chain, draw, time)``, so ``arviz.loo`` counts T observations. Other observed sites keep
+    ArviZ's default naming ``{name}_dim_0, ...``.
+
     Args:
-        mcmc: a fitted `numpyro.infer.MCMC`.
+        mcmc: a `numpyro.infer.MCMC` that has run.
         model_args: model arguments (default: those of the last ``mcmc.run``).
         model_kwargs: model keyword arguments (default: those of the last ``mcmc.run``).
         time_coords: optional labels of the time axis.
@@ -170,26 +218,32 @@ def from_numpyro(
 
     Returns:
         An `xarray.DataTree` with ``posterior``, ``sample_stats``, ``observed_data``,
-        ``log_likelihood`` (dims ``chain, draw, time`` for state-space sites) and optionally
-        ``latent_group``.
+        ``log_likelihood`` and optionally ``latent_group``.
+
+    Raises:
+        TypeError: ``mcmc`` is not a `numpyro.infer.MCMC` (e.g. an SVI result).
+        ValueError: an MCMC that has not run, ``time_coords`` / ``latent_states`` /
+            ``state_names`` whose lengths do not match the data.
     """
+    model = _check_mcmc(mcmc)
+    if not isinstance(latent_group, str) or not latent_group:
+        raise TypeError(f"`latent_group` must be a non-empty str; got {latent_group!r}.")
     tree = arviz.from_numpyro(mcmc, **from_numpyro_kwargs)
-    args = mcmc._args if model_args is None else model_args  # set by MCMC.run
-    kwargs = mcmc._kwargs if model_kwargs is None else model_kwargs
+    args = mcmc._args if model_args is None else tuple(model_args)  # set by MCMC.run
+    kwargs = mcmc._kwargs if model_kwargs is None else dict(model_kwargs)
     samples = mcmc.get_samples(group_by_chain=True)
-    terms = pointwise_log_likelihood(mcmc.sampler.model, samples, *args, batch_ndims=2, **kwargs)
-    variables = {}
-    for name, value in terms.items():
-        value = np.asarray(value)
-        extra = [f"{name}_dim_{i}" for i in range(value.ndim - 2)]
-        if value.ndim == 3:
-            extra = ["time"]
-        variables[name] = (("chain", "draw", *extra), value)
-    ds = xr.Dataset(variables)
-    if "time" in ds.dims:
-        ds = ds.assign_coords(time=_coords("time_coords", ds.sizes["time"], time_coords))
-    tree["log_likelihood"] = xr.DataTree(ds)
+    terms, time_sites = _pointwise(model, samples, args, kwargs, 2)
+    if terms:
+        tree["log_likelihood"] = xr.DataTree(
+            _log_likelihood_dataset(terms, time_sites, time_coords)
+        )
     if latent_states is not None:
         states = states_to_dataset(latent_states, time_coords=time_coords, state_names=state_names)
+        chains_draws = tuple(next(iter(samples.values())).shape[:2])
+        if states["states"].ndim != 4 or states["states"].shape[:2] != chains_draws:
+            raise ValueError(
+                f"`latent_states` must have shape (chain, draw, T, d) with (chain, draw) = "
+                f"{chains_draws}; got {states['states'].shape}."
+            )
         tree[latent_group] = xr.DataTree(states)
     return tree

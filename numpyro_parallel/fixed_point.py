@@ -17,20 +17,26 @@ Each iteration makes the first not-yet-converged state exact (its predecessor is
 solver terminates in at most T iterations. The loop advances past the converged prefix, which
 also gives a sliding-window mode (iterate on W steps at a time) with O(W d^2) memory. NaN/Inf
 iterates never count as converged. After the loop the true residual
-``max_t |x_t - f(x_{t-1})|`` is evaluated once; states past the certified prefix (if any) are
-recomputed sequentially, so the result is always the recursion's solution.
+``max_t |x_t - f(x_{t-1})|`` is evaluated once (a step is certified only when both its state
+and ``f`` of its predecessor are finite); states past the certified prefix (if any) are
+recomputed sequentially, so the result is always the recursion's solution. A result that
+needed the fallback has ``converged=False`` and, outside ``jit``, `solve_recursion` emits a
+`RuntimeWarning`.
 """
 
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
+from numpyro_parallel._checks import check_positive_int, concrete, warn_if
 from numpyro_parallel.scan import affine_recursion
 
 __all__ = [
@@ -85,7 +91,16 @@ def default_tolerances(dtype: Any) -> tuple[float, float]:
 
     Returns:
         ``(1e-10, 1e-10)`` for float64, ``(1e-4, 1e-4)`` for lower precision.
+
+    Raises:
+        TypeError: ``dtype`` is not a floating dtype.
     """
+    try:
+        floating = jnp.issubdtype(dtype, jnp.floating)
+    except TypeError:
+        floating = False
+    if not floating:
+        raise TypeError(f"`dtype` must be a floating dtype; got {dtype!r}.")
     if jnp.finfo(dtype).bits >= 64:
         return 1e-10, 1e-10
     return 1e-4, 1e-4
@@ -101,6 +116,8 @@ def default_max_iterations(num_steps: int, window: int) -> int:
     Returns:
         ``min(T, max(512, 8 ceil(T / W)))``.
     """
+    num_steps = check_positive_int("num_steps", num_steps)
+    window = check_positive_int("window", window)
     return min(num_steps, max(512, 8 * math.ceil(num_steps / window)))
 
 
@@ -128,6 +145,23 @@ def sequential_recursion(
 
     _, (states, aux) = lax.scan(body, initial_state, inputs)
     return states, aux
+
+
+def check_tolerance(name: str, value: Any) -> Any:
+    """Return a tolerance, or raise unless it is None or a finite number >= 0 (concrete)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Real | jax.Array):
+        raise TypeError(f"`{name}` must be a number >= 0 or None; got {type(value).__name__}.")
+    array = concrete(value)
+    if array is not None and (array.ndim or not (math.isfinite(array) and array >= 0)):
+        raise ValueError(f"`{name}` must be a finite scalar >= 0; got {value!r}.")
+    return value
+
+
+def check_window(window: Any) -> int | None:
+    """Return ``window``, or raise unless it is None or a positive int."""
+    return None if window is None else check_positive_int("window", window)
 
 
 def _check(initial_state: Any, inputs: Any) -> int:
@@ -163,7 +197,8 @@ def _leading_count(ok: jax.Array) -> jax.Array:
 
 
 def _within(delta: jax.Array, x: jax.Array, atol: float, rtol: float) -> jax.Array:
-    return jnp.all(jnp.abs(delta) <= atol + rtol * jnp.abs(x), axis=-1)
+    """Per step: ``|delta| <= atol + rtol |x|`` with ``x`` finite (``inf <= inf`` holds)."""
+    return jnp.all((jnp.abs(delta) <= atol + rtol * jnp.abs(x)) & jnp.isfinite(x), axis=-1)
 
 
 def _update(fn, solver, anchor, xs, inputs, damping, probe_key):
@@ -231,20 +266,57 @@ def solve_recursion(
             d > 64; default ``jax.random.key(0)``.
 
     Returns:
-        A `FixedPointResult`.
+        A `FixedPointResult`. ``converged`` is False when part of the chain had to be
+        recomputed sequentially (not converged within ``max_iterations``, or non-finite
+        states); then, outside ``jit``, a `RuntimeWarning` is emitted.
+
+    Raises:
+        ValueError: unknown ``solver``; negative or non-finite ``atol``/``rtol``;
+            ``max_iterations`` or ``window`` < 1; ``damping`` outside (0, 1]; shapes.
+        TypeError: non-integer ``max_iterations``/``window``; non-floating ``initial_state``.
     """
+    result = _solve_recursion(
+        fn, initial_state, inputs, solver=solver, atol=atol, rtol=rtol,
+        max_iterations=max_iterations, window=window, damping=damping,
+        initial_guess=initial_guess, probe_key=probe_key,
+    )  # fmt: skip
+    warn_fallback(result, "solve_recursion")
+    return result
+
+
+def warn_fallback(result: FixedPointResult, caller: str) -> None:
+    """`RuntimeWarning` (outside ``jit``) when ``result`` needed the sequential fallback."""
+    non_finite = concrete(result.states)
+    non_finite = non_finite is not None and not np.all(np.isfinite(non_finite))
+    steps = concrete(result.num_sequential_steps)
+    warn_if(
+        result.fallback,
+        f"{caller} did not converge within `max_iterations`"
+        + (" (the recursion has non-finite states)" if non_finite else "")
+        + f"; {'some' if steps is None else int(np.max(steps))} step(s) were recomputed "
+        "sequentially (result.converged is False).",
+        stacklevel=4,
+    )
+
+
+def _solve_recursion(
+    fn, initial_state, inputs, *, solver="newton", atol=None, rtol=None, max_iterations=None,
+    window=None, damping=1.0, initial_guess=None, probe_key=None,
+) -> FixedPointResult:  # fmt: skip
+    """`solve_recursion` without the warning (callers report the fallback themselves)."""
     num_steps = _check(initial_state, inputs)
-    if solver not in SOLVERS:
+    if not isinstance(solver, str) or solver not in SOLVERS:
         raise ValueError(f"`solver` must be one of {SOLVERS}; got {solver!r}.")
-    if window is not None and (not isinstance(window, int) or window < 1):
-        raise ValueError(f"`window` must be a positive int or None; got {window!r}.")
+    window = check_window(window)
+    atol, rtol = check_tolerance("atol", atol), check_tolerance("rtol", rtol)
+    if isinstance(damping, bool) or not isinstance(damping, numbers.Real):
+        raise TypeError(f"`damping` must be a number in (0, 1]; got {damping!r}.")
     if not 0.0 < damping <= 1.0:
         raise ValueError(f"`damping` must lie in (0, 1]; got {damping}.")
     width = num_steps if window is None else min(window, num_steps)
     if max_iterations is None:
         max_iterations = default_max_iterations(num_steps, width)
-    if not isinstance(max_iterations, int) or max_iterations < 0:
-        raise ValueError(f"`max_iterations` must be a non-negative int; got {max_iterations!r}.")
+    max_iterations = check_positive_int("max_iterations", max_iterations)
     default_atol, default_rtol = default_tolerances(initial_state.dtype)
     atol = default_atol if atol is None else atol
     rtol = default_rtol if rtol is None else rtol
@@ -313,7 +385,9 @@ def certify(fn, buffer, inputs, num_iterations, sensitivity_key, *, atol, rtol):
     """Certify an iterate with the true residual; recompute sequentially what fails.
 
     Shared by every parallel solver: evaluates ``f`` once at all states, keeps the leading
-    run of steps with ``|x_t - f(x_{t-1})| <= atol + rtol |x_t|`` (and finite values),
+    run of steps with ``|x_t - f(x_{t-1})| <= atol + rtol |x_t|`` with ``x_t`` and
+    ``f(x_{t-1})`` finite (an infinite state satisfies the inequality, so finiteness is required
+    separately),
     recomputes every later step sequentially, and counts the steps whose output jumps under a
     perturbation of the size of the tolerance (one batched evaluation at the states and on
     both sides of them: a decision may flip in either direction).
@@ -330,9 +404,13 @@ def certify(fn, buffer, inputs, num_iterations, sensitivity_key, *, atol, rtol):
     Returns:
         A `FixedPointResult`.
     """
+    atol, rtol = check_tolerance("atol", atol), check_tolerance("rtol", rtol)
+    if atol is None or rtol is None:
+        raise TypeError("`atol` and `rtol` must be numbers >= 0; got None.")
     num_steps = buffer.shape[0] - 1
     fx = jax.vmap(lambda x, inp: fn(x, inp)[0])(buffer[:-1], inputs)
-    ok = _within(buffer[1:] - fx, buffer[1:], atol, rtol) & jnp.all(jnp.isfinite(fx), axis=-1)
+    finite = jnp.all(jnp.isfinite(fx) & jnp.isfinite(buffer[1:]), axis=-1)
+    ok = _within(buffer[1:] - fx, buffer[1:], atol, rtol) & finite
     certified = _leading_count(ok)
 
     def sequential_body(carry):

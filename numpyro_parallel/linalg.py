@@ -3,15 +3,21 @@
 `tria` is the triangularisation used throughout square-root Kalman filtering (Arasaratnam &
 Haykin 2008; Yaghoobi et al. 2022, "Parallel square-root statistical linear regression for
 inference in nonlinear state space models"): given any ``M`` it returns the lower-triangular
-``L`` with non-negative diagonal and ``L L^T = M M^T``, computed with a QR decomposition so that
-the conditioning of ``M`` (not of ``M M^T``) governs the rounding error.
+``L`` with non-negative diagonal and ``L L^T = M M^T``, computed by modified Gram–Schmidt on the
+rows of ``M`` so that the conditioning of ``M`` (not of ``M M^T``) governs the rounding error.
 
-Its derivative is defined by a custom JVP, ``dL = L Phi(L^{-1} dS L^{-T})`` with
-``dS = dM M^T + M dM^T``, that stays finite when ``M M^T`` is singular, where the derivative of
-the QR decomposition is undefined and would poison gradients with NaN. It is exact for
-non-singular ``M M^T`` and for the singular cases that filters produce (zero blocks such as the
-first filtering element, zero rows such as noise-free state components); for other
-rank-deficient inputs the factor is not differentiable and the JVP is merely finite.
+Rank-deficient inputs are the rule in state-space models (process noise of rank r < d, the
+zero first filtering element). A row of ``M`` whose residual after orthogonalisation is at
+rounding level is treated as dependent: its pivot and the column below it are exactly zero, so
+the factor is the unique zero-pivot-safe one and does not depend on rounding noise. The custom
+JVP, ``dL = L~ Psi`` with ``Psi = Phi(L~^{-1} dS L~^{-T})`` restricted to the non-zero pivot
+columns (``L~``: ``L`` with unit diagonal at zero pivots, ``dS = dM M^T + M dM^T``), is then
+the exact derivative along every path that keeps the pivot pattern (full rank, zero rows or
+blocks, rank-r factors with non-zero leading pivots), and finite everywhere.
+
+`cholesky_of` factors a positive *semi*-definite covariance with the same zero-pivot rule and
+exact derivatives; an invalid covariance (NaN, asymmetric, indefinite) gives a NaN factor, never
+a clipped one.
 """
 
 from __future__ import annotations
@@ -20,12 +26,14 @@ import math
 
 import jax
 import jax.numpy as jnp
+from jax import lax
 from jax.scipy.linalg import solve_triangular
 
 __all__ = [
     "cholesky",
     "cholesky_of",
     "mvn_logpdf_from_cholesky",
+    "psd_projection_factor",
     "right_solve_lower",
     "solve_lower",
     "symmetrize",
@@ -34,46 +42,54 @@ __all__ = [
 
 
 _UNROLL_MAX = 6
+_RANK_TOL = 10.0  # rank tolerance in units of n * eps (pivots below it are zero)
+_CHECK_TOL = 100.0  # validity tolerance in units of n * eps (as `_checks.check_covariance`)
+
+
+def _check_square(name: str, a: jax.Array) -> None:
+    if a.ndim < 2 or a.shape[-1] != a.shape[-2]:
+        raise ValueError(f"`{name}` must be a square matrix (..., n, n); got shape {a.shape}.")
+
+
+def _batched(fn, x: jax.Array, core_ndim: int) -> jax.Array:
+    """Apply ``fn`` (defined on one matrix) over any leading batch axes of ``x``."""
+    batch = x.shape[: x.ndim - core_ndim]
+    if not batch:
+        return fn(x)
+    out = jax.vmap(fn)(x.reshape(-1, *x.shape[len(batch) :]))
+    return out.reshape(*batch, *out.shape[1:])
+
+
+def _mgs(m: jax.Array) -> jax.Array:
+    """LQ factor of one ``(n, k)`` matrix by modified Gram–Schmidt, zero pivots for dependent
+    rows. Unrolled for small ``n``, a `lax.fori_loop` otherwise; the triangular factor of MGS is
+    backward stable like Householder's."""
+    n, k = m.shape
+    eps = jnp.finfo(m.dtype).eps
+    row_norms = jnp.sqrt(jnp.sum(jnp.where(jnp.isfinite(m), m, 0.0) ** 2, axis=-1))
+    threshold = _RANK_TOL * max(n, k) * eps * row_norms + jnp.finfo(m.dtype).tiny
+    index = jnp.arange(n)
+
+    def step(i, carry):
+        rows, lower = carry
+        row = rows[i]
+        norm = jnp.sqrt(jnp.sum(row**2))
+        ok = norm > threshold[i]
+        q = jnp.where(ok, row / jnp.where(ok, norm, 1.0), 0.0)
+        proj = jnp.where(index > i, rows @ q, 0.0)
+        rows = rows - proj[:, None] * q[None, :]
+        column = proj + jnp.where(index == i, jnp.where(ok, norm, 0.0), 0.0)
+        lower = lower + column[:, None] * (index == i)[None, :].astype(m.dtype)
+        return rows, lower
+
+    finite = jnp.all(jnp.isfinite(m))
+    init = (jnp.where(finite, m, 0.0), jnp.zeros((n, n), m.dtype))
+    lower = lax.fori_loop(0, n, step, init, unroll=n <= _UNROLL_MAX)[1]
+    return jnp.where(finite, lower, jnp.nan)  # NaN in, NaN out: never a silent zero
 
 
 def _tria_gram_schmidt(m: jax.Array) -> jax.Array:
-    """LQ factor by modified Gram–Schmidt on the rows, unrolled for small ``n``.
-
-    Every operation is elementwise over the batch and the row length, so XLA vectorises it
-    instead of calling LAPACK once per tiny matrix; the triangular factor of MGS is
-    backward stable like Householder's.
-    """
-    n = m.shape[-2]
-    rows = [m[..., i, :] for i in range(n)]
-    tiny = jnp.finfo(m.dtype).tiny
-    columns = []
-    for i in range(n):
-        norm = jnp.sqrt(jnp.sum(rows[i] ** 2, axis=-1))
-        safe = jnp.where(norm > tiny, norm, 1.0)
-        q = jnp.where((norm > tiny)[..., None], rows[i] / safe[..., None], 0.0)
-        column = [jnp.zeros_like(norm)] * i + [norm]
-        for j in range(i + 1, n):
-            proj = jnp.sum(rows[j] * q, axis=-1)
-            rows[j] = rows[j] - proj[..., None] * q
-            column.append(proj)
-        columns.append(jnp.stack(column, axis=-1))
-    return jnp.stack(columns, axis=-1)
-
-
-def _tria_qr(m: jax.Array) -> jax.Array:
-    n, k = m.shape[-2], m.shape[-1]
-    if k < n:
-        m = jnp.concatenate([m, jnp.zeros((*m.shape[:-1], n - k), m.dtype)], axis=-1)
-    r = jnp.linalg.qr(jnp.swapaxes(m, -1, -2), mode="r")
-    lower = jnp.swapaxes(r, -1, -2)
-    signs = jnp.where(jnp.diagonal(lower, axis1=-2, axis2=-1) < 0, -1.0, 1.0).astype(m.dtype)
-    return lower * signs[..., None, :]
-
-
-def _tria_impl(m: jax.Array) -> jax.Array:
-    if m.shape[-2] <= _UNROLL_MAX:
-        return _tria_gram_schmidt(m)
-    return _tria_qr(m)
+    return _batched(_mgs, m, 2)
 
 
 @jax.custom_jvp
@@ -81,45 +97,43 @@ def tria(m: jax.Array) -> jax.Array:
     """Lower-triangular square root of ``m @ m.T`` (non-negative diagonal).
 
     Args:
-        m: ``(..., n, k)`` matrix; any ``k`` (zero-padded to ``n`` when ``k < n``).
+        m: ``(..., n, k)`` matrix; any width ``k`` (a rank-deficient factor is fine).
 
     Returns:
-        ``(..., n, n)`` lower-triangular ``L`` with ``L @ L.T == m @ m.T``.
+        ``(..., n, n)`` lower-triangular ``L`` with ``L @ L.T == m @ m.T``; a pivot is exactly
+        zero where row j of ``m`` depends on the rows before it (to rounding).
     """
-    return _tria_impl(m)
+    if m.ndim < 2:
+        raise ValueError(f"`m` must be a matrix (..., n, k); got shape {m.shape}.")
+    return _tria_gram_schmidt(m)
 
 
-def _safe_lower(lower: jax.Array) -> jax.Array:
-    diag = jnp.diagonal(lower, axis1=-2, axis2=-1)
-    tiny = jnp.finfo(lower.dtype).tiny
-    fix = jnp.where(jnp.abs(diag) > tiny, 0.0, 1.0).astype(lower.dtype)
-    eye = jnp.broadcast_to(jnp.eye(lower.shape[-1], dtype=lower.dtype), lower.shape)
-    return lower + fix[..., None, :] * eye
+def _tria_tangent(m: jax.Array, dm: jax.Array, lower: jax.Array) -> jax.Array:
+    n = m.shape[0]
+    keep = (jnp.diagonal(lower) > 0).astype(m.dtype)
+    eye = jnp.eye(n, dtype=m.dtype)
+    safe = lower + (1.0 - keep)[None, :] * eye  # unit diagonal at zero pivots
+    # X = L~^{-1} dS L~^{-T} with dS = dM M^T + M dM^T, written as Y + Y^T.
+    left = solve_triangular(safe, dm, lower=True)
+    right = solve_triangular(safe, m, lower=True)
+    y = left @ right.T
+    x = y + y.T
+    half_diagonal = jnp.tril(jnp.ones((n, n), m.dtype), -1) + 0.5 * eye
+    # Phi: lower part, halved diagonal; zero-pivot columns carry no tangent, while rows of
+    # zero pivots keep their (dependent) part through the unit diagonal of L~.
+    return safe @ (x * half_diagonal * keep[None, :])
 
 
 @tria.defjvp
 def _tria_jvp(primals, tangents):
     (m,), (dm,) = primals, tangents
-    lower = _tria_impl(m)
-    n = m.shape[-2]
-    dm_full = dm
-    if m.shape[-1] < n:  # pad like the primal so shapes line up
-        pad = jnp.zeros((*m.shape[:-1], n - m.shape[-1]), m.dtype)
-        m = jnp.concatenate([m, pad], axis=-1)
-        dm_full = jnp.concatenate([dm, pad], axis=-1)
-    safe = _safe_lower(lower)
-    # Y = L^{-1} dM M^T L^{-T};  L^{-1} dL = Phi(Y + Y^T), Phi = lower part with halved diagonal.
-    left = solve_triangular(safe, dm_full, lower=True)
-    right = solve_triangular(safe, m, lower=True)
-    y = left @ jnp.swapaxes(right, -1, -2)
-    x = y + jnp.swapaxes(y, -1, -2)
-    half_diagonal = jnp.tril(jnp.ones((n, n), m.dtype), -1) + 0.5 * jnp.eye(n, dtype=m.dtype)
-    phi = x * jnp.broadcast_to(half_diagonal, x.shape)
-    # Columns with a zero pivot carry no information: keep their tangent at zero.
-    diag = jnp.diagonal(lower, axis1=-2, axis2=-1)
-    keep = (jnp.abs(diag) > jnp.finfo(m.dtype).tiny).astype(m.dtype)
-    d_lower = lower @ (phi * keep[..., None, :] * keep[..., :, None])
-    return lower, d_lower
+    lower = _tria_gram_schmidt(m)
+    if m.ndim == 2:
+        return lower, _tria_tangent(m, dm, lower)
+    batch = m.shape[:-2]
+    flat = lambda a: a.reshape(-1, *a.shape[-2:])
+    tangent = jax.vmap(_tria_tangent)(flat(m), flat(dm), flat(lower))
+    return lower, tangent.reshape(*batch, *tangent.shape[1:])
 
 
 def _cholesky_unrolled(a: jax.Array) -> jax.Array:
@@ -146,47 +160,120 @@ def cholesky(a: jax.Array) -> jax.Array:
         a: ``(..., n, n)`` symmetric positive-definite matrix.
 
     Returns:
-        ``(..., n, n)`` lower-triangular factor.
+        ``(..., n, n)`` lower-triangular factor (NaN where ``a`` is not positive definite).
     """
+    a = jnp.asarray(a)
+    _check_square("a", a)
     if a.shape[-1] <= _UNROLL_MAX:
         return _cholesky_unrolled(a)
     return jnp.linalg.cholesky(a)
 
 
-def cholesky_of(cov: jax.Array) -> jax.Array:
-    """Cholesky factor of a symmetric positive semi-definite matrix via `tria`.
+def _psd_cholesky_single(cov: jax.Array) -> jax.Array:
+    """Zero-pivot-safe Cholesky of one matrix with validity checks (NaN factor if invalid)."""
+    n = cov.shape[-1]
+    dtype = cov.dtype
+    eps = jnp.finfo(dtype).eps
+    finite = jnp.all(jnp.isfinite(cov))
+    cov = jnp.where(finite, cov, 0.0)
+    scale = lax.stop_gradient(jnp.max(jnp.abs(cov)))
+    rank_tol = _RANK_TOL * n * eps * scale
+    check_tol = _CHECK_TOL * n * eps * scale
+    valid = finite & (jnp.max(jnp.abs(cov - cov.T)) <= check_tol)
+    index = jnp.arange(n)
 
-    Unlike `jnp.linalg.cholesky` this returns a finite factor for singular (PSD) matrices,
-    using an eigen-decomposition square root, so zero process noise in some state components
-    (a common modelling choice) is accepted.
+    def step(j, carry):
+        schur, lower, valid = carry
+        column = schur[:, j]
+        pivot = column[j]
+        below = index > j
+        positive = pivot > rank_tol
+        # A (near-)zero pivot needs a (near-)zero column: |s_ij|^2 <= s_ii s_jj for PSD.
+        room = check_tol * (jnp.abs(jnp.diagonal(schur)) + check_tol)
+        spill = jnp.any(below & (column**2 > room))
+        valid = valid & ~((pivot < -check_tol) | (~positive & spill))
+        root = jnp.sqrt(jnp.where(positive, pivot, 1.0))
+        new = jnp.where(positive & below, column / root, 0.0)
+        new = new + jnp.where(positive & (index == j), root, 0.0)
+        schur = schur - new[:, None] * new[None, :]
+        lower = lower + new[:, None] * (index == j)[None, :].astype(dtype)
+        return schur, lower, valid
+
+    init = (0.5 * (cov + cov.T), jnp.zeros_like(cov), valid)
+    _, lower, valid = lax.fori_loop(0, n, step, init, unroll=n <= 2 * _UNROLL_MAX)
+    return jnp.where(valid, lower, jnp.nan)
+
+
+def _psd_cholesky(cov: jax.Array) -> jax.Array:
+    return _batched(_psd_cholesky_single, cov, 2)
+
+
+_psd_cholesky_jit = jax.jit(_psd_cholesky)  # compiled once per shape: cheap eager calls
+
+
+def cholesky_of(cov: jax.Array) -> jax.Array:
+    """Lower-triangular factor of a symmetric positive semi-definite covariance.
+
+    A zero-pivot-safe Cholesky: where a pivot is zero to rounding (singular covariances, e.g.
+    noise on only some state components), its column is exactly zero, and the derivative is
+    exact along every path that keeps the zero pattern (``diag(q, 0, 0)`` as a function of
+    ``q``, zero blocks, rank-r covariances with non-zero leading pivots). Works under `jit`,
+    `grad` and `vmap`; outside them the compiled factorisation is cached per shape.
+
+    Invalid covariances are never repaired: when ``cov`` holds NaN or inf, is asymmetric beyond
+    rounding, or is indefinite (a clearly negative pivot, or a zero pivot with a non-zero
+    column) the factor is all NaN, so every log-density computed from it is NaN. Callers with
+    concrete values should raise instead (`numpyro_parallel._checks.check_covariance`).
 
     Args:
-        cov: ``(..., n, n)`` symmetric PSD matrix.
+        cov: ``(..., n, n)`` symmetric PSD matrix (or stack).
 
     Returns:
-        ``(..., n, n)`` lower-triangular factor.
+        ``(..., n, n)`` lower-triangular ``L`` with ``L @ L.T == cov`` (to rounding), NaN for
+        invalid matrices.
     """
-    # The test runs on a gradient-free copy and the factor is taken inside the branch, so the
-    # (NaN) derivative of a failed Cholesky never meets a zero cotangent.
-    ok = jnp.all(jnp.isfinite(jnp.linalg.cholesky(jax.lax.stop_gradient(cov))))
+    cov = jnp.asarray(cov)
+    if not jnp.issubdtype(cov.dtype, jnp.floating):
+        cov = cov.astype(jnp.zeros(()).dtype)
+    _check_square("cov", cov)
+    return _psd_cholesky_jit(cov)
 
-    def fallback(c):
-        w, v = jnp.linalg.eigh(symmetrize(c))
-        positive = w > 0
-        root = jnp.where(positive, jnp.sqrt(jnp.where(positive, w, 1.0)), 0.0)  # grad-safe
-        return tria(v * root[..., None, :])
 
-    # Only pay for the eigendecomposition when some factor failed.
-    return jax.lax.cond(ok, jnp.linalg.cholesky, fallback, cov)
+def psd_projection_factor(cov: jax.Array) -> jax.Array:
+    """Lower-triangular factor of the PSD projection of a symmetric matrix (eigenvalues < 0
+    clipped to 0).
+
+    For matrices that are indefinite by construction, such as quadrature estimates with a
+    negative weight (unscented transform); a user covariance must use `cholesky_of`, which
+    gives NaN instead of repairing it. NaN/inf entries give a NaN factor.
+
+    Args:
+        cov: ``(..., n, n)`` symmetric matrix.
+
+    Returns:
+        ``(..., n, n)`` lower-triangular ``L`` with ``L @ L.T`` the PSD projection of ``cov``.
+    """
+    cov = jnp.asarray(cov)
+    _check_square("cov", cov)
+    finite = jnp.all(jnp.isfinite(cov), axis=(-2, -1))[..., None, None]
+    w, v = jnp.linalg.eigh(symmetrize(jnp.where(finite, cov, 0.0)))
+    positive = w > 0
+    root = jnp.where(positive, jnp.sqrt(jnp.where(positive, w, 1.0)), 0.0)
+    return jnp.where(finite, tria(v * root[..., None, :]), jnp.nan)
 
 
 def symmetrize(a: jax.Array) -> jax.Array:
     """``(a + a^T) / 2`` on the last two axes."""
+    _check_square("a", a)
     return 0.5 * (a + jnp.swapaxes(a, -1, -2))
 
 
 def solve_lower(lower: jax.Array, b: jax.Array) -> jax.Array:
     """Solve ``lower @ x = b`` for lower-triangular ``lower`` (b a vector or matrix)."""
+    _check_square("lower", lower)
+    rows = b.shape[-1] if b.ndim == lower.ndim - 1 else (b.shape[-2] if b.ndim >= 2 else None)
+    if rows != lower.shape[-1]:
+        raise ValueError(f"`b` of shape {b.shape} does not match `lower` of shape {lower.shape}.")
     if b.ndim == lower.ndim - 1:
         return solve_triangular(lower, b[..., None], lower=True)[..., 0]
     return solve_triangular(lower, b, lower=True)
@@ -194,6 +281,9 @@ def solve_lower(lower: jax.Array, b: jax.Array) -> jax.Array:
 
 def right_solve_lower(b: jax.Array, lower: jax.Array) -> jax.Array:
     """``b @ inv(lower)`` for lower-triangular ``lower`` (a gain ``Psi21 Psi11^{-1}``)."""
+    _check_square("lower", lower)
+    if b.ndim < 2 or b.shape[-1] != lower.shape[-1]:
+        raise ValueError(f"`b` of shape {b.shape} does not match `lower` of shape {lower.shape}.")
     return jnp.swapaxes(
         solve_triangular(lower, jnp.swapaxes(b, -1, -2), lower=True, trans=1), -1, -2
     )
@@ -209,6 +299,11 @@ def mvn_logpdf_from_cholesky(residual: jax.Array, chol: jax.Array) -> jax.Array:
     Returns:
         ``(...)`` log-density.
     """
+    _check_square("chol", chol)
+    if residual.ndim < 1 or residual.shape[-1] != chol.shape[-1]:
+        raise ValueError(
+            f"`residual` of shape {residual.shape} does not match `chol` of shape {chol.shape}."
+        )
     n = residual.shape[-1]
     z = solve_lower(chol, residual)
     log_det = jnp.sum(jnp.log(jnp.abs(jnp.diagonal(chol, axis1=-2, axis2=-1))), axis=-1)

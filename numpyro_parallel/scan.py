@@ -22,6 +22,8 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from numpyro_parallel._checks import check_positive_int
+
 __all__ = ["affine_recursion", "associative_scan", "default_block_size"]
 
 
@@ -29,13 +31,28 @@ def _num_steps(elements: Any) -> int:
     leaves = jax.tree_util.tree_leaves(elements)
     if not leaves:
         raise ValueError("`elements` must contain at least one array with a leading time axis.")
-    lengths = {leaf.shape[0] if leaf.ndim else None for leaf in leaves}
+    lengths = {jnp.shape(leaf)[0] if jnp.ndim(leaf) else None for leaf in leaves}
     if len(lengths) != 1 or None in lengths:
         raise ValueError(
             "every leaf of `elements` must have the same leading (time) axis length; "
             f"got lengths {sorted(str(n) for n in lengths)}."
         )
-    return lengths.pop()
+    num_steps = lengths.pop()
+    if num_steps < 1:
+        raise ValueError("`elements` must have a time axis of length T >= 1; got T = 0.")
+    return num_steps
+
+
+def _check_block_size(block_size: Any, num_steps: int) -> int | None:
+    if block_size == "auto" and isinstance(block_size, str):
+        return default_block_size(num_steps)
+    if block_size is None:
+        return None
+    if isinstance(block_size, bool) or not isinstance(block_size, int) or block_size < 1:
+        raise ValueError(
+            f'`block_size` must be a positive int, None or "auto"; got {block_size!r}.'
+        )
+    return block_size
 
 
 def _scan_from(combine, start, elements):
@@ -113,11 +130,10 @@ def associative_scan[Elements](
         A pytree like ``elements`` whose entry t is ``e[0] * ... * e[t]`` (forward) or
         ``e[T-1] * ... * e[t]`` (reverse).
     """
+    if not callable(combine):
+        raise TypeError(f"`combine` must be callable; got {type(combine).__name__}.")
     num_steps = _num_steps(elements)
-    if block_size == "auto":
-        block_size = default_block_size(num_steps)
-    if block_size is not None and (not isinstance(block_size, int) or block_size < 1):
-        raise ValueError(f"`block_size` must be a positive int or None; got {block_size!r}.")
+    block_size = _check_block_size(block_size, num_steps)
     if num_steps == 1:
         return elements
     if reverse:
@@ -143,7 +159,11 @@ def default_block_size(num_steps: int) -> int | None:
 
     Returns:
         ``max(8, round(sqrt(T)))`` on CPU, None otherwise.
+
+    Raises:
+        TypeError, ValueError: ``num_steps`` is not a positive int.
     """
+    num_steps = check_positive_int("num_steps", num_steps)
     if jax.default_backend() != "cpu":
         return None
     return max(8, round(math.sqrt(num_steps)))
@@ -185,8 +205,14 @@ def affine_recursion(
     Returns:
         ``(T, d)`` states x_1..x_T.
     """
-    if offsets.ndim != 2:
-        raise ValueError(f"`offsets` must have shape (T, d); got {offsets.shape}.")
+    matrices, offsets = jnp.asarray(matrices), jnp.asarray(offsets)
+    initial_state = jnp.asarray(initial_state)
+    if offsets.ndim != 2 or offsets.shape[0] < 1:
+        raise ValueError(f"`offsets` must have shape (T, d) with T >= 1; got {offsets.shape}.")
+    if initial_state.shape != offsets.shape[1:]:
+        raise ValueError(
+            f"`initial_state` must have shape {offsets.shape[1:]}; got {initial_state.shape}."
+        )
     expected = offsets.shape if diagonal else (*offsets.shape, offsets.shape[-1])
     if matrices.shape != expected:
         raise ValueError(

@@ -82,3 +82,40 @@ def test_dataset_helpers_and_errors():
         diagnostics.states_to_dataset(np.zeros(3))
     with pytest.raises(ValueError, match="time_coords"):
         diagnostics.states_to_dataset(np.zeros((3, 5, 1)), time_coords=[1, 2])
+
+
+def _hmm(mu):
+    from numpyro_parallel.ssm.hmm_distribution import DiscreteHMM
+
+    transition = jnp.log(jnp.array([[0.9, 0.1], [0.1, 0.9]]))
+    return DiscreteHMM(jnp.zeros(2), transition, dist.Normal(jnp.stack([-mu, mu]), 0.5))
+
+
+def hmm_model(y, x):
+    mu = numpyro.sample("mu", dist.HalfNormal(2.0))
+    numpyro.sample("y", _hmm(mu), obs=y)  # state-space site: T = 25 terms
+    numpyro.sample("x", dist.Normal(mu, 1.0), obs=x)  # iid site of another length (7)
+
+
+def test_discrete_hmm_log_likelihood_has_time_and_loo_counts_time_points():
+    T = 25
+    states = (jnp.arange(T) // 5) % 2
+    y = jnp.where(states == 1, 1.0, -1.0) + 0.5 * jax.random.normal(jax.random.PRNGKey(0), (T,))
+    x = 1.0 + jax.random.normal(jax.random.PRNGKey(1), (7,))
+    mcmc = MCMC(
+        NUTS(hmm_model),
+        num_warmup=40,
+        num_samples=40,
+        num_chains=2,
+        chain_method="vectorized",
+        progress_bar=False,
+    )
+    mcmc.run(jax.random.PRNGKey(2), y, x)
+    tree = diagnostics.from_numpyro(mcmc)
+    ll = tree["log_likelihood"].dataset
+    assert ll["y"].dims == ("chain", "draw", "time") and ll.sizes["time"] == T
+    assert ll["x"].dims == ("chain", "draw", "x_dim_0") and ll.sizes["x_dim_0"] == 7
+    mu = mcmc.get_samples(group_by_chain=True)["mu"][1, 3]
+    np.testing.assert_allclose(ll["y"].values[1, 3].sum(), _hmm(mu).log_prob(y), rtol=1e-10)
+    loo = az.loo(tree, var_name="y")
+    assert loo.n_data_points == T and np.isfinite(loo.elpd)

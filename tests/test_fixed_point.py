@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from numpyro_parallel.fixed_point import (
+    certify,
     default_tolerances,
     sequential_recursion,
     solve_recursion,
@@ -97,7 +98,8 @@ def test_hutchinson_diagonal_for_large_dimension():
 
 def test_non_convergence_falls_back_to_sequential():
     fn, x0, inputs = _rnn(3, 40, seed=5)
-    result = solve_recursion(fn, x0, inputs, solver="jacobi", max_iterations=2)
+    with pytest.warns(RuntimeWarning, match="did not converge"):
+        result = solve_recursion(fn, x0, inputs, solver="jacobi", max_iterations=2)
     states, _ = sequential_recursion(fn, x0, inputs)
     assert not bool(result.converged) and bool(result.fallback)
     assert int(result.num_iterations) == 2
@@ -111,12 +113,38 @@ def test_nan_never_counts_as_converged(solver):
     inputs = jnp.arange(num_steps, dtype=jnp.float64)
     fn = lambda x, t: (jnp.where(t >= 10, jnp.nan, 0.5 * jnp.sin(x) + 0.1), None)
     x0 = jnp.array([0.2, -0.1])
-    result = solve_recursion(fn, x0, inputs, solver=solver, max_iterations=25)
+    with pytest.warns(RuntimeWarning, match="non-finite"):
+        result = solve_recursion(fn, x0, inputs, solver=solver, max_iterations=25)
     states, _ = sequential_recursion(fn, x0, inputs)
     assert not bool(result.converged) and bool(result.fallback)
     assert int(result.num_iterations) == 25
     np.testing.assert_allclose(result.states, states, equal_nan=True)
     assert np.all(np.isnan(result.states[10:]))
+
+
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_infinite_iterates_never_certified(solver):
+    # The chaotic logistic map: Newton's iterates overflow to -inf, and |inf - f(x)| <= atol +
+    # rtol |inf| holds. Only finite states may be certified; the rest is recomputed exactly.
+    fn = lambda x, u: (3.99 * x * (1.0 - x), None)
+    x0, inputs = jnp.array([0.3]), jnp.zeros(64)
+    states, _ = sequential_recursion(fn, x0, inputs)
+    with pytest.warns(RuntimeWarning, match="did not converge"):
+        result = solve_recursion(fn, x0, inputs, solver=solver, max_iterations=16)
+    assert not bool(result.converged) and bool(result.fallback)
+    assert int(result.num_sequential_steps) == 64 - 16  # one exact step per iteration
+    np.testing.assert_array_equal(result.states, states)
+    assert float(result.residual) == 0.0
+
+
+def test_certify_rejects_infinite_state():
+    fn = lambda x, u: (0.5 * x + u, None)
+    inputs = jnp.ones((6, 1))
+    states, _ = sequential_recursion(fn, jnp.zeros(1), inputs)
+    buffer = jnp.concatenate([jnp.zeros((1, 1)), states]).at[2].set(-jnp.inf)  # x_2 = -inf
+    result = certify(fn, buffer, inputs, 0, jax.random.key(0), atol=1e-10, rtol=1e-10)
+    assert bool(result.fallback) and int(result.num_sequential_steps) == 5
+    np.testing.assert_array_equal(result.states, states)
 
 
 def test_sensitive_step_flagged():
@@ -171,3 +199,11 @@ def test_bad_input():
         solve_recursion(fn, x0, inputs, initial_guess=jnp.zeros((4, 2)))
     with pytest.raises(TypeError, match="floating"):
         solve_recursion(fn, jnp.array([1, 2]), inputs)
+    with pytest.raises(ValueError, match="`atol`"):
+        solve_recursion(fn, x0, inputs, atol=-1e-6)
+    with pytest.raises(ValueError, match="`rtol`"):
+        solve_recursion(fn, x0, inputs, rtol=float("inf"))
+    with pytest.raises(ValueError, match="`max_iterations`"):
+        solve_recursion(fn, x0, inputs, max_iterations=0)
+    with pytest.raises(TypeError, match="`window`"):
+        solve_recursion(fn, x0, inputs, window=2.0)

@@ -8,6 +8,10 @@ the last state of the block; the whole block is in ``info.states``. Running the 
 sampler for n steps gives the same draws as the base sampler run sequentially with keys
 ``jax.random.split(block_key, num_steps_per_block)`` inside each block.
 
+Concrete invalid parameters (non-positive step size, proposal scale or inverse mass matrix,
+block length < 1, unknown solver) raise when the sampler is built; parameters only known
+under tracing that are invalid make the block's states NaN and ``info.converged`` False.
+
 Reference: Zoltowski et al. (2025), "Parallelizing MCMC across the sequence length".
 """
 
@@ -18,10 +22,13 @@ from typing import Any, NamedTuple
 
 import blackjax
 import jax
+import jax.numpy as jnp
+import numpy as np
 from blackjax.base import SamplingAlgorithm
 from blackjax.mcmc import random_walk
 
-from numpyro_parallel.mcmc.parallel_chain import parallel_chain
+from numpyro_parallel._checks import check_covariance, check_positive_int, concrete, nan_unless
+from numpyro_parallel.mcmc.parallel_chain import check_solver_options, parallel_chain
 
 __all__ = [
     "BlockInfo",
@@ -41,7 +48,8 @@ class BlockInfo(NamedTuple):
         states: the block's states, stacked (leading axis ``num_steps_per_block``).
         step_info: the base kernel's info for every step of the block.
         num_iterations: parallel solver iterations.
-        converged: whether the solve converged (else a sequential fallback was used).
+        converged: whether the solve converged (else a sequential fallback was used), the
+            states are finite and the parameters valid.
         residual: certified residual of the block.
     """
 
@@ -66,6 +74,24 @@ def init(position: Any, logdensity_fn: Callable, base_init: Callable = blackjax.
     return base_init(position, logdensity_fn)
 
 
+def _positive(name: str, value: Any) -> jax.Array:
+    """Raise unless a concrete ``value`` is finite and > 0 everywhere; traced: a validity flag.
+
+    A dense (2-D) ``value`` must be a positive-definite matrix.
+    """
+    array = concrete(value)
+    if array is not None:
+        if array.ndim == 2:
+            check_covariance(name, array, allow_singular=False)
+        elif not (array.size and np.all(np.isfinite(array)) and np.all(array > 0)):
+            raise ValueError(f"`{name}` must be finite and > 0; got {value!r}.")
+        return jnp.asarray(True)
+    value = jnp.asarray(value)
+    if value.ndim == 2:
+        return jnp.all(jnp.isfinite(value)) & jnp.all(jnp.diagonal(value) > 0)
+    return jnp.all(jnp.isfinite(value) & (value > 0))
+
+
 def build_kernel(
     base_kernel: Callable,
     base_init: Callable,
@@ -75,6 +101,7 @@ def build_kernel(
     tol: float | None = None,
     max_iterations: int | None = None,
     window: int | None = None,
+    params_ok: Callable[..., jax.Array] | None = None,
 ) -> Callable:
     """Build a kernel advancing ``num_steps_per_block`` base steps by one parallel solve.
 
@@ -87,10 +114,19 @@ def build_kernel(
         tol: solver tolerance (dtype-dependent default).
         max_iterations: cap on solver iterations (then sequential fallback).
         window: sliding-window length.
+        params_ok: ``params_ok(*params) -> bool`` validity of the parameters (under tracing
+            invalid parameters make the block's states NaN and ``converged`` False).
 
     Returns:
         ``kernel(rng_key, state, logdensity_fn, *params) -> (state, BlockInfo)``.
+
+    Raises:
+        ValueError: ``num_steps_per_block``, ``max_iterations`` or ``window`` < 1, unknown
+            ``solver``, negative ``tol``.
+        TypeError: non-integer ``num_steps_per_block``/``max_iterations``/``window``.
     """
+    check_positive_int("num_steps_per_block", num_steps_per_block)
+    check_solver_options(solver, tol, max_iterations, window)
 
     def kernel(rng_key, state, logdensity_fn, *params):
         step = lambda key, s: base_kernel(key, s, logdensity_fn, *params)
@@ -99,9 +135,12 @@ def build_kernel(
             max_iterations=max_iterations, window=window,
             init_fn=lambda position: base_init(position, logdensity_fn),
         )  # fmt: skip
+        ok = jnp.asarray(True) if params_ok is None else params_ok(*params)
+        poison = lambda x: nan_unless(ok, x) if jnp.issubdtype(x.dtype, jnp.inexact) else x
+        states = jax.tree_util.tree_map(poison, states)
         last = jax.tree_util.tree_map(lambda x: x[-1], states)
         block_info = BlockInfo(
-            states, info.step_info, info.num_iterations, info.converged, info.residual
+            states, info.step_info, info.num_iterations, info.converged & ok, info.residual
         )
         return last, block_info
 
@@ -114,6 +153,7 @@ def as_top_level_api(
     base_init: Callable,
     params: tuple,
     num_steps_per_block: int,
+    params_ok: Callable[..., jax.Array] | None = None,
     **solver_options: Any,
 ) -> SamplingAlgorithm:
     """A `SamplingAlgorithm` over blocks of any BlackJAX kernel.
@@ -124,12 +164,15 @@ def as_top_level_api(
         base_init: the base ``init(position, logdensity_fn)``.
         params: the base kernel's parameters after ``logdensity_fn``.
         num_steps_per_block: steps per block.
+        params_ok: validity of the parameters under tracing (see `build_kernel`).
         **solver_options: ``solver``, ``tol``, ``max_iterations``, ``window``.
 
     Returns:
         ``SamplingAlgorithm(init, step)``.
     """
-    kernel = build_kernel(base_kernel, base_init, num_steps_per_block, **solver_options)
+    kernel = build_kernel(
+        base_kernel, base_init, num_steps_per_block, params_ok=params_ok, **solver_options
+    )
     return SamplingAlgorithm(
         lambda position, rng_key=None: init(position, logdensity_fn, base_init),
         lambda rng_key, state: kernel(rng_key, state, logdensity_fn, *params),
@@ -149,10 +192,15 @@ def parallel_mala(
 
     Returns:
         ``SamplingAlgorithm(init, step)``.
+
+    Raises:
+        ValueError: ``step_size`` not finite and > 0 (when concrete); invalid block length or
+            solver options (see `build_kernel`).
     """
+    _positive("step_size", step_size)
     return as_top_level_api(
         logdensity_fn, blackjax.mala.build_kernel(), blackjax.mala.init, (step_size,),
-        num_steps_per_block, **solver_options,
+        num_steps_per_block, params_ok=lambda h: _positive("step_size", h), **solver_options,
     )  # fmt: skip
 
 
@@ -176,11 +224,19 @@ def parallel_hmc(
 
     Returns:
         ``SamplingAlgorithm(init, step)``.
+
+    Raises:
+        ValueError: ``step_size`` or ``inverse_mass_matrix`` not finite and positive (when
+            concrete), ``num_integration_steps`` < 1, invalid block length or solver options.
     """
+    _positive("step_size", step_size)
+    _positive("inverse_mass_matrix", inverse_mass_matrix)
+    check_positive_int("num_integration_steps", num_integration_steps)
     params = (step_size, inverse_mass_matrix, num_integration_steps)
+    valid = lambda h, m, n: _positive("step_size", h) & _positive("inverse_mass_matrix", m)
     return as_top_level_api(
         logdensity_fn, blackjax.hmc.build_kernel(), blackjax.hmc.init, params,
-        num_steps_per_block, **solver_options,
+        num_steps_per_block, params_ok=valid, **solver_options,
     )  # fmt: skip
 
 
@@ -204,10 +260,15 @@ def parallel_rwm(
 
     Returns:
         ``SamplingAlgorithm(init, step)``.
+
+    Raises:
+        ValueError: ``sigma`` not finite and positive (when concrete), invalid block length
+            or solver options.
     """
+    _positive("sigma", sigma)
     solver_options = {"solver": "online_picard", **solver_options}
     params = (random_walk.normal(sigma),)
     return as_top_level_api(
         logdensity_fn, random_walk.build_additive_step(), random_walk.init, params,
-        num_steps_per_block, **solver_options,
+        num_steps_per_block, params_ok=lambda _: _positive("sigma", sigma), **solver_options,
     )  # fmt: skip

@@ -37,6 +37,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from numpyro_parallel._checks import check_positive_int
 from numpyro_parallel.fixed_point import (
     FixedPointResult,
     _cast_output,
@@ -45,7 +46,10 @@ from numpyro_parallel.fixed_point import (
     _tree_slice,
     _within,
     certify,
+    check_tolerance,
+    check_window,
     default_tolerances,
+    warn_fallback,
 )
 from numpyro_parallel.scan import associative_scan
 
@@ -102,16 +106,34 @@ def picard_recursion(
             `default_window` (pass T to iterate on the whole chain).
 
     Returns:
-        A `numpyro_parallel.fixed_point.FixedPointResult`.
+        A `numpyro_parallel.fixed_point.FixedPointResult` (``converged=False`` and, outside
+        ``jit``, a `RuntimeWarning` when part of the chain was recomputed sequentially).
+
+    Raises:
+        ValueError: negative or non-finite ``atol``/``rtol``; ``max_iterations`` or
+            ``window`` < 1; shapes.
+        TypeError: non-integer ``max_iterations``/``window``.
     """
+    result = _picard_recursion(
+        fn, initial_state, inputs, decisions_fn=decisions_fn, atol=atol, rtol=rtol,
+        max_iterations=max_iterations, window=window,
+    )  # fmt: skip
+    warn_fallback(result, "picard_recursion")
+    return result
+
+
+def _picard_recursion(
+    fn, initial_state, inputs, *, decisions_fn=None, atol=None, rtol=None, max_iterations=None,
+    window=None,
+) -> FixedPointResult:  # fmt: skip
+    """`picard_recursion` without the warning (callers report the fallback themselves)."""
     num_steps = _check(initial_state, inputs)
-    if window is not None and (not isinstance(window, int) or window < 1):
-        raise ValueError(f"`window` must be a positive int or None; got {window!r}.")
+    window = check_window(window)
+    atol, rtol = check_tolerance("atol", atol), check_tolerance("rtol", rtol)
     dim = initial_state.shape[0]
     width = default_window(num_steps, dim) if window is None else min(window, num_steps)
     max_iterations = num_steps if max_iterations is None else max_iterations
-    if not isinstance(max_iterations, int) or max_iterations < 0:
-        raise ValueError(f"`max_iterations` must be a non-negative int; got {max_iterations!r}.")
+    max_iterations = check_positive_int("max_iterations", max_iterations)
     default_atol, default_rtol = default_tolerances(initial_state.dtype)
     atol = default_atol if atol is None else atol
     rtol = default_rtol if rtol is None else rtol

@@ -1,6 +1,8 @@
 """Sequential Monte Carlo: resampling, particle filters, the dSMC smoother and FFBS.
 
-Tempered SMC for NumPyro models lives in :mod:`numpyro_parallel.infer.tempered_smc`.
+Tempered SMC for NumPyro models lives in `numpyro_parallel.infer.tempered`. Failure
+modes (invalid weights, impossible observations, collapse): see the "Failure modes" docs page and
+`numpyro_parallel.smc.status`.
 """
 
 from numpyro_parallel.smc.conditional_resampling import (
@@ -20,29 +22,38 @@ from numpyro_parallel.smc.particle_filter import (
     bootstrap,
     guided,
 )
+from numpyro_parallel.smc.particle_filter import build_kernel as build_particle_filter_kernel
+from numpyro_parallel.smc.particle_filter import init as init_particle_filter
 from numpyro_parallel.smc.particle_filter import run as run_particle_filter
 from numpyro_parallel.smc.resampling import (
     RESAMPLERS,
+    RejectionResult,
     ess,
     ess_adaptive,
     get_resampler,
+    log_weights_valid,
     metropolis,
     multinomial,
     rejection,
+    rejection_info,
     residual,
     stratified,
     systematic,
 )
+from numpyro_parallel.smc.status import STATUS_NAMES
 
 __all__ = [
     "RESAMPLERS",
+    "STATUS_NAMES",
     "DSMCOutput",
     "FeynmanKac",
     "ParticleFilterInfo",
     "ParticleFilterOutput",
     "ParticleFilterState",
+    "RejectionResult",
     "backward_sampling",
     "bootstrap",
+    "build_particle_filter_kernel",
     "conditional_multinomial",
     "conditional_rejection",
     "conditional_stratified",
@@ -54,9 +65,12 @@ __all__ = [
     "get_conditional_resampler",
     "get_resampler",
     "guided",
+    "init_particle_filter",
+    "log_weights_valid",
     "metropolis",
     "multinomial",
     "rejection",
+    "rejection_info",
     "residual",
     "run_particle_filter",
     "stratified",

@@ -7,6 +7,9 @@ stratified and systematic schemes the output slots are exchangeable after a unif
 permutation, so the slot holding the reference and its uniform are drawn first (Chopin & Singh
 2015, "On particle Gibbs sampling"). Residual and Metropolis resampling have no exact
 conditional variant here.
+
+Invalid weights behave as for the unconditional resamplers: `ValueError` naming ``weights``
+when concrete; under tracing every slot, slot 0 included, holds the out-of-range sentinel N.
 """
 
 from __future__ import annotations
@@ -14,13 +17,13 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from numpyro_parallel.smc.resampling import (
-    Resampler,
-    _as_log_weights,
-    _check_num_samples,
-    _scaled_weights,
-    multinomial,
-    rejection,
+from numpyro_parallel._checks import check_positive_int
+from numpyro_parallel.smc.resampling import Resampler, multinomial, rejection
+from numpyro_parallel.smc.weights import (
+    as_log_weights,
+    log_weights_valid,
+    scaled_weights,
+    with_sentinel,
 )
 
 __all__ = [
@@ -30,6 +33,12 @@ __all__ = [
     "conditional_systematic",
     "get_conditional_resampler",
 ]
+
+
+def _reference_first(indices: jax.Array, num_particles: int) -> jax.Array:
+    """Slot 0 holds the reference (index 0), unless the sentinel N marks invalid weights."""
+    sentinel = indices[0] == num_particles
+    return indices.at[0].set(jnp.where(sentinel, num_particles, 0).astype(indices.dtype))
 
 
 def conditional_multinomial(
@@ -44,9 +53,11 @@ def conditional_multinomial(
         is_log: interpret ``weights`` as log-weights.
 
     Returns:
-        ``(num_samples,)`` int32 indices with ``indices[0] == 0``.
+        ``(num_samples,)`` int32 indices with ``indices[0] == 0`` (all N for invalid traced
+        weights).
     """
-    return multinomial(rng_key, weights, num_samples, is_log=is_log).at[0].set(0)
+    indices = multinomial(rng_key, weights, num_samples, is_log=is_log)
+    return _reference_first(indices, jnp.shape(weights)[0])
 
 
 def conditional_rejection(
@@ -61,9 +72,11 @@ def conditional_rejection(
         is_log: interpret ``weights`` as log-weights.
 
     Returns:
-        ``(num_samples,)`` int32 indices with ``indices[0] == 0``.
+        ``(num_samples,)`` int32 indices with ``indices[0] == 0`` (all N for invalid traced
+        weights).
     """
-    return rejection(rng_key, weights, num_samples, is_log=is_log).at[0].set(0)
+    indices = rejection(rng_key, weights, num_samples, is_log=is_log)
+    return _reference_first(indices, jnp.shape(weights)[0])
 
 
 def _conditional_strata(
@@ -71,7 +84,7 @@ def _conditional_strata(
 ) -> jax.Array:
     """Conditional stratified (``shared=False``) or systematic (``shared=True``) resampling."""
     dtype = log_weights.dtype
-    weights = _scaled_weights(log_weights)
+    weights = scaled_weights(log_weights)
     cdf = jnp.cumsum(weights)
     c0 = weights[0] / cdf[-1]  # probability mass of the reference particle
     key_slot, key_u, key_rest, key_perm = jax.random.split(rng_key, 4)
@@ -97,7 +110,7 @@ def _conditional_strata(
     others = jnp.where(jnp.arange(m) < slot, jnp.arange(m), jnp.arange(m) + 1)[: m - 1]
     others = jax.random.permutation(key_perm, others)
     order = jnp.concatenate([slot[None], others])
-    return indices[order]
+    return with_sentinel(indices[order], log_weights_valid(log_weights), weights.shape[0])
 
 
 def conditional_stratified(
@@ -112,10 +125,11 @@ def conditional_stratified(
         is_log: interpret ``weights`` as log-weights.
 
     Returns:
-        ``(num_samples,)`` int32 indices with ``indices[0] == 0`` (other slots in random order).
+        ``(num_samples,)`` int32 indices with ``indices[0] == 0`` (all N for invalid traced
+        weights) (other slots in random order).
     """
-    log_weights = _as_log_weights(weights, is_log)
-    num_samples = _check_num_samples(num_samples)
+    log_weights = as_log_weights(weights, is_log)
+    num_samples = check_positive_int("num_samples", num_samples)
     return _conditional_strata(rng_key, log_weights, num_samples, shared=False)
 
 
@@ -131,10 +145,11 @@ def conditional_systematic(
         is_log: interpret ``weights`` as log-weights.
 
     Returns:
-        ``(num_samples,)`` int32 indices with ``indices[0] == 0`` (other slots in random order).
+        ``(num_samples,)`` int32 indices with ``indices[0] == 0`` (all N for invalid traced
+        weights) (other slots in random order).
     """
-    log_weights = _as_log_weights(weights, is_log)
-    num_samples = _check_num_samples(num_samples)
+    log_weights = as_log_weights(weights, is_log)
+    num_samples = check_positive_int("num_samples", num_samples)
     return _conditional_strata(rng_key, log_weights, num_samples, shared=True)
 
 
@@ -146,21 +161,22 @@ _CONDITIONAL: dict[str, Resampler] = {
 }
 
 
-def get_conditional_resampler(name: str | Resampler) -> Resampler:
+def get_conditional_resampler(name: str | Resampler, *, argument: str = "name") -> Resampler:
     """Look up the conditional (particle Gibbs) variant of a resampler.
 
     Args:
         name: one of ``"multinomial"``, ``"stratified"``, ``"systematic"``, ``"rejection"``,
             or a callable returning indices with ``indices[0] == 0``.
+        argument: the caller's argument name, used in the error message.
 
     Returns:
         The conditional resampling function.
     """
     if callable(name):
         return name
-    if name not in _CONDITIONAL:
+    if not isinstance(name, str) or name not in _CONDITIONAL:
         raise ValueError(
-            f"`name` must be one of {sorted(_CONDITIONAL)} for conditional resampling "
+            f"`{argument}` must be one of {sorted(_CONDITIONAL)} for conditional resampling "
             f"(residual and metropolis have no exact conditional variant); got {name!r}."
         )
     return _CONDITIONAL[name]

@@ -22,7 +22,7 @@ Lazy stitching (section "lazy resampling" of the paper): given an upper bound
 ``transition_log_bound`` on ``log f_t``, each of the N pairs is drawn by rejection (propose
 ``i ~ w^L``, ``j ~ w^R``, accept with probability ``f_ij / bound``), O(N) work per trial;
 slots not accepted after ``max_trials`` trials are drawn from the exact N x N pair weights, so
-the pairs remain exact i.i.d. draws (see :mod:`numpyro_parallel.smc.dsmc_stitching`).
+the pairs remain exact i.i.d. draws (see `numpyro_parallel.smc.dsmc_stitching`).
 """
 
 from __future__ import annotations
@@ -35,14 +35,17 @@ import jax.numpy as jnp
 
 from numpyro_parallel.linalg import mvn_logpdf_from_cholesky
 from numpyro_parallel.smc.conditional_resampling import get_conditional_resampler
+from numpyro_parallel.smc.dsmc_checks import check_dsmc_inputs
 from numpyro_parallel.smc.dsmc_stitching import exact_pairs, lazy_level, log_bounds_array
-from numpyro_parallel.smc.resampling import get_resampler, log_normalize, multinomial
+from numpyro_parallel.smc.resampling import get_resampler, multinomial
+from numpyro_parallel.smc.status import IMPOSSIBLE, INVALID, OK, step_status, warn_status
+from numpyro_parallel.smc.weights import ess, log_normalize, log_weights_valid
 
 __all__ = ["DSMCOutput", "dsmc", "gaussian_proposals_from_kalman"]
 
 
 class DSMCOutput(NamedTuple):
-    """Result of :func:`dsmc`.
+    """Result of `dsmc`.
 
     Attributes:
         trajectories: ``(N, T, d)`` smoothing trajectories.
@@ -55,6 +58,9 @@ class DSMCOutput(NamedTuple):
         num_bound_violations: lazy stitching only: number of proposed pairs with
             ``log f > transition_log_bound``; nonzero means the bound is wrong and the
             output is biased.
+        status: int32 worst status (`numpyro_parallel.smc.status`): 0 ok, 1 collapsed
+            (the importance weights of some time step have ESS < ``min(collapse_ess, N/2)``),
+            2 impossible (log-evidence ``-inf``), 3 invalid (log-evidence NaN).
     """
 
     trajectories: jax.Array
@@ -63,6 +69,7 @@ class DSMCOutput(NamedTuple):
     mean_trials: jax.Array | float = 0.0
     num_fallback: jax.Array | int = 0
     num_bound_violations: jax.Array | int = 0
+    status: jax.Array | int = 0
 
 
 def _is_missing(y: jax.Array) -> jax.Array:
@@ -95,6 +102,7 @@ def dsmc(
     reference: jax.Array | None = None,
     transition_log_bound: float | jax.Array | Callable | None = None,
     max_trials: int = 64,
+    collapse_ess: float = 2.0,
 ) -> DSMCOutput:
     """Parallel-in-time particle smoother and likelihood estimate (dSMC).
 
@@ -139,33 +147,34 @@ def dsmc(
             or a function ``time -> scalar``; enables lazy stitching.
         max_trials: maximal number of rejection trials per pair in lazy stitching
             (positive int).
+        collapse_ess: status ``collapsed`` when the ESS of some time step's importance
+            weights is below ``min(collapse_ess, N / 2)`` (0 disables it).
 
     Returns:
-        A :class:`DSMCOutput`.
+        A `DSMCOutput`. Its ``status`` is ``impossible`` (log-evidence ``-inf``) when
+        every particle of some time step, or every pair of some stitch, has weight zero, and
+        ``invalid`` (log-evidence NaN) for NaN / ``+inf`` weights; outside ``jit`` a
+        non-OK status emits a `RuntimeWarning`.
+
+    Raises:
+        TypeError, ValueError: bad argument (the message names it), including T = 0.
     """
-    observations = jnp.asarray(observations)
-    if observations.ndim != 2:
-        raise ValueError(f"`observations` must have shape (T, p); got {observations.shape}.")
-    num_steps = observations.shape[0]
-    if proposal_mean.ndim != 2 or proposal_mean.shape[0] != num_steps:
-        raise ValueError(
-            f"`proposal_mean` must have shape (T, d) with T={num_steps}; got {proposal_mean.shape}."
-        )
-    d = proposal_mean.shape[1]
-    if proposal_chol.shape != (num_steps, d, d):
-        raise ValueError(
-            f"`proposal_chol` must have shape {(num_steps, d, d)}; got {proposal_chol.shape}."
-        )
-    if not isinstance(num_particles, int) or num_particles < 1:
-        raise ValueError(f"`num_particles` must be a positive int; got {num_particles!r}.")
-    if block_size is not None and (block_size < 1 or num_particles % block_size):
-        raise ValueError(
-            f"`block_size` must divide `num_particles`={num_particles}; got {block_size}."
-        )
-    if reference is not None and reference.shape != (num_steps, d):
-        raise ValueError(f"`reference` must have shape {(num_steps, d)}; got {reference.shape}.")
-    if isinstance(max_trials, bool) or not isinstance(max_trials, int) or max_trials < 1:
-        raise ValueError(f"`max_trials` must be a positive int; got {max_trials!r}.")
+    observations, proposal_mean, proposal_chol, reference = check_dsmc_inputs(
+        observations,
+        num_particles,
+        proposal_mean,
+        proposal_chol,
+        functions={
+            "initial_log_prob": initial_log_prob,
+            "transition_log_prob": transition_log_prob,
+            "observation_log_prob": observation_log_prob,
+        },
+        block_size=block_size,
+        reference=reference,
+        max_trials=max_trials,
+        collapse_ess=collapse_ess,
+    )
+    num_steps, d = proposal_mean.shape
     lazy = transition_log_bound is not None
     if lazy and resampling_fn not in ("multinomial", multinomial):
         raise ValueError(
@@ -173,7 +182,10 @@ def dsmc(
             f"'multinomial', got {resampling_fn!r}."
         )
     cond = reference is not None
-    resample = get_conditional_resampler(resampling_fn) if cond else get_resampler(resampling_fn)
+    if cond:
+        resample = get_conditional_resampler(resampling_fn, argument="resampling_fn")
+    else:
+        resample = get_resampler(resampling_fn, argument="resampling_fn")
     n = num_particles
     dtype = proposal_mean.dtype
     log_bounds = log_bounds_array(transition_log_bound, num_steps, dtype) if lazy else None
@@ -191,6 +203,14 @@ def dsmc(
     )(x, observations, times, proposal_mean, proposal_chol)
     lw, log_z = jax.vmap(log_normalize)(log_w)
     log_z = log_z - jnp.log(n).astype(dtype)
+    # Invalid leaves (all -inf: impossible; NaN / +inf: invalid) are stitched with uniform
+    # weights so that the tree stays well defined; their log_z (-inf / NaN) carries the news.
+    leaf_valid = log_weights_valid(log_w)
+    leaf_status = jax.vmap(step_status, in_axes=(0, 0, None))(
+        log_w, jax.vmap(ess)(lw), float(collapse_ess)
+    )
+    log_z = jnp.where(leaf_status == INVALID, jnp.full_like(log_z, jnp.nan), log_z)
+    lw = jnp.where(leaf_valid[:, None], lw, jnp.full_like(lw, -jnp.log(n)))
 
     depth = max(0, (num_steps - 1).bit_length())
     padded = 1 << depth
@@ -221,6 +241,7 @@ def dsmc(
         return x_new, jnp.full((n,), -jnp.log(n), dtype), left[2] + right[2] + log_increment
 
     counters = jnp.zeros((4,), jnp.int32)  # proposals, violations, fallback, lazy slots
+    stitch_status = jnp.int32(OK)
     for level in range(depth):
         length = 1 << level
         num_pairs = xs.shape[0] // 2
@@ -247,16 +268,24 @@ def dsmc(
                 cond=cond,
             )
             counters = counters + level_counters
+        level_status = jnp.where(jnp.isneginf(log_inc), IMPOSSIBLE, OK)
+        level_status = jnp.where(jnp.isnan(log_inc) | jnp.isposinf(log_inc), INVALID, level_status)
+        stitch_status = jnp.maximum(stitch_status, jnp.max(level_status).astype(jnp.int32))
         xs, lws, log_zs = jax.vmap(stitch)(left, right, i, j, log_inc)
     mean_trials = counters[0] / jnp.maximum(counters[3], 1)
-    return DSMCOutput(
+    status = jnp.maximum(jnp.max(leaf_status), stitch_status).astype(jnp.int32)
+    log_evidence = jnp.where(status == INVALID, jnp.full_like(log_zs[0], jnp.nan), log_zs[0])
+    output = DSMCOutput(
         xs[0][:, :num_steps],
         lws[0],
-        log_zs[0],
+        log_evidence,
         jnp.asarray(mean_trials, dtype),
         counters[2],
         counters[1],
+        status,
     )
+    warn_status(status, "dSMC")
+    return output
 
 
 def gaussian_proposals_from_kalman(
@@ -265,7 +294,7 @@ def gaussian_proposals_from_kalman(
     """dSMC proposals from the Kalman smoother of a linear-Gaussian approximation.
 
     Args:
-        params: a :class:`numpyro_parallel.ssm.kalman.GaussianSSMParams` approximating the
+        params: a `numpyro_parallel.ssm.kalman.GaussianSSMParams` approximating the
             model (for example a linearisation around a guess).
         observations: ``(T, p)`` observations (NaN = missing).
         inflation: factor (>= 1 recommended) multiplying the smoother's standard deviations,
@@ -273,9 +302,23 @@ def gaussian_proposals_from_kalman(
         parallel: use the parallel Kalman smoother.
 
     Returns:
-        ``(mean (T, d), chol (T, d, d))`` for :func:`dsmc`.
+        ``(mean (T, d), chol (T, d, d))`` for `dsmc`.
+
+    Raises:
+        TypeError, ValueError: ``inflation`` not a positive finite number, ``observations``
+            not ``(T, p)`` with T >= 1 (the Kalman smoother checks ``params``).
     """
     from numpyro_parallel.ssm.kalman import kalman_smoother
+
+    if isinstance(inflation, bool) or not isinstance(inflation, int | float):
+        raise TypeError(f"`inflation` must be a positive float; got {inflation!r}.")
+    if not 0.0 < inflation < float("inf"):
+        raise ValueError(f"`inflation` must be positive and finite; got {inflation}.")
+    observations = jnp.asarray(observations)
+    if observations.ndim != 2 or observations.shape[0] < 1:
+        raise ValueError(
+            f"`observations` must have shape (T, p) with T >= 1; got {observations.shape}."
+        )
 
     smoothed = kalman_smoother(params, observations, parallel=parallel)
     return smoothed.mean, inflation * smoothed.chol

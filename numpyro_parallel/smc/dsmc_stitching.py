@@ -7,15 +7,15 @@ states ``x_j^R``) draws N pairs i.i.d. from the *pair target*
 
     pi(i, j)  proportional to  w_i^L  w_j^R  f(x_j^R | x_i^L).
 
-:func:`exact_pairs` forms the N x N weights (all at once, or ``block_size`` rows at a time)
+`exact_pairs` forms the N x N weights (all at once, or ``block_size`` rows at a time)
 and also returns ``log sum_ij w_i^L w_j^R f_ij``, the block's normalising-constant increment.
 
-:func:`lazy_pairs` needs an upper bound ``log f <= log_bound``: each output slot proposes
+`lazy_pairs` needs an upper bound ``log f <= log_bound``: each output slot proposes
 ``i ~ w^L``, ``j ~ w^R`` independently and accepts with probability ``f_ij / exp(log_bound)``,
 vectorised over the slots in a ``lax.while_loop`` that stops when every slot has accepted or
 after ``max_trials`` trials (O(N) work per trial instead of N^2). An accepted pair is an exact
 draw from ``pi``. The slots still open after ``max_trials`` are reported (``accepted`` is
-False); :func:`lazy_level` fills them with :func:`exact_pairs`, whose draws are independent
+False); `lazy_level` fills them with `exact_pairs`, whose draws are independent
 of the rejection loop, so every slot is an exact draw from ``pi`` (a mixture of two exact
 samplers whose mixing event is independent of the fallback's draw) and the slots are i.i.d.:
 lazy stitching is multinomial pair resampling, exactly. Over a tree level, the O(N^2)
@@ -36,6 +36,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from numpyro_parallel.smc.resampling import multinomial
+from numpyro_parallel.smc.weights import log_weights_valid
 
 __all__ = [
     "LazyPairs",
@@ -48,7 +49,7 @@ __all__ = [
 
 
 class LazyPairs(NamedTuple):
-    """Result of :func:`lazy_pairs` for one stitch.
+    """Result of `lazy_pairs` for one stitch.
 
     Attributes:
         i: ``(N,)`` left indices of the accepted pairs (undefined where not accepted).
@@ -94,6 +95,14 @@ def _blocks_of(a: jax.Array, block_size: int) -> jax.Array:
     return a.reshape(a.shape[0] // block_size, block_size, *a.shape[1:])
 
 
+def _drawable(log_weights: jax.Array) -> jax.Array:
+    """Uniform log-weights in place of invalid ones (all -inf, NaN) for the resampler.
+
+    The stitch's increment (-inf / NaN) reports the problem instead.
+    """
+    return jnp.where(log_weights_valid(log_weights), log_weights, jnp.zeros_like(log_weights))
+
+
 def exact_pairs(
     key, last, first, lw_left, lw_right, time, valid, *, transition_log_prob, resample, block_size
 ):
@@ -114,13 +123,14 @@ def exact_pairs(
         block_size: ``None`` (full N x N matrix) or a divisor of N (rows in blocks).
 
     Returns:
-        ``(i (N,), j (N,), log_increment)``.
+        ``(i (N,), j (N,), log_increment)``; when no pair has a positive finite weight the
+        pairs are drawn uniformly and ``log_increment`` is ``-inf`` (all zero) or NaN.
     """
     n = lw_left.shape[0]
     if block_size is None:
         log_m = pair_log_matrix(last, first, lw_left, lw_right, time, valid, transition_log_prob)
         flat = log_m.reshape(-1)
-        idx = resample(key, flat, n, is_log=True)
+        idx = resample(key, _drawable(flat), n, is_log=True)
         return idx // n, idx % n, jax.nn.logsumexp(flat)
     blocks = _blocks_of(last, block_size)
     lw_blocks = _blocks_of(lw_left, block_size)
@@ -132,7 +142,7 @@ def exact_pairs(
 
     log_rows = lax.map(row_sums, (blocks, lw_blocks)).reshape(n)
     key_i, key_j = jax.random.split(key)
-    i = resample(key_i, log_rows, n, is_log=True)
+    i = resample(key_i, _drawable(log_rows), n, is_log=True)
 
     def pick_columns(args):
         rows, lw_rows, keys = args
@@ -146,7 +156,7 @@ def exact_pairs(
 
 
 def log_bounds_array(transition_log_bound, num_steps: int, dtype) -> jax.Array:
-    """The ``transition_log_bound`` of :func:`~numpyro_parallel.smc.dsmc.dsmc` as a ``(T,)`` array.
+    """The ``transition_log_bound`` of `~numpyro_parallel.smc.dsmc.dsmc` as a ``(T,)`` array.
 
     Entry t bounds ``log f_t`` (entry 0 is unused). Raises ``ValueError`` on a bad shape.
     """
@@ -198,7 +208,7 @@ def lazy_pairs(
             from the target (conditional multinomial resampling).
 
     Returns:
-        A :class:`LazyPairs`.
+        A `LazyPairs`.
     """
     n = lw_left.shape[0]
     dtype = lw_left.dtype

@@ -18,38 +18,19 @@ import jax.numpy as jnp
 import numpy as np
 from numpyro.distributions import Distribution, constraints
 
-from numpyro_parallel.linalg import cholesky_of
+from numpyro_parallel._checks import concrete
 from numpyro_parallel.scan import affine_recursion
 from numpyro_parallel.ssm.kalman import (
     FilterResult,
-    GaussianSSMParams,
     SmootherResult,
     kalman_filter,
     kalman_sample_states,
     kalman_smoother,
 )
+from numpyro_parallel.ssm.kalman_checks import float_dtype
+from numpyro_parallel.ssm.lgssm_build import build_params
 
 __all__ = ["LinearGaussianSSM"]
-
-
-def _time_axis(name: str, value: jax.Array, base_shape: tuple[int, ...]) -> int | None:
-    """Length of the leading time axis of ``value`` (None when static); shape check."""
-    shape = tuple(value.shape)
-    if shape == base_shape:
-        return None
-    if len(shape) == len(base_shape) + 1 and shape[1:] == base_shape:
-        return shape[0]
-    raise ValueError(
-        f"`{name}` must have shape {base_shape} or (num_steps, *{base_shape}); got {shape}. "
-        "Batch dimensions of parameters are not supported: vmap over the distribution instead."
-    )
-
-
-def _check_finite(name: str, value: jax.Array) -> None:
-    if isinstance(value, jax.core.Tracer):
-        return  # values unknown at trace time; NaN parameters give a NaN log-density
-    if not np.all(np.isfinite(np.asarray(value))):
-        raise ValueError(f"`{name}` contains non-finite values (NaN or inf).")
 
 
 class LinearGaussianSSM(Distribution):
@@ -57,16 +38,30 @@ class LinearGaussianSSM(Distribution):
 
     Args:
         initial_mean: ``(d,)`` mean of ``x_0``.
-        initial_cov: ``(d, d)`` covariance of ``x_0``.
-        transition_matrix: ``(d, d)`` or ``(T, d, d)``.
-        transition_cov: ``(d, d)`` or ``(T, d, d)`` process-noise covariance (PSD).
+        initial_cov: ``(d, d)`` covariance of ``x_0`` (or give ``initial_cov_factor``).
+        transition_matrix: ``(d, d)`` or ``(T, d, d)``; defines the state dimension d.
+        transition_cov: ``(d, d)`` or ``(T, d, d)`` process-noise covariance (PSD, may be
+            singular), or give ``transition_cov_factor``.
         observation_matrix: ``(p, d)`` or ``(T, p, d)``.
-        observation_cov: ``(p, p)`` or ``(T, p, p)`` observation-noise covariance.
+        observation_cov: ``(p, p)`` or ``(T, p, p)`` observation-noise covariance, or give
+            ``observation_cov_factor``.
         num_steps: T; inferred from time-varying parameters when omitted.
+        initial_cov_factor: ``(d, k)`` factor ``L`` with ``initial_cov = L @ L.T``.
+        transition_cov_factor: ``(d, r)`` or ``(T, d, r)`` factor with
+            ``transition_cov = L @ L.T``; any width r (rank-r noise). For a selection matrix
+            ``R`` ``(d, r)`` and an ``r x r`` covariance ``Q_r`` pass
+            ``R @ jnp.linalg.cholesky(Q_r)``. Gradients are exact for every rank.
+        observation_cov_factor: ``(p, s)`` or ``(T, p, s)`` factor of ``observation_cov``.
         transition_offset: ``(d,)`` or ``(T, d)`` (controls); zero by default.
         observation_offset: ``(p,)`` or ``(T, p)``; zero by default.
         parallel: parallel-in-time Kalman recursions (True) or sequential scans (False).
         validate_args: NumPyro argument validation flag.
+
+    Exactly one of ``*_cov`` and ``*_cov_factor`` must be given for each noise. Concrete
+    invalid arguments raise `ValueError`/`TypeError` naming the argument (non-symmetric or
+    indefinite covariances, NaN/inf, wrong shapes); under `jit`/`grad`/NUTS invalid values give
+    a NaN log-density. Integer arrays are cast to the parameters' float dtype, and ``y`` is cast
+    to it as well.
 
     Example:
         ```python
@@ -83,94 +78,38 @@ class LinearGaussianSSM(Distribution):
 
     def __init__(
         self,
-        initial_mean,
-        initial_cov,
-        transition_matrix,
-        transition_cov,
-        observation_matrix,
-        observation_cov,
+        initial_mean=None,
+        initial_cov=None,
+        transition_matrix=None,
+        transition_cov=None,
+        observation_matrix=None,
+        observation_cov=None,
         num_steps: int | None = None,
         *,
+        initial_cov_factor=None,
+        transition_cov_factor=None,
+        observation_cov_factor=None,
         transition_offset=None,
         observation_offset=None,
         parallel: bool = True,
         validate_args: bool | None = None,
     ):
-        initial_mean = jnp.asarray(initial_mean)
-        if initial_mean.ndim != 1:
-            raise ValueError(f"`initial_mean` must have shape (d,); got {initial_mean.shape}.")
-        d = initial_mean.shape[0]
-        observation_matrix = jnp.asarray(observation_matrix)
-        if observation_matrix.ndim not in (2, 3) or observation_matrix.shape[-1] != d:
-            raise ValueError(
-                f"`observation_matrix` must have shape (p, {d}) or (num_steps, p, {d}) for a "
-                f"state of dimension d={d}; got {observation_matrix.shape}."
-            )
-        p = observation_matrix.shape[-2]
-        dtype = jnp.result_type(
-            *(jnp.asarray(a) for a in (initial_mean, initial_cov, transition_matrix))
-        )
-        if not jnp.issubdtype(dtype, jnp.floating):
-            dtype = jnp.zeros(()).dtype  # default float (float64 under jax_enable_x64)
-        if transition_offset is None:
-            transition_offset = jnp.zeros(d, dtype)
-        if observation_offset is None:
-            observation_offset = jnp.zeros(p, dtype)
-        args = {
-            "initial_mean": (initial_mean, (d,)),
-            "initial_cov": (initial_cov, (d, d)),
-            "transition_matrix": (transition_matrix, (d, d)),
-            "transition_cov": (transition_cov, (d, d)),
-            "observation_matrix": (observation_matrix, (p, d)),
-            "observation_cov": (observation_cov, (p, p)),
-            "transition_offset": (transition_offset, (d,)),
-            "observation_offset": (observation_offset, (p,)),
-        }
-        arrays, lengths = {}, {}
-        for name, (value, base) in args.items():
-            value = jnp.asarray(value, dtype=dtype)
-            length = _time_axis(name, value, base)
-            if length is not None:
-                if name.startswith("initial"):
-                    raise ValueError(f"`{name}` must have shape {base}; got {value.shape}.")
-                lengths[name] = length
-            _check_finite(name, value)
-            arrays[name] = value
-        if num_steps is None:
-            if not lengths:
-                raise ValueError(
-                    "`num_steps` is required when no parameter has a leading time axis."
-                )
-            num_steps = next(iter(lengths.values()))
-        if not isinstance(num_steps, int | np.integer) or num_steps < 1:
-            raise ValueError(f"`num_steps` must be a positive int; got {num_steps!r}.")
-        num_steps = int(num_steps)
-        for name, length in lengths.items():
-            if length != num_steps:
-                raise ValueError(
-                    f"`{name}` has a time axis of length {length} but num_steps={num_steps}."
-                )
-
-        def expand(name, base):
-            value = arrays[name]
-            return jnp.broadcast_to(value, (num_steps, *base)) if value.shape == base else value
-
-        def chol(name, base):
-            value = arrays[name]
-            factor = cholesky_of(value)
-            return jnp.broadcast_to(factor, (num_steps, *base)) if value.shape == base else factor
-
-        self.params = GaussianSSMParams(
-            initial_mean=arrays["initial_mean"],
-            initial_chol=cholesky_of(arrays["initial_cov"]),
-            transition_matrix=expand("transition_matrix", (d, d)),
-            transition_offset=expand("transition_offset", (d,)),
-            transition_chol=chol("transition_cov", (d, d)),
-            observation_matrix=expand("observation_matrix", (p, d)),
-            observation_offset=expand("observation_offset", (p,)),
-            observation_chol=chol("observation_cov", (p, p)),
+        self.params = build_params(
+            num_steps,
+            initial_mean=initial_mean,
+            initial_cov=initial_cov,
+            initial_cov_factor=initial_cov_factor,
+            transition_matrix=transition_matrix,
+            transition_cov=transition_cov,
+            transition_cov_factor=transition_cov_factor,
+            observation_matrix=observation_matrix,
+            observation_cov=observation_cov,
+            observation_cov_factor=observation_cov_factor,
+            transition_offset=transition_offset,
+            observation_offset=observation_offset,
         )
         self.parallel = bool(parallel)
+        num_steps, p = self.params.observation_offset.shape
         super().__init__(batch_shape=(), event_shape=(num_steps, p), validate_args=validate_args)
 
     # ------------------------------------------------------------------ helpers
@@ -186,13 +125,17 @@ class LinearGaussianSSM(Distribution):
 
     def _check_y(self, y, allow_batch: bool) -> jax.Array:
         y = jnp.asarray(y)
+        float_dtype({"y": y})
+        observed = concrete(y)
+        if observed is not None and np.any(np.isinf(observed)):
+            raise ValueError("`y` contains inf; only NaN is allowed (it marks missing values).")
         ok = y.shape[-2:] == self.event_shape and (allow_batch or y.ndim == 2)
         if not ok:
             expected = "(..., T, p)" if allow_batch else "(T, p)"
             raise ValueError(
                 f"`y` must have shape {expected} with (T, p) = {self.event_shape}; got {y.shape}."
             )
-        return y
+        return y.astype(self.params.initial_mean.dtype)
 
     def _batched(self, fn, y):
         batch = y.shape[:-2]
@@ -275,14 +218,18 @@ class LinearGaussianSSM(Distribution):
             ``(states (*sample_shape, T, d), observations (*sample_shape, T, p))``.
         """
         prm = self.params
-        T, p = self.event_shape
-        d = self.state_dim
+        T = self.num_steps
         key_x0, key_w, key_v = jax.random.split(key, 3)
         shape = tuple(sample_shape)
         dtype = prm.initial_mean.dtype
-        z0 = jax.random.normal(key_x0, (*shape, d), dtype)
-        w = jax.random.normal(key_w, (*shape, T - 1, d), dtype)
-        v = jax.random.normal(key_v, (*shape, T, p), dtype)
+        k0, r, s = (
+            prm.initial_chol.shape[-1],
+            prm.transition_chol.shape[-1],
+            prm.observation_chol.shape[-1],
+        )
+        z0 = jax.random.normal(key_x0, (*shape, k0), dtype)
+        w = jax.random.normal(key_w, (*shape, T - 1, r), dtype)
+        v = jax.random.normal(key_v, (*shape, T, s), dtype)
 
         def simulate(noise_0, noise_w, noise_v):
             x_start = prm.initial_mean + prm.initial_chol @ noise_0
@@ -305,7 +252,7 @@ class LinearGaussianSSM(Distribution):
 
         num = int(np.prod(shape))
         flat = jax.vmap(simulate)(
-            z0.reshape(num, d), w.reshape(num, T - 1, d), v.reshape(num, T, p)
+            z0.reshape(num, k0), w.reshape(num, T - 1, r), v.reshape(num, T, s)
         )
         return tuple(a.reshape(*shape, *a.shape[1:]) for a in flat)
 

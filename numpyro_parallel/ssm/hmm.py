@@ -34,10 +34,13 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from numpyro_parallel._checks import nan_unless
 from numpyro_parallel.ssm.hmm_blocked import scaled_filter, scaled_log_likelihood, scaled_smoother
 from numpyro_parallel.ssm.hmm_common import (
     check_logits,
+    check_mode,
     forward_scan,
+    inputs_ok,
     per_step,
     prepare,
     resolve_block_size,
@@ -105,8 +108,15 @@ def hmm_filter(
             CPU and the associative scan on accelerators.
 
     Returns:
-        An `HMMFilterResult`.
+        An `HMMFilterResult`; every entry is NaN when an input is NaN (only possible under
+        tracing: concrete NaN / ``+inf`` inputs raise `ValueError`).
+
+    Raises:
+        ValueError: wrong shapes, T = 0 or K = 0, NaN / ``+inf`` entries, logits rows that are
+            all ``-inf``, an invalid ``block_size``.
+        TypeError: integer or boolean arrays, a non-bool ``parallel``.
     """
+    check_mode(parallel, block_size)
     prepared = prepare(initial_logits, transition_logits, log_likelihoods)
     return _filter(*prepared, (parallel, resolve_block_size(block_size, log_likelihoods)))
 
@@ -118,12 +128,17 @@ def _filter(log_initial, log_transition, log_likelihoods, mode):
         _, prefix = forward_scan(log_initial, log_transition, log_likelihoods, mode)
         log_alpha = prefix.log_matrix[:, 0, :]
         log_evidence = jax.nn.logsumexp(log_alpha, axis=-1) + prefix.log_scale
-        terms = jnp.concatenate([log_evidence[:1], jnp.diff(log_evidence)])
-        return HMMFilterResult(jax.nn.softmax(log_alpha, axis=-1), log_evidence[-1], terms)
-    filtered, terms, _ = scaled_filter(
-        log_initial, log_transition, log_likelihoods, block_size if parallel else None
-    )
-    return HMMFilterResult(filtered, jnp.sum(terms), terms)
+        # After an impossible step every later term is -inf too (not -inf - -inf = NaN).
+        steps = jnp.where(jnp.isneginf(log_evidence[:-1]), -jnp.inf, jnp.diff(log_evidence))
+        terms = jnp.concatenate([log_evidence[:1], steps])
+        result = HMMFilterResult(jax.nn.softmax(log_alpha, axis=-1), log_evidence[-1], terms)
+    else:
+        filtered, terms, _ = scaled_filter(
+            log_initial, log_transition, log_likelihoods, block_size if parallel else None
+        )
+        result = HMMFilterResult(filtered, jnp.sum(terms), terms)
+    ok = inputs_ok(log_initial, log_transition, log_likelihoods)
+    return HMMFilterResult(*(nan_unless(ok, x) for x in result))
 
 
 def _tree_product(combine, elements):
@@ -169,8 +184,13 @@ def hmm_log_likelihood(
         block_size: strategy when ``parallel``, as in `hmm_filter`.
 
     Returns:
-        The scalar log-likelihood.
+        The scalar log-likelihood: ``-inf`` for data of probability zero, NaN when an input
+        is NaN under tracing.
+
+    Raises:
+        ValueError, TypeError: as `hmm_filter`.
     """
+    check_mode(parallel, block_size)
     prepared = prepare(initial_logits, transition_logits, log_likelihoods)
     return _log_likelihood(*prepared, (parallel, resolve_block_size(block_size, log_likelihoods)))
 
@@ -178,14 +198,16 @@ def hmm_log_likelihood(
 @partial(jax.jit, static_argnums=3)
 def _log_likelihood(log_initial, log_transition, log_likelihoods, mode):
     parallel, block_size = mode
+    ok = inputs_ok(log_initial, log_transition, log_likelihoods)
     if not (parallel and block_size is None) or log_likelihoods.shape[0] == 1:
         block_size = block_size if parallel else None
-        return scaled_log_likelihood(log_initial, log_transition, log_likelihoods, block_size)
+        value = scaled_log_likelihood(log_initial, log_transition, log_likelihoods, block_size)
+        return nan_unless(ok, value)
     elements = forward_elements(
         log_initial, per_step(log_transition, log_likelihoods.shape[0]), log_likelihoods
     )
     total = _tree_product(sum_product_combine, elements)
-    return jax.nn.logsumexp(total.log_matrix[0]) + total.log_scale
+    return nan_unless(ok, jax.nn.logsumexp(total.log_matrix[0]) + total.log_scale)
 
 
 def hmm_smoother(
@@ -206,8 +228,12 @@ def hmm_smoother(
         block_size: see `hmm_filter`.
 
     Returns:
-        ``(T, K)`` smoothed probabilities.
+        ``(T, K)`` smoothed probabilities (NaN when an input is NaN under tracing).
+
+    Raises:
+        ValueError, TypeError: as `hmm_filter`.
     """
+    check_mode(parallel, block_size)
     prepared = prepare(initial_logits, transition_logits, log_likelihoods)
     return _smoother(*prepared, (parallel, resolve_block_size(block_size, log_likelihoods)))
 
@@ -215,11 +241,13 @@ def hmm_smoother(
 @partial(jax.jit, static_argnums=3)
 def _smoother(log_initial, log_transition, log_likelihoods, mode):
     parallel, block_size = mode
+    ok = inputs_ok(log_initial, log_transition, log_likelihoods)
     if parallel and block_size is None:
         elements, prefix = forward_scan(log_initial, log_transition, log_likelihoods, mode)
         suffix = scan_elements(reverse_sum_product, backward_elements(elements), mode, reverse=True)
         log_marginal = prefix.log_matrix[:, 0, :] + suffix.log_matrix[:, :, 0]
-        return jax.nn.softmax(log_marginal, axis=-1)
-    return scaled_smoother(
+        return nan_unless(ok, jax.nn.softmax(log_marginal, axis=-1))
+    smoothed = scaled_smoother(
         log_initial, log_transition, log_likelihoods, block_size if parallel else None
     )
+    return nan_unless(ok, smoothed)

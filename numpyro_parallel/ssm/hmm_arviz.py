@@ -22,11 +22,36 @@ def _with_chain(name: str, array, core_ndim: int, core: str) -> np.ndarray:
     array = np.asarray(array)
     if array.ndim == core_ndim + 1:  # (draw, ...) -> one chain
         array = array[None]
-    if array.ndim != core_ndim + 2:
+    if array.ndim != core_ndim + 2 or 0 in array.shape[2:]:
         raise ValueError(
-            f"`{name}` must have shape (chain, draw, {core}) or (draw, {core}); got {array.shape}."
+            f"`{name}` must have shape (chain, draw, {core}) or (draw, {core}) with T, K >= 1; "
+            f"got {array.shape}."
         )
     return array
+
+
+def _check_probs(probs: np.ndarray) -> None:
+    if not np.issubdtype(probs.dtype, np.floating):
+        raise TypeError(f"`state_probs` must be a floating-point array; got dtype {probs.dtype}.")
+    if not np.all(np.isfinite(probs)):
+        raise ValueError(
+            "`state_probs` contains NaN or inf (a draw whose smoother failed, or whose data "
+            "have probability zero); drop or fix those draws first."
+        )
+    tolerance = 1e-4 if probs.dtype == np.float32 else 1e-8
+    if np.any(probs < -tolerance) or np.any(np.abs(probs.sum(-1) - 1) > tolerance * 10):
+        raise ValueError(
+            "`state_probs` must hold probabilities in [0, 1] that sum to 1 over the state axis "
+            "(the last one); got values outside [0, 1] or sums != 1."
+        )
+
+
+def _check_paths(name: str, paths: np.ndarray, num_states: int | None) -> None:
+    if not np.issubdtype(paths.dtype, np.integer):
+        raise TypeError(f"`{name}` must be an integer array of states; got dtype {paths.dtype}.")
+    high = "K - 1" if num_states is None else f"K - 1 = {num_states - 1}"
+    if np.any(paths < 0) or (num_states is not None and np.any(paths >= num_states)):
+        raise ValueError(f"`{name}` must hold states between 0 and {high}.")
 
 
 def hmm_to_datatree(
@@ -56,14 +81,29 @@ def hmm_to_datatree(
         A DataTree with variables ``state_probs`` (chain, draw, time, state),
         ``viterbi_path`` and ``state_samples`` (chain, draw, time), whichever were given,
         in the group ``group``.
+
+    Raises:
+        TypeError: non-float ``state_probs``, non-integer paths, a ``datatree`` that is not an
+            `xarray.DataTree`, an empty or non-string ``group``.
+        ValueError: wrong shapes, T = 0 or K = 0, non-finite or non-normalised
+            ``state_probs``, states outside ``0..K-1``, coordinates of the wrong length.
     """
+    if not isinstance(group, str) or not group:
+        raise TypeError(f"`group` must be a non-empty str; got {group!r}.")
+    if datatree is not None and not isinstance(datatree, xr.DataTree):
+        raise TypeError(f"`datatree` must be an xarray.DataTree; got {type(datatree).__name__}.")
     variables = {}
+    num_states = None
     if state_probs is not None:
         probs = _with_chain("state_probs", state_probs, 2, "T, K")
+        _check_probs(probs)
+        num_states = probs.shape[-1]
         variables["state_probs"] = (("chain", "draw", "time", "state"), probs)
     for name, value in (("viterbi_path", viterbi_path), ("state_samples", state_samples)):
         if value is not None:
-            variables[name] = (("chain", "draw", "time"), _with_chain(name, value, 1, "T"))
+            paths = _with_chain(name, value, 1, "T")
+            _check_paths(name, paths, num_states)
+            variables[name] = (("chain", "draw", "time"), paths)
     if not variables:
         raise ValueError("give at least one of `state_probs`, `viterbi_path`, `state_samples`.")
     shapes = {name: value[1].shape for name, value in variables.items()}

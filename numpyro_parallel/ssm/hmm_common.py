@@ -10,12 +10,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from numpyro_parallel._checks import concrete
 from numpyro_parallel.scan import associative_scan, default_block_size
 from numpyro_parallel.ssm.hmm_elements import LogMatrix, forward_elements, sum_product_combine
 
 __all__ = [
+    "check_float",
+    "check_log_likelihoods",
     "check_logits",
+    "check_mode",
     "forward_scan",
+    "inputs_ok",
     "per_step",
     "prepare",
     "resolve_block_size",
@@ -27,31 +32,91 @@ __all__ = [
 def check_logits(name: str, logits: jax.Array) -> None:
     """Reject NaN / ``+inf`` logits and rows without any finite entry, when values are concrete.
 
-    Under `jax.jit`, `jax.grad` or NUTS the values are tracers and cannot be checked at trace
-    time; then the result is NaN instead of an error.
+    ``-inf`` entries are structural zeros and allowed. Under `jax.jit`, `jax.grad` or NUTS the
+    values are tracers and cannot be checked at trace time; then the result is NaN instead of
+    an error (`inputs_ok`).
 
     Args:
         name: argument name used in the error message.
         logits: logits whose last axis indexes the states.
     """
-    if isinstance(logits, jax.core.Tracer):
+    values = concrete(logits)
+    if values is None:
         return
-    values = np.asarray(logits)
     if np.any(np.isnan(values)) or np.any(np.isposinf(values)):
-        raise ValueError(f"`{name}` must not contain NaN or +inf entries.")
+        raise ValueError(f"`{name}` must not contain NaN or +inf entries (-inf is allowed).")
     if values.size and np.any(np.all(np.isneginf(values), axis=-1)):
         raise ValueError(f"every row of `{name}` needs at least one finite entry (not all -inf).")
 
 
-def prepare(initial_logits, transition_logits, log_likelihoods):
-    log_likelihoods = jnp.asarray(log_likelihoods)
+def check_float(name: str, value: jax.Array) -> jax.Array:
+    """``value`` as a JAX array, or `TypeError` unless it has a floating dtype.
+
+    Integer and boolean logits / log-densities are almost always a mistake (``[0, 1]`` meant
+    as probabilities, a mask passed as log-likelihoods), so they are not silently promoted.
+    """
+    if isinstance(value, bool) or (
+        hasattr(value, "dtype") and not jnp.issubdtype(value.dtype, jnp.floating)
+    ):
+        dtype = getattr(value, "dtype", type(value).__name__)
+        raise TypeError(f"`{name}` must be a floating-point array; got dtype {dtype}.")
+    value = jnp.asarray(value)
+    if not jnp.issubdtype(value.dtype, jnp.floating):
+        raise TypeError(f"`{name}` must be a floating-point array; got dtype {value.dtype}.")
+    return value
+
+
+def check_log_likelihoods(log_likelihoods: jax.Array) -> None:
+    """Reject concrete NaN / ``+inf`` log-likelihoods (``-inf``, an impossible state, is fine)."""
+    values = concrete(log_likelihoods)
+    if values is not None and (np.any(np.isnan(values)) or np.any(np.isposinf(values))):
+        raise ValueError(
+            "`log_likelihoods` must not contain NaN or +inf entries (-inf marks an impossible "
+            "state; use 0 for a missing observation)."
+        )
+
+
+def inputs_ok(log_initial, log_transition, log_likelihoods) -> jax.Array:
+    """Scalar bool: no NaN anywhere and no ``+inf`` log-likelihood (the traced-side check).
+
+    After ``log_softmax`` a NaN / ``+inf`` logit or an all ``-inf`` row shows up as NaN, so this
+    catches every invalid input that concrete checks would have rejected.
+    """
+    bad_ll = jnp.isnan(log_likelihoods) | jnp.isposinf(log_likelihoods)
+    return ~(jnp.any(jnp.isnan(log_initial)) | jnp.any(jnp.isnan(log_transition)) | jnp.any(bad_ll))
+
+
+def prepare(initial_logits, transition_logits, log_likelihoods, *, check_values: bool = True):
+    """Validate shapes and dtypes and normalise the logits (shared by every hmm_* function).
+
+    Args:
+        initial_logits: ``(K,)`` logits.
+        transition_logits: ``(K, K)`` or ``(T, K, K)`` logits.
+        log_likelihoods: ``(T, K)`` log emission densities, T >= 1 and K >= 1.
+        check_values: also reject concrete NaN / ``+inf`` log-likelihoods (`DiscreteHMM`
+            passes False: there a NaN emission density must give a NaN log-density instead).
+
+    Returns:
+        ``(log_initial, log_transition, log_likelihoods)`` in a common floating dtype.
+    """
+    log_likelihoods = check_float("log_likelihoods", log_likelihoods)
+    initial_logits = check_float("initial_logits", initial_logits)
+    transition_logits = check_float("transition_logits", transition_logits)
     if log_likelihoods.ndim != 2:
         raise ValueError(
             f"`log_likelihoods` must have shape (T, K); got {tuple(log_likelihoods.shape)}."
         )
     num_steps, num_states = log_likelihoods.shape
-    initial_logits = jnp.asarray(initial_logits)
-    transition_logits = jnp.asarray(transition_logits)
+    if num_steps < 1:
+        raise ValueError(
+            "`log_likelihoods` must have at least one time step (T >= 1); got shape "
+            f"{tuple(log_likelihoods.shape)}."
+        )
+    if num_states < 1:
+        raise ValueError(
+            "`log_likelihoods` must have at least one state (K >= 1); got shape "
+            f"{tuple(log_likelihoods.shape)}."
+        )
     if initial_logits.shape != (num_states,):
         raise ValueError(
             f"`initial_logits` must have shape (K,) = ({num_states},) to match "
@@ -66,21 +131,36 @@ def prepare(initial_logits, transition_logits, log_likelihoods):
         )
     check_logits("initial_logits", initial_logits)
     check_logits("transition_logits", transition_logits)
-    dtype = jnp.result_type(initial_logits, transition_logits, log_likelihoods, jnp.float32)
+    if check_values:
+        check_log_likelihoods(log_likelihoods)
+    dtype = jnp.result_type(initial_logits, transition_logits, log_likelihoods)
     log_initial = jax.nn.log_softmax(initial_logits.astype(dtype))
     log_transition = jax.nn.log_softmax(transition_logits.astype(dtype), axis=-1)
     return log_initial, log_transition, log_likelihoods.astype(dtype)
+
+
+def check_mode(parallel, block_size) -> None:
+    """`TypeError` / `ValueError` for a non-bool ``parallel`` or an invalid ``block_size``."""
+    if not isinstance(parallel, bool | np.bool_):
+        raise TypeError(f"`parallel` must be a bool; got {parallel!r}.")
+    if block_size in ("auto", None):
+        return
+    if isinstance(block_size, bool) or not isinstance(block_size, int | np.integer):
+        raise ValueError(
+            f"`block_size` must be a positive int, 'auto' or None; got {block_size!r}."
+        )
+    if block_size < 1:
+        raise ValueError(
+            f"`block_size` must be a positive int, 'auto' or None; got {block_size!r}."
+        )
 
 
 def resolve_block_size(block_size, log_likelihoods) -> int | None:
     # Resolve "auto" outside jit so that the static argument is a concrete, hashable value.
     if block_size == "auto":
         return default_block_size(jnp.shape(log_likelihoods)[0])
-    if block_size is not None and (not isinstance(block_size, int) or block_size < 1):
-        raise ValueError(
-            f"`block_size` must be a positive int, 'auto' or None; got {block_size!r}."
-        )
-    return block_size
+    check_mode(True, block_size)
+    return None if block_size is None else int(block_size)
 
 
 def scan_elements(combine, elements, mode, reverse=False):

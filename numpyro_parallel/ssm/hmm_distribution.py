@@ -14,7 +14,16 @@ Shapes (Pyro's `DiscreteHMM` convention, batch dimensions in front):
   ``observation_dist[..., t, k]`` is ``p(y_t | z_t = k)``.
 
 The axis just left of the state axes is always time: a batched but homogeneous model puts a
-1 there. Observations ``y`` have shape ``batch + (T,) + observation_dist.event_shape``. NaN
+1 there. Observations ``y`` have shape ``batch + (T,) + observation_dist.event_shape``; with
+scalar emissions a ``(T, 1)`` array would be T sequences of length one, so it is rejected
+unless the model fixes T = 1 (`numpyro_parallel.ssm.hmm_checks.check_observations`).
+`DiscreteHMM.log_likelihood_terms` gives the per-time terms ``log p(y_t | y_{0:t-1})``.
+
+Failure modes: concrete invalid arguments raise `ValueError` / `TypeError` naming the
+argument; ``-inf`` logits are valid (also under ``validate_args=True``); a NaN parameter under
+tracing or a NaN emission log-density gives a NaN log-density; data of probability zero give
+``-inf``, and `viterbi` / `sample_states` then warn (outside `jax.jit`) that the path is
+arbitrary. NaN
 entries are missing: a missing scalar observation contributes nothing; missing components of a
 vector observation are marginalised out exactly for ``Independent`` (``.to_event(1)``) and
 ``MultivariateNormal`` emissions, and drop the whole vector ``y_t`` for other multivariate
@@ -31,23 +40,39 @@ import jax.numpy as jnp
 import numpy as np
 from numpyro.distributions import Distribution, constraints
 
+from numpyro_parallel._checks import warn_if
 from numpyro_parallel.ssm.hmm import (
     HMMFilterResult,
-    check_logits,
-    hmm_filter,
-    hmm_log_likelihood,
+    _filter,
+    _log_likelihood,
+    _smoother,
     hmm_sample_prior_states,
-    hmm_sample_states,
-    hmm_smoother,
-    hmm_viterbi,
 )
+from numpyro_parallel.ssm.hmm_checks import check_arguments, check_observations, logits_constraint
+from numpyro_parallel.ssm.hmm_common import prepare, resolve_block_size
 from numpyro_parallel.ssm.hmm_emissions import log_emissions
+from numpyro_parallel.ssm.hmm_paths import (
+    IMPOSSIBLE_MESSAGE,
+    _sample_sizes,
+    _sample_states,
+    _viterbi,
+)
 
 __all__ = ["DiscreteHMM"]
 
 
-def _time_length(shape: tuple[int, ...], core: int) -> int | None:
-    return shape[-core - 1] if len(shape) > core else None
+def _prepared(fn: Callable, parallel: bool, block_size) -> Callable:
+    """``fn(prepared..., mode)`` on raw ``(initial, transition, log_em)`` (no value checks).
+
+    The emission log-densities are not checked for NaN: a NaN density (an invalid parameter
+    of ``observation_dist``) must give a NaN result, not an exception.
+    """
+
+    def run(initial, transition, log_em, *extra):
+        mode = (parallel, resolve_block_size(block_size, log_em))
+        return fn(*prepare(initial, transition, log_em, check_values=False), mode, *extra)
+
+    return run
 
 
 class DiscreteHMM(Distribution):
@@ -70,8 +95,8 @@ class DiscreteHMM(Distribution):
     """
 
     arg_constraints: ClassVar[dict] = {
-        "initial_logits": constraints.real_vector,
-        "transition_logits": constraints.independent(constraints.real, 2),
+        "initial_logits": constraints.independent(logits_constraint, 1),
+        "transition_logits": constraints.independent(logits_constraint, 2),
     }
     pytree_data_fields = ("initial_logits", "transition_logits", "observation_dist")
     pytree_aux_fields = ("parallel", "block_size", "num_steps")
@@ -87,53 +112,15 @@ class DiscreteHMM(Distribution):
         num_steps: int | None = None,
         validate_args: bool | None = None,
     ):
-        if not isinstance(observation_dist, Distribution):
-            raise TypeError(
-                "`observation_dist` must be a numpyro.distributions.Distribution; "
-                f"got {type(observation_dist).__name__}."
-            )
-        initial_logits = jnp.asarray(initial_logits)
-        transition_logits = jnp.asarray(transition_logits)
-        if initial_logits.ndim < 1:
-            raise ValueError("`initial_logits` must have shape batch + (K,); got a scalar.")
-        num_states = initial_logits.shape[-1]
-        if transition_logits.ndim < 2 or transition_logits.shape[-2:] != (num_states,) * 2:
-            raise ValueError(
-                f"`transition_logits` must have shape (K, K) or batch + (T, K, K) with "
-                f"K = {num_states} (from `initial_logits`); got {tuple(transition_logits.shape)}."
-            )
-        obs_batch = tuple(observation_dist.batch_shape)
-        if not obs_batch or obs_batch[-1] != num_states:
-            raise ValueError(
-                "`observation_dist` must have rightmost batch dimension K = "
-                f"{num_states} (batch shape (K,) or batch + (T, K)); got batch shape {obs_batch}."
-            )
-        check_logits("initial_logits", initial_logits)
-        check_logits("transition_logits", transition_logits)
-        lengths = {
-            n
-            for n in (
-                _time_length(transition_logits.shape, 2),
-                _time_length(obs_batch, 1),
-            )
-            if n not in (None, 1)
-        }
-        if num_steps is not None:
-            lengths.add(int(num_steps))
-        if len(lengths) > 1:
-            raise ValueError(
-                "inconsistent numbers of time steps between `transition_logits` (axis -3), "
-                f"`observation_dist` (batch axis -2) and `num_steps`: {sorted(lengths)}."
-            )
-        self.num_steps = lengths.pop() if lengths else None
+        initial_logits, transition_logits, num_steps, batch_shape = check_arguments(
+            initial_logits, transition_logits, observation_dist, num_steps, parallel, block_size
+        )
+        self.num_steps = num_steps
         self.initial_logits = initial_logits
         self.transition_logits = transition_logits
         self.observation_dist = observation_dist
         self.parallel = parallel
         self.block_size = block_size
-        batch_shape = jax.lax.broadcast_shapes(
-            initial_logits.shape[:-1], transition_logits.shape[:-3], obs_batch[:-2]
-        )
         event_shape = (self.num_steps or 1, *observation_dist.event_shape)
         super().__init__(batch_shape, event_shape, validate_args=validate_args)
 
@@ -154,15 +141,7 @@ class DiscreteHMM(Distribution):
     # ----------------------------------------------------------------------------------------
     def _log_emissions(self, y: jax.Array) -> jax.Array:
         event = tuple(self.observation_dist.event_shape)
-        y = jnp.asarray(y)
-        if y.ndim < 1 + len(event) or tuple(y.shape[y.ndim - len(event) :]) != event:
-            raise ValueError(
-                f"`y` must have shape batch + (T,) + {event} (observation event shape); "
-                f"got {tuple(y.shape)}."
-            )
-        num_steps = y.shape[y.ndim - len(event) - 1]
-        if self.num_steps is not None and num_steps != self.num_steps:
-            raise ValueError(f"`y` must have T = {self.num_steps} time steps; got {num_steps}.")
+        y, _ = check_observations(y, event, self.num_steps, self.batch_shape)
         return log_emissions(self.observation_dist, y)
 
     def _core_transitions(self) -> jax.Array:
@@ -194,6 +173,9 @@ class DiscreteHMM(Distribution):
         return jax.tree_util.tree_map(lambda x: x.reshape(batch + x.shape[1:]), out)
 
     # ----------------------------------------------------------------------------------------
+    def _run(self, fn: Callable, log_em: jax.Array, *extra: jax.Array):
+        return self._map_batch(_prepared(fn, self.parallel, self.block_size), log_em, *extra)
+
     def log_prob(self, value: jax.Array) -> jax.Array:
         """Exact marginal log-likelihood ``log p(y)`` with the states summed out.
 
@@ -201,13 +183,30 @@ class DiscreteHMM(Distribution):
             value: observations, ``batch + (T,) + observation_dist.event_shape``.
 
         Returns:
-            Log-likelihood with the broadcast batch shape.
+            Log-likelihood with the broadcast batch shape: ``-inf`` for data of probability
+            zero, NaN when a parameter is invalid under tracing or an emission log-density is
+            NaN.
+
+        Raises:
+            ValueError: ``value`` of the wrong shape, T = 0, or an ambiguous ``(T, 1)`` array
+                (see `numpyro_parallel.ssm.hmm_checks.check_observations`).
         """
+        return self._run(_log_likelihood, self._log_emissions(value))
 
-        def fn(a, b, c):
-            return hmm_log_likelihood(a, b, c, **self._mode)
+    def log_likelihood_terms(self, y: jax.Array) -> jax.Array:
+        """One-step-ahead predictive terms ``log p(y_t | y_{0:t-1})``, ``batch + (T,)``.
 
-        return self._map_batch(fn, self._log_emissions(value))
+        They sum to `log_prob` over the last axis (the forward filter's log normalisers);
+        `numpyro_parallel.diagnostics` stores them as the pointwise log-likelihood with a
+        ``time`` dimension, so that ``arviz.loo`` sees T observations.
+
+        Args:
+            y: observations, ``batch + (T,) + observation_dist.event_shape``.
+
+        Returns:
+            Per-time log-likelihood terms (NaN where `log_prob` would be NaN).
+        """
+        return self.filter(y).log_likelihood_terms
 
     def filter(self, y: jax.Array) -> HMMFilterResult:
         """Forward filter: ``filtered_probs`` ``batch + (T, K)``, ``log_likelihood``.
@@ -218,11 +217,7 @@ class DiscreteHMM(Distribution):
         Returns:
             An `HMMFilterResult` with batch dimensions in front.
         """
-
-        def fn(a, b, c):
-            return hmm_filter(a, b, c, **self._mode)
-
-        return self._map_batch(fn, self._log_emissions(y))
+        return self._run(_filter, self._log_emissions(y))
 
     def smooth(self, y: jax.Array) -> jax.Array:
         """Posterior state marginals ``p(z_t | y)``, ``batch + (T, K)``.
@@ -233,14 +228,15 @@ class DiscreteHMM(Distribution):
         Returns:
             Smoothed probabilities.
         """
-
-        def fn(a, b, c):
-            return hmm_smoother(a, b, c, **self._mode)
-
-        return self._map_batch(fn, self._log_emissions(y))
+        return self._run(_smoother, self._log_emissions(y))
 
     def viterbi(self, y: jax.Array) -> jax.Array:
         """Most likely state path ``argmax_z p(z | y)``, int32 ``batch + (T,)``.
+
+        When the data have probability zero under the model (or a parameter is NaN) no path
+        is most likely and the returned path is arbitrary: outside `jax.jit` a
+        `RuntimeWarning` says so; under `jax.jit` use `numpyro_parallel.ssm.hmm_viterbi`,
+        whose `ViterbiResult` carries ``log_joint`` and the ``valid`` flag.
 
         Args:
             y: observations, ``batch + (T,) + observation_dist.event_shape``.
@@ -248,11 +244,9 @@ class DiscreteHMM(Distribution):
         Returns:
             The path (ties broken towards smaller state indices).
         """
-
-        def fn(a, b, c):
-            return hmm_viterbi(a, b, c, **self._mode).path
-
-        return self._map_batch(fn, self._log_emissions(y))
+        result = self._run(_viterbi, self._log_emissions(y))
+        warn_if(~result.valid, f"DiscreteHMM.viterbi: {IMPOSSIBLE_MESSAGE}.")
+        return result.path
 
     def sample_states(
         self, rng_key: jax.Array, y: jax.Array, sample_shape: Sequence[int] = ()
@@ -265,18 +259,21 @@ class DiscreteHMM(Distribution):
             sample_shape: leading shape of independent draws.
 
         Returns:
-            int32 paths of shape ``sample_shape + batch + (T,)``.
+            int32 paths of shape ``sample_shape + batch + (T,)`` (arbitrary, with a
+            `RuntimeWarning` outside `jax.jit`, when the data have probability zero).
         """
-        sample_shape = tuple(sample_shape)
+        sizes = _sample_sizes(sample_shape)
+        sample_shape = sizes[0]
         log_em = self._log_emissions(y)
         batch = jax.lax.broadcast_shapes(log_em.shape[:-2], self.batch_shape)
         keys = jax.random.split(rng_key, int(np.prod(batch)))
         keys = keys.reshape(batch + keys.shape[1:]) if batch else keys[0]
 
-        def fn(a, b, c, key):
-            return hmm_sample_states(key, a, b, c, sample_shape, **self._mode)
+        def fn(a, b, c, mode, key):
+            return _sample_states(key, a, b, c, sizes, mode)
 
-        paths = self._map_batch(fn, log_em, keys)
+        paths, valid = self._run(fn, log_em, keys)
+        warn_if(~valid, f"DiscreteHMM.sample_states: {IMPOSSIBLE_MESSAGE}.")
         return jnp.moveaxis(paths, tuple(range(len(batch))), tuple(range(-len(batch) - 1, -1)))
 
     def sample(self, key: jax.Array, sample_shape: Sequence[int] = ()) -> jax.Array:

@@ -21,9 +21,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from numpyro_parallel._checks import check_positive_int, nan_unless, warn_if
 from numpyro_parallel.ssm.hmm_blocked import scaled_filter
 from numpyro_parallel.ssm.hmm_common import (
+    check_mode,
     forward_scan,
+    inputs_ok,
     per_step,
     prepare,
     resolve_block_size,
@@ -43,12 +46,23 @@ class ViterbiResult(NamedTuple):
     """Most likely state path.
 
     Attributes:
-        path: ``(T,)`` int32 states of the most likely path.
-        log_joint: ``()`` ``log p(path, y)`` of that path.
+        path: ``(T,)`` int32 states of the most likely path. Meaningless (an arbitrary path)
+            unless ``valid``.
+        log_joint: ``()`` ``log p(path, y)`` of that path: ``-inf`` when the data have
+            probability zero under the model (no path is possible), NaN when an input is NaN
+            (only possible under tracing).
+        valid: ``()`` bool, ``isfinite(log_joint)``: whether ``path`` is a most likely path.
     """
 
     path: jax.Array
     log_joint: jax.Array
+    valid: jax.Array
+
+
+IMPOSSIBLE_MESSAGE = (
+    "no state path has positive probability (the data have probability zero under the "
+    "model, or an input is NaN): the returned state path is arbitrary"
+)
 
 
 def _backtrack(pointers: jax.Array, mode) -> jax.Array:
@@ -78,9 +92,17 @@ def hmm_viterbi(
 
     Returns:
         A `ViterbiResult`; ties are broken towards the smallest state index at each pointer.
+        When no path has positive probability, ``log_joint`` is ``-inf``, ``valid`` is False
+        and (outside `jax.jit`) a `RuntimeWarning` is emitted.
+
+    Raises:
+        ValueError, TypeError: as `numpyro_parallel.ssm.hmm.hmm_filter`.
     """
+    check_mode(parallel, block_size)
     prepared = prepare(initial_logits, transition_logits, log_likelihoods)
-    return _viterbi(*prepared, (parallel, resolve_block_size(block_size, log_likelihoods)))
+    result = _viterbi(*prepared, (parallel, resolve_block_size(block_size, log_likelihoods)))
+    warn_if(~result.valid, f"hmm_viterbi: {IMPOSSIBLE_MESSAGE}.")
+    return result
 
 
 @partial(jax.jit, static_argnums=3)
@@ -103,11 +125,21 @@ def _viterbi(log_initial, log_transition, log_likelihoods, mode):
     pointers = jnp.argmax(scores, axis=1).astype(jnp.int32)
     last = jnp.full((1, num_states), jnp.argmax(delta[-1]), jnp.int32)
     path = _backtrack(jnp.concatenate([pointers, last], axis=0), mode)
-    return ViterbiResult(path, jnp.max(delta[-1]) + log_joint)
+    ok = inputs_ok(log_initial, log_transition, log_likelihoods)
+    log_joint = nan_unless(ok, jnp.max(delta[-1]) + log_joint)
+    return ViterbiResult(path, log_joint, jnp.isfinite(log_joint))
 
 
 def _sample_sizes(sample_shape: Sequence[int]) -> tuple[tuple[int, ...], int]:
-    sample_shape = tuple(int(n) for n in sample_shape)
+    if isinstance(sample_shape, int | np.integer):
+        sample_shape = (sample_shape,)
+    try:
+        sample_shape = tuple(sample_shape)
+    except TypeError:
+        raise TypeError(
+            f"`sample_shape` must be a tuple of ints; got {type(sample_shape).__name__}."
+        ) from None
+    sample_shape = tuple(check_positive_int("sample_shape", n, minimum=0) for n in sample_shape)
     return sample_shape, int(np.prod(sample_shape, dtype=np.int64))
 
 
@@ -133,11 +165,19 @@ def hmm_sample_states(
         block_size: see `hmm_filter`.
 
     Returns:
-        ``(*sample_shape, T)`` int32 state paths.
+        ``(*sample_shape, T)`` int32 state paths. When the data have probability zero (or an
+        input is NaN under tracing) the paths are arbitrary; outside `jax.jit` a
+        `RuntimeWarning` says so.
+
+    Raises:
+        ValueError, TypeError: as `numpyro_parallel.ssm.hmm.hmm_filter`.
     """
+    check_mode(parallel, block_size)
     prepared = prepare(initial_logits, transition_logits, log_likelihoods)
     mode = (parallel, resolve_block_size(block_size, log_likelihoods))
-    return _sample_states(rng_key, *prepared, _sample_sizes(sample_shape), mode)
+    paths, valid = _sample_states(rng_key, *prepared, _sample_sizes(sample_shape), mode)
+    warn_if(~valid, f"hmm_sample_states: {IMPOSSIBLE_MESSAGE}.")
+    return paths
 
 
 @partial(jax.jit, static_argnums=(4, 5))
@@ -146,10 +186,13 @@ def _sample_states(rng_key, log_initial, log_transition, log_likelihoods, sizes,
     if parallel and block_size is None:
         _, prefix = forward_scan(log_initial, log_transition, log_likelihoods, mode)
         log_filtered = jax.nn.log_softmax(prefix.log_matrix[:, 0, :], axis=-1)
+        log_evidence = jax.nn.logsumexp(prefix.log_matrix[-1, 0, :]) + prefix.log_scale[-1]
     else:
         block_size = block_size if parallel else None
-        filtered = scaled_filter(log_initial, log_transition, log_likelihoods, block_size)[0]
+        filtered, terms, _ = scaled_filter(log_initial, log_transition, log_likelihoods, block_size)
         log_filtered = safe_log(filtered)
+        log_evidence = jnp.sum(terms)
+    valid = inputs_ok(log_initial, log_transition, log_likelihoods) & jnp.isfinite(log_evidence)
     num_steps, num_states = log_filtered.shape
     log_transition = per_step(log_transition, num_steps)
     # conditional[t, i, j] = log p(z_t = i | z_{t+1} = j, y_{0:t}) up to a constant in i.
@@ -164,7 +207,7 @@ def _sample_states(rng_key, log_initial, log_transition, log_likelihoods, sizes,
         return _backtrack(jnp.concatenate([maps, last], axis=0), mode)
 
     paths = jax.vmap(one_path)(jax.random.split(rng_key, num_samples))
-    return paths.reshape(*sample_shape, num_steps)
+    return paths.reshape(*sample_shape, num_steps), valid
 
 
 def hmm_sample_prior_states(
@@ -191,8 +234,14 @@ def hmm_sample_prior_states(
     Returns:
         ``(*sample_shape, T)`` int32 state paths.
     """
-    num_states = jnp.shape(initial_logits)[-1]
-    log_likelihoods = jnp.zeros((num_steps, num_states), jnp.result_type(initial_logits, float))
+    num_steps = check_positive_int("num_steps", num_steps)
+    check_mode(parallel, block_size)
+    initial_logits = jnp.asarray(initial_logits)
+    if initial_logits.ndim != 1:
+        raise ValueError(f"`initial_logits` must have shape (K,); got {initial_logits.shape}.")
+    num_states = initial_logits.shape[-1]
+    dtype = initial_logits.dtype if jnp.issubdtype(initial_logits.dtype, jnp.floating) else float
+    log_likelihoods = jnp.zeros((num_steps, num_states), dtype)
     log_initial, log_transition, _ = prepare(initial_logits, transition_logits, log_likelihoods)
     sizes = _sample_sizes(sample_shape)
     mode = (parallel, resolve_block_size(block_size, log_likelihoods))

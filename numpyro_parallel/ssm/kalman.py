@@ -25,8 +25,10 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from numpyro_parallel._checks import nan_unless
 from numpyro_parallel.linalg import mvn_logpdf_from_cholesky, tria
 from numpyro_parallel.scan import associative_scan
+from numpyro_parallel.ssm.kalman_checks import check_params_and_y, finite_flag
 from numpyro_parallel.ssm.kalman_elements import (
     filter_combine,
     filter_prepare,
@@ -48,15 +50,20 @@ __all__ = [
 class GaussianSSMParams(NamedTuple):
     """Linear-Gaussian state-space model in square-root form, time-expanded.
 
+    The ``*_chol`` fields are square-root factors: any ``L`` with ``L @ L.T`` equal to the
+    covariance (lower-triangular or not, of any width k >= 1), so a rank-r noise factor
+    ``(d, r)`` is used as given and gradients stay exact. Every per-step field has a leading
+    time axis of length T; the functions reject non-expanded fields with a `ValueError`.
+
     Attributes:
         initial_mean: ``(d,)``.
-        initial_chol: ``(d, d)`` lower Cholesky factor of the initial covariance.
+        initial_chol: ``(d, k0)`` factor of the initial covariance.
         transition_matrix: ``(T, d, d)``; entry t maps x_t to x_{t+1} (last unused).
         transition_offset: ``(T, d)``.
-        transition_chol: ``(T, d, d)`` Cholesky factors of the transition covariances.
+        transition_chol: ``(T, d, r)`` factors of the transition covariances.
         observation_matrix: ``(T, p, d)``.
         observation_offset: ``(T, p)``.
-        observation_chol: ``(T, p, p)`` Cholesky factors of the observation covariances.
+        observation_chol: ``(T, p, s)`` factors of the observation covariances.
     """
 
     initial_mean: jax.Array
@@ -108,11 +115,15 @@ class SmootherResult(NamedTuple):
         return self.chol @ jnp.swapaxes(self.chol, -1, -2)
 
 
-def _check(params: GaussianSSMParams, y: jax.Array) -> tuple[int, int, int]:
-    num_steps, p, d = params.observation_matrix.shape
-    if y.shape != (num_steps, p):
-        raise ValueError(f"`y` must have shape (num_steps, p) = {(num_steps, p)}; got {y.shape}.")
-    return num_steps, d, p
+def _validated(params: GaussianSSMParams, y) -> tuple[GaussianSSMParams, jax.Array]:
+    return check_params_and_y(params, y, expected_type=GaussianSSMParams)
+
+
+def _pad_width(factor: jax.Array, width: int) -> jax.Array:
+    extra = width - factor.shape[-1]
+    if extra == 0:
+        return factor
+    return jnp.concatenate([factor, jnp.zeros((*factor.shape[:-1], extra), factor.dtype)], -1)
 
 
 def _mask_missing(params: GaussianSSMParams, y: jax.Array):
@@ -129,7 +140,8 @@ def _mask_missing(params: GaussianSSMParams, y: jax.Array):
         unit = jnp.einsum("ti,ij->tij", 1.0 - m, eye)
         return tria(jnp.concatenate([chol_R * m[..., None], unit], -1))
 
-    chol_R = jax.lax.cond(jnp.all(observed), lambda c: c, decouple, params.observation_chol)
+    square = (lambda c: c) if params.observation_chol.shape[-1] == y.shape[-1] else tria
+    chol_R = jax.lax.cond(jnp.all(observed), square, decouple, params.observation_chol)
     num_missing = jnp.sum(~observed, axis=-1)
     return H, d, chol_R, y, num_missing
 
@@ -140,11 +152,16 @@ def _shifted_transitions(params: GaussianSSMParams):
     first_F = jnp.zeros_like(F[:1])
     F_in = jnp.concatenate([first_F, F[:-1]])
     c_in = jnp.concatenate([params.initial_mean[None], params.transition_offset[:-1]])
-    chol_in = jnp.concatenate([params.initial_chol[None], params.transition_chol[:-1]])
+    width = max(params.initial_chol.shape[-1], params.transition_chol.shape[-1])
+    chol_in = jnp.concatenate(
+        [
+            _pad_width(params.initial_chol, width)[None],
+            _pad_width(params.transition_chol, width)[:-1],
+        ]
+    )
     return F_in, c_in, chol_in
 
 
-@partial(jax.jit, static_argnames=("parallel", "block_size"))
 def kalman_filter(
     params: GaussianSSMParams,
     y: jax.Array,
@@ -162,9 +179,21 @@ def kalman_filter(
             blocked strategy on CPU and the O(log T) associative scan on accelerators.
 
     Returns:
-        A `FilterResult`.
+        A `FilterResult`; all fields are NaN when a parameter is not finite or ``y`` holds
+        inf under tracing (concrete values raise instead).
+
+    Raises:
+        TypeError: ``params`` is not a `GaussianSSMParams`, or complex/boolean arrays.
+        ValueError: a field lacks the leading time axis or has the wrong shape, T = 0,
+            non-finite parameters, ``y`` of the wrong shape or with inf entries.
     """
-    _check(params, y)
+    params, y = _validated(params, y)
+    return _filter(params, y, parallel=parallel, block_size=block_size)
+
+
+@partial(jax.jit, static_argnames=("parallel", "block_size"))
+def _filter(params, y, *, parallel, block_size) -> FilterResult:
+    ok = finite_flag(params, y)
     H, d, chol_R, y0, num_missing = _mask_missing(params, y)
     F_in, c_in, chol_in = _shifted_transitions(params)
     elements = jax.vmap(filter_prepare)(F_in, c_in, chol_in, H, d, chol_R, y0)
@@ -178,7 +207,8 @@ def kalman_filter(
     residual = y0 - jnp.einsum("tpd,td->tp", H, pred_mean) - d
     terms = mvn_logpdf_from_cholesky(residual, innovation_chol)
     terms = terms + 0.5 * math.log(2 * math.pi) * num_missing
-    return FilterResult(mean, chol, jnp.sum(terms), terms)
+    out = (mean, chol, jnp.sum(terms), terms)
+    return FilterResult(*(nan_unless(ok, a) for a in out))
 
 
 def _smoother_elements(params: GaussianSSMParams, filtered: FilterResult):
@@ -196,7 +226,6 @@ def _smoother_elements(params: GaussianSSMParams, filtered: FilterResult):
     )
 
 
-@partial(jax.jit, static_argnames=("parallel", "block_size"))
 def kalman_smoother(
     params: GaussianSSMParams,
     y: jax.Array,
@@ -213,9 +242,18 @@ def kalman_smoother(
         block_size: see `kalman_filter`.
 
     Returns:
-        A `SmootherResult`.
+        A `SmootherResult` (NaN under the conditions where `kalman_filter` gives NaN).
+
+    Raises:
+        TypeError, ValueError: as `kalman_filter`.
     """
-    filtered = kalman_filter(params, y, parallel=parallel, block_size=block_size)
+    params, y = _validated(params, y)
+    return _smoother(params, y, parallel=parallel, block_size=block_size)
+
+
+@partial(jax.jit, static_argnames=("parallel", "block_size"))
+def _smoother(params, y, *, parallel, block_size) -> SmootherResult:
+    filtered = _filter(params, y, parallel=parallel, block_size=block_size)
     elements = _smoother_elements(params, filtered)
     smoothed = associative_scan(
         smoother_combine, elements, parallel=parallel, reverse=True, block_size=block_size
@@ -229,7 +267,6 @@ def _affine(later, earlier):
     return E2 @ E1, E2 @ g1 + g2
 
 
-@partial(jax.jit, static_argnames=("sample_shape", "parallel", "block_size"))
 def kalman_sample_states(
     rng_key: jax.Array,
     params: GaussianSSMParams,
@@ -253,9 +290,29 @@ def kalman_sample_states(
         block_size: see `kalman_filter`.
 
     Returns:
-        ``(*sample_shape, T, d)`` trajectories.
+        ``(*sample_shape, T, d)`` trajectories (NaN where `kalman_filter` gives NaN).
+
+    Raises:
+        TypeError, ValueError: as `kalman_filter`, or ``sample_shape`` not a tuple of
+            non-negative ints.
     """
-    filtered = kalman_filter(params, y, parallel=parallel, block_size=block_size)
+    params, y = _validated(params, y)
+    if isinstance(sample_shape, int) and not isinstance(sample_shape, bool):
+        sample_shape = (sample_shape,)
+    try:
+        sample_shape = tuple(sample_shape)
+    except TypeError:
+        sample_shape = None
+    if sample_shape is None or not all(
+        isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in sample_shape
+    ):
+        raise TypeError("`sample_shape` must be a tuple of non-negative ints.")
+    return _sample(rng_key, params, y, sample_shape, parallel=parallel, block_size=block_size)
+
+
+@partial(jax.jit, static_argnames=("sample_shape", "parallel", "block_size"))
+def _sample(rng_key, params, y, sample_shape, *, parallel, block_size) -> jax.Array:
+    filtered = _filter(params, y, parallel=parallel, block_size=block_size)
     elements = _smoother_elements(params, filtered)
     num_steps, d = filtered.mean.shape
     eps = jax.random.normal(rng_key, (*sample_shape, num_steps, d), filtered.mean.dtype)

@@ -69,10 +69,10 @@ def filter_prepare(F, c, chol_Q, H, d, chol_R, y) -> FilterElement:
     Args:
         F: ``(n, n)`` transition matrix into this step.
         c: ``(n,)`` transition offset.
-        chol_Q: ``(n, n)`` square root of the transition covariance.
+        chol_Q: ``(n, r)`` square root of the transition covariance (any width r).
         H: ``(p, n)`` observation matrix.
         d: ``(p,)`` observation offset.
-        chol_R: ``(p, p)`` square root of the observation covariance.
+        chol_R: ``(p, s)`` square root of the observation covariance (any width s).
         y: ``(p,)`` observation.
 
     Returns:
@@ -80,7 +80,7 @@ def filter_prepare(F, c, chol_Q, H, d, chol_R, y) -> FilterElement:
     """
     n, p = F.shape[-1], H.shape[-2]
     top = jnp.concatenate([H @ chol_Q, chol_R], axis=1)
-    bottom = jnp.concatenate([chol_Q, jnp.zeros((n, p), F.dtype)], axis=1)
+    bottom = jnp.concatenate([chol_Q, jnp.zeros((n, chol_R.shape[-1]), F.dtype)], axis=1)
     psi = tria(jnp.concatenate([top, bottom], axis=0))
     psi11, psi21, psi22 = psi[:p, :p], psi[p:, :p], psi[p:, p:]
     gain = right_solve_lower(psi21, psi11)  # K = Psi21 Psi11^{-1}
@@ -117,7 +117,7 @@ def predict(F, c, chol_Q, mean, chol) -> tuple[jax.Array, jax.Array]:
     Args:
         F: ``(n, n)`` transition matrix.
         c: ``(n,)`` transition offset.
-        chol_Q: ``(n, n)`` square root of the transition covariance.
+        chol_Q: ``(n, r)`` square root of the transition covariance (any width r).
         mean: ``(n,)`` current mean.
         chol: ``(n, n)`` square root of the current covariance.
 
@@ -133,7 +133,7 @@ def smoother_prepare(F, c, chol_Q, mean, chol) -> SmootherElement:
     Args:
         F: ``(n, n)`` transition matrix out of this step.
         c: ``(n,)`` transition offset.
-        chol_Q: ``(n, n)`` square root of the transition covariance.
+        chol_Q: ``(n, r)`` square root of the transition covariance (any width r).
         mean: ``(n,)`` filtered mean at this step.
         chol: ``(n, n)`` square root of the filtered covariance.
 
@@ -142,7 +142,7 @@ def smoother_prepare(F, c, chol_Q, mean, chol) -> SmootherElement:
     """
     n = F.shape[-1]
     top = jnp.concatenate([F @ chol, chol_Q], axis=1)
-    bottom = jnp.concatenate([chol, jnp.zeros_like(chol)], axis=1)
+    bottom = jnp.concatenate([chol, jnp.zeros((n, chol_Q.shape[-1]), chol.dtype)], axis=1)
     theta = tria(jnp.concatenate([top, bottom], axis=0))
     theta11, theta21, theta22 = theta[:n, :n], theta[n:, :n], theta[n:, n:]
     E = right_solve_lower(theta21, theta11)  # P F^T (F P F^T + Q)^{-1}

@@ -30,12 +30,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from numpyro_parallel.linalg import cholesky_of, tria
+from numpyro_parallel._checks import check_finite, check_positive_int
+from numpyro_parallel.linalg import psd_projection_factor, tria
 
 __all__ = [
     "METHODS",
     "AffineGaussian",
     "SigmaPoints",
+    "check_sigma_points",
     "cubature_points",
     "extended_linearize",
     "gauss_hermite_points",
@@ -91,7 +93,10 @@ def unscented_points(dim: int, alpha: float = 1.0, kappa: float | None = None) -
     kappa = float(max(3 - dim, 0)) if kappa is None else float(kappa)
     lam = alpha**2 * (dim + kappa) - dim
     if dim + lam <= 0:
-        raise ValueError(f"unscented parameters give d + lambda = {dim + lam} <= 0.")
+        raise ValueError(
+            f"`alpha` = {alpha} and `kappa` = {kappa} give d + lambda = {dim + lam} <= 0; "
+            "increase either."
+        )
     scale = math.sqrt(dim + lam)
     eye = np.eye(dim)
     points = np.concatenate([np.zeros((1, dim)), scale * eye, -scale * eye])
@@ -205,30 +210,113 @@ def slr_linearize(
     residual = dv - dx @ matrix.T  # (n, q)
     if np.all(rule.weights >= 0):
         err_chol = tria((jnp.sqrt(w)[:, None] * residual).T)
-    else:  # negative unscented weight: form the covariance, PSD-safe factor
-        err_chol = cholesky_of((residual.T * w[None, :]) @ residual)
+    else:  # negative unscented weight: form the covariance, factor its PSD projection
+        err_chol = psd_projection_factor((residual.T * w[None, :]) @ residual)
     return AffineGaussian(matrix, offset, err_chol)
+
+
+def check_sigma_points(rule: SigmaPoints, dim: int, name: str = "method") -> SigmaPoints:
+    """Validate a user-supplied sigma-point rule for dimension ``dim``.
+
+    Args:
+        rule: `SigmaPoints` with ``(n, d)`` points and ``(n,)`` finite weights summing to one.
+        dim: state dimension d.
+        name: argument name for the messages.
+
+    Returns:
+        The rule as float64 NumPy arrays.
+
+    Raises:
+        TypeError: not a `SigmaPoints`.
+        ValueError: wrong shapes, non-finite entries or weights not summing to one.
+    """
+    if not isinstance(rule, SigmaPoints):
+        raise TypeError(f"`{name}` must be a `SigmaPoints` rule; got {type(rule).__name__}.")
+    try:
+        points = np.asarray(rule.points, dtype=np.float64)
+        weights = np.asarray(rule.weights, dtype=np.float64)
+    except (TypeError, jax.errors.ConcretizationTypeError) as err:
+        raise TypeError(f"`{name}` must hold concrete numeric points and weights.") from err
+    if points.ndim != 2 or points.shape[1] != dim or points.shape[0] < 1:
+        raise ValueError(
+            f"`{name}.points` must have shape (n, d) with d = {dim}, n >= 1; got {points.shape}."
+        )
+    if weights.shape != (points.shape[0],):
+        raise ValueError(
+            f"`{name}.weights` must have shape (n,) = {(points.shape[0],)}; got {weights.shape}."
+        )
+    check_finite(f"{name}.points", points)
+    check_finite(f"{name}.weights", weights)
+    if abs(weights.sum() - 1.0) > 1e-8:
+        raise ValueError(f"`{name}.weights` must sum to 1; they sum to {weights.sum():.12g}.")
+    return SigmaPoints(points, weights)
+
+
+def _check_function(fn, mean):
+    if not callable(fn):
+        raise TypeError(f"`fn` must be a callable (d,) -> (q,); got {type(fn).__name__}.")
+    try:
+        out = jax.eval_shape(fn, jax.ShapeDtypeStruct(mean.shape, mean.dtype))
+    except Exception as err:  # report which argument failed, keep the cause
+        raise ValueError(
+            f"`fn` failed when called on an array of shape {mean.shape}: {err}"
+        ) from err
+    if not isinstance(out, jax.ShapeDtypeStruct) or out.ndim != 1:
+        shape = getattr(out, "shape", type(out).__name__)
+        raise ValueError(f"`fn` must return a vector (q,); it returns {shape}.")
 
 
 def linearize(
     fn: Callable[[jax.Array], jax.Array],
     mean: jax.Array,
     chol: jax.Array,
-    method: str = "extended",
+    method: str | SigmaPoints = "extended",
     order: int = 3,
 ) -> AffineGaussian:
-    """Linearise ``fn`` around ``N(mean, chol chol^T)`` with the named method.
+    """Linearise ``fn`` around ``N(mean, chol chol^T)`` with the named method or a custom rule.
+
+    Concrete invalid inputs raise (naming the argument); under tracing a NaN ``mean`` or
+    ``chol`` gives a NaN `AffineGaussian`.
 
     Args:
         fn: function ``(d,) -> (q,)``.
         mean: ``(d,)`` linearisation mean.
-        chol: ``(d, d)`` Cholesky factor (ignored by ``"extended"``).
-        method: ``"extended"``, ``"unscented"``, ``"cubature"`` or ``"gauss_hermite"``.
+        chol: ``(d, d)`` Cholesky factor (non-singular for sigma points; ignored by
+            ``"extended"``, may be None there).
+        method: ``"extended"``, ``"unscented"``, ``"cubature"``, ``"gauss_hermite"``, or a
+            `SigmaPoints` rule (unit points for ``N(0, I_d)``, weights summing to one) for
+            statistical linear regression with that rule.
         order: Gauss–Hermite points per dimension.
 
     Returns:
         `AffineGaussian`.
+
+    Raises:
+        TypeError, ValueError: invalid ``fn``, ``mean``, ``chol``, ``method`` or ``order``.
     """
+    mean = jnp.asarray(mean)
+    if mean.ndim != 1 or mean.shape[0] < 1:
+        raise ValueError(f"`mean` must have shape (d,) with d >= 1; got {mean.shape}.")
+    if not jnp.issubdtype(mean.dtype, jnp.inexact):
+        mean = mean.astype(float)
+    check_finite("mean", mean)
+    _check_function(fn, mean)
+    check_positive_int("order", order)
+    if isinstance(method, SigmaPoints):
+        rule = check_sigma_points(method, mean.shape[0])
+    elif isinstance(method, str) and method in METHODS:
+        rule = None
+    else:
+        raise ValueError(f"`method` must be one of {METHODS} or a SigmaPoints; got {method!r}.")
     if method == "extended":
         return extended_linearize(fn, mean)
-    return slr_linearize(fn, mean, chol, sigma_points(method, mean.shape[-1], order))
+    chol = jnp.asarray(chol, mean.dtype) if chol is not None else chol
+    if chol is None or chol.shape != (mean.shape[0],) * 2:
+        raise ValueError(
+            f"`chol` must have shape (d, d) = {(mean.shape[0],) * 2}; "
+            f"got {None if chol is None else chol.shape}."
+        )
+    check_finite("chol", chol)
+    if rule is None:
+        rule = sigma_points(method, mean.shape[-1], order)
+    return slr_linearize(fn, mean, chol, rule)

@@ -23,23 +23,35 @@ either way.
 
 The approximation is poor when the posterior is far from Gaussian: multimodal or ambiguous
 observation models (``y = sin(x)`` with large angles, bearings-only tracking at long range),
-strong nonlinearity relative to the noise scale, or when the iterations do not converge
-(check ``smooth(y).converged``).
+or strong nonlinearity relative to the noise scale.
+
+Failure reporting (the package's contract): concrete invalid arguments raise `ValueError` /
+`TypeError` naming the argument; under `jax.jit` / NUTS invalid values (NaN, non-PSD
+covariances) give a NaN `log_prob`. When the iterations stop without converging (the
+``max_iterations`` cap, or a non-finite iterate), `log_prob` is NaN and, outside `jit`, a
+`RuntimeWarning` is emitted; `log_prob_and_smooth` returns the log-likelihood together with
+the smoother's diagnostics (``converged``, ``num_iterations``, ``change``).
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from numpyro.distributions import Distribution, constraints
 
+from numpyro_parallel._checks import (
+    check_covariance,
+    check_finite,
+    check_positive_int,
+    concrete,
+    nan_unless,
+)
 from numpyro_parallel.linalg import cholesky_of
 from numpyro_parallel.ssm.kalman import kalman_sample_states
-from numpyro_parallel.ssm.linearize import METHODS
 from numpyro_parallel.ssm.nonlinear import (
     IteratedSmootherResult,
     NonlinearGaussianModel,
@@ -47,9 +59,20 @@ from numpyro_parallel.ssm.nonlinear import (
     iterated_smoother,
     linearize_model,
     linearized_log_likelihood,
+    warn_not_converged,
 )
+from numpyro_parallel.ssm.nonlinear_checks import check_function, check_options
+from numpyro_parallel.ssm.nonlinear_simulate import simulate_model
 
 __all__ = ["NonlinearGaussianSSM"]
+
+
+def _check_noise_cov(name: str, cov: jax.Array, dim: int, num_steps: int) -> None:
+    if cov.shape not in ((dim, dim), (num_steps, dim, dim)):
+        raise ValueError(
+            f"`{name}` must have shape {(dim, dim)} or {(num_steps, dim, dim)}; got {cov.shape}."
+        )
+    check_covariance(name, cov)
 
 
 class NonlinearGaussianSSM(Distribution):
@@ -59,25 +82,37 @@ class NonlinearGaussianSSM(Distribution):
     ``y_t = h(x_t) + N(0, R)`` for ``t = 0..T-1``; the distribution is over ``y`` with event
     shape ``(T, p)``.
 
+    `log_prob` is NaN when the iterated smoother did not converge (plus a `RuntimeWarning`
+    outside `jit`); `log_prob_and_smooth` returns the value together with the smoother result
+    (``converged``, ``num_iterations``, ``change``) in one pass.
+
     Args:
-        initial_mean: ``(d,)`` mean of ``x_0``.
-        initial_cov: ``(d, d)`` covariance of ``x_0``.
+        initial_mean: ``(d,)`` finite mean of ``x_0``.
+        initial_cov: ``(d, d)`` symmetric PSD covariance of ``x_0``.
         transition_fn: ``f: (d,) -> (d,)`` (may close over model parameters).
-        transition_cov: ``(d, d)`` or ``(T, d, d)`` process noise covariance ``Q``.
+        transition_cov: ``(d, d)`` or ``(T, d, d)`` symmetric PSD process noise covariance.
         observation_fn: ``h: (d,) -> (p,)``.
-        observation_cov: ``(p, p)`` or ``(T, p, p)`` observation noise covariance ``R``.
-        num_steps: number of time steps T.
+        observation_cov: ``(p, p)`` or ``(T, p, p)`` symmetric PSD observation covariance.
+        num_steps: number of time steps T (``>= 1``).
         method: ``"extended"``, ``"unscented"``, ``"cubature"`` or ``"gauss_hermite"``.
-        num_iterations: maximum smoother iterations.
-        tol: convergence tolerance (see `iterated_smoother`).
-        damping: Levenberg–Marquardt damping strength, or None.
-        initial_trajectory: ``"prior"`` (parallel) or ``"filter"`` (one sequential sweep,
-            more robust); see `iterated_smoother`.
+        max_iterations: maximum smoother iterations (``>= 1``).
+        tol: convergence tolerance ``>= 0`` (see `iterated_smoother`).
+        damping: Levenberg–Marquardt damping strength ``> 0``, or None.
+        initial_trajectory: ``"filter"`` (default: start from the classical extended /
+            sigma-point smoother, one sequential sweep, robust) or ``"prior"`` (fully
+            parallel, but can converge to a wrong mode on strongly nonlinear models); see
+            `iterated_smoother`.
         order: Gauss–Hermite points per dimension.
         gradient_steps: final smoother iterations that `log_prob` differentiates through
             (0: gradient at a fixed linearisation point; see module docstring).
         parallel: parallel-in-time scans when True, sequential scans otherwise.
         validate_args: NumPyro's argument validation flag.
+
+    Raises:
+        ValueError, TypeError: concrete invalid arguments (the message names the argument):
+            wrong shapes, non-finite means, non-symmetric / indefinite / non-finite
+            covariances, functions that are not callable or return the wrong shape, unknown
+            ``method`` / ``initial_trajectory``, invalid iteration options.
     """
 
     arg_constraints: ClassVar[dict] = {
@@ -91,7 +126,7 @@ class NonlinearGaussianSSM(Distribution):
         "observation_fn",
         "num_steps",
         "method",
-        "num_iterations",
+        "max_iterations",
         "tol",
         "damping",
         "initial_trajectory",
@@ -111,84 +146,115 @@ class NonlinearGaussianSSM(Distribution):
         num_steps: int,
         *,
         method: str = "extended",
-        num_iterations: int = 20,
+        max_iterations: int = 50,
         tol: float | None = None,
         damping: float | None = None,
-        initial_trajectory: str = "prior",
+        initial_trajectory: str = "filter",
         order: int = 3,
         gradient_steps: int = 1,
         parallel: bool = True,
         validate_args: bool | None = None,
     ):
-        if method not in METHODS:
-            raise ValueError(f"`method` must be one of {METHODS}; got {method!r}.")
-        if not callable(transition_fn) or not callable(observation_fn):
-            raise TypeError("`transition_fn` and `observation_fn` must be callables.")
-        if int(num_steps) < 1:
-            raise ValueError(f"`num_steps` must be a positive integer; got {num_steps}.")
-        self.initial_mean = jnp.asarray(initial_mean)
-        self.initial_cov = jnp.asarray(initial_cov)
-        self.transition_cov = jnp.asarray(transition_cov)
-        self.observation_cov = jnp.asarray(observation_cov)
-        self.transition_fn = transition_fn
-        self.observation_fn = observation_fn
-        self.num_steps = int(num_steps)
-        self.method = method
-        self.num_iterations = num_iterations
-        self.tol = tol
-        self.damping = damping
-        self.initial_trajectory = initial_trajectory
-        self.order = order
-        self.gradient_steps = int(gradient_steps)
-        self.parallel = parallel
-        model = self.model  # validates shapes
-        p = jax.eval_shape(observation_fn, model.initial_mean).shape[0]
-        super().__init__((), (self.num_steps, p), validate_args=validate_args)
-
-    @property
-    def model(self) -> NonlinearGaussianModel:
-        """The model in square-root form (`NonlinearGaussianModel`), noise time-expanded."""
-        if self.initial_mean.ndim != 1:
-            raise ValueError(
-                f"`initial_mean` must have shape (d,); got {self.initial_mean.shape} "
-                "(batch the distribution with jax.vmap instead)."
+        check_options(
+            method=method,
+            max_iterations=max_iterations,
+            tol=tol,
+            damping=damping,
+            order=order,
+            initial_trajectory=initial_trajectory,
+        )
+        if not isinstance(initial_trajectory, str):
+            raise TypeError(
+                "`initial_trajectory` must be 'filter' or 'prior' for `NonlinearGaussianSSM` "
+                f"(pass trajectories to `iterated_smoother`); got {type(initial_trajectory)}."
             )
+        self.num_steps = check_positive_int("num_steps", num_steps)
+        self.gradient_steps = check_positive_int("gradient_steps", gradient_steps, minimum=0)
+        self.initial_mean = jnp.asarray(initial_mean)
+        if not jnp.issubdtype(self.initial_mean.dtype, jnp.inexact):
+            self.initial_mean = self.initial_mean.astype(float)
+        if self.initial_mean.ndim != 1 or self.initial_mean.shape[0] < 1:
+            raise ValueError(
+                f"`initial_mean` must have shape (d,) with d >= 1; got {self.initial_mean.shape}"
+                " (batch the distribution with jax.vmap instead)."
+            )
+        check_finite("initial_mean", self.initial_mean)
         d = self.initial_mean.shape[0]
+        self.initial_cov = jnp.asarray(initial_cov)
         if self.initial_cov.shape != (d, d):
             raise ValueError(
                 f"`initial_cov` must have shape (d, d) = {(d, d)}; got {self.initial_cov.shape}."
             )
-        T = self.num_steps
-        for name, cov, fn in (
-            ("transition_cov", self.transition_cov, self.transition_fn),
-            ("observation_cov", self.observation_cov, self.observation_fn),
-        ):
-            q = jax.eval_shape(fn, self.initial_mean).shape
-            q = q[0] if len(q) == 1 else d
-            if cov.shape not in ((q, q), (T, q, q)):
-                raise ValueError(
-                    f"`{name}` must have shape {(q, q)} or {(T, q, q)}; got {cov.shape}."
-                )
+        check_covariance("initial_cov", self.initial_cov)
+        check_function("transition_fn", transition_fn, self.initial_mean, (d,))
+        (p,) = check_function("observation_fn", observation_fn, self.initial_mean)
+        self.transition_cov = jnp.asarray(transition_cov)
+        self.observation_cov = jnp.asarray(observation_cov)
+        _check_noise_cov("transition_cov", self.transition_cov, d, self.num_steps)
+        _check_noise_cov("observation_cov", self.observation_cov, p, self.num_steps)
+        self.transition_fn = transition_fn
+        self.observation_fn = observation_fn
+        self.method = method
+        self.max_iterations = max_iterations
+        self.tol = tol
+        self.damping = damping
+        self.initial_trajectory = initial_trajectory
+        self.order = order
+        self.parallel = parallel
+        super().__init__((), (self.num_steps, p), validate_args=validate_args)
+
+    @property
+    def model(self) -> NonlinearGaussianModel:
+        """The model in square-root form (`NonlinearGaussianModel`), noise time-expanded.
+
+        Under tracing, invalid covariances give NaN factors (`cholesky_of`), so everything
+        computed from them is NaN.
+        """
+        return self._model_from(self._arrays())
+
+    def _arrays(self) -> tuple[jax.Array, ...]:
+        return (self.initial_mean, self.initial_cov, self.transition_cov, self.observation_cov)
+
+    def _model_from(self, arrays: tuple[jax.Array, ...]) -> NonlinearGaussianModel:
+        initial_mean, initial_cov, transition_cov, observation_cov = arrays
         model = NonlinearGaussianModel(
-            self.initial_mean,
-            cholesky_of(self.initial_cov),
+            initial_mean,
+            cholesky_of(initial_cov),
             self.transition_fn,
-            cholesky_of(self.transition_cov),
+            cholesky_of(transition_cov),
             self.observation_fn,
-            cholesky_of(self.observation_cov),
+            cholesky_of(observation_cov),
         )
         return check_model(model, self.num_steps)
 
-    def _check_y(self, y: jax.Array) -> jax.Array:
+    def _check_y(self, y: Any) -> jax.Array:
         y = jnp.asarray(y)
-        if y.shape[-2:] != self.event_shape:
+        if y.shape[-2:] != self.event_shape or y.ndim < 2:
             raise ValueError(
                 f"`y` must have shape batch + (T, p) = batch + {self.event_shape}; got {y.shape}."
             )
+        if not jnp.issubdtype(y.dtype, jnp.number):
+            raise TypeError(f"`y` must be a numeric array; got dtype {y.dtype}.")
+        array = concrete(y)
+        if array is not None and np.any(np.isinf(array)):
+            raise ValueError("`y` contains infinite values (NaN entries mark missing data).")
         return y
 
+    def _smooth(self, model: NonlinearGaussianModel, y: jax.Array) -> IteratedSmootherResult:
+        return iterated_smoother(
+            model,
+            y,
+            method=self.method,
+            max_iterations=self.max_iterations,
+            tol=self.tol,
+            damping=self.damping,
+            initial_trajectory=self.initial_trajectory,
+            order=self.order,
+            parallel=self.parallel,
+        )
+
     def smooth(self, y: jax.Array) -> IteratedSmootherResult:
-        """Run the iterated smoother to convergence.
+        """Run the iterated smoother to convergence (warns outside `jit` if it did not).
 
         Args:
             y: ``(T, p)`` observations; NaN entries are missing.
@@ -199,33 +265,29 @@ class NonlinearGaussianSSM(Distribution):
         y = self._check_y(y)
         if y.ndim != 2:
             raise ValueError(f"`smooth` takes a single sequence of shape (T, p); got {y.shape}.")
-        return iterated_smoother(
-            self.model,
-            y,
-            method=self.method,
-            num_iterations=self.num_iterations,
-            tol=self.tol,
-            damping=self.damping,
-            initial_trajectory=self.initial_trajectory,
-            order=self.order,
-            parallel=self.parallel,
-        )
+        return self._smooth(self.model, y)
 
-    def log_prob(self, value: jax.Array) -> jax.Array:
-        """Approximate marginal log-likelihood (Kalman likelihood at the converged linearisation).
+    def log_prob_and_smooth(self, value: jax.Array) -> tuple[jax.Array, IteratedSmootherResult]:
+        """`log_prob` together with the iterated smoother's result, from a single pass.
+
+        Use it to see why a `log_prob` is NaN without a second `smooth` call: the result's
+        ``converged`` flag, ``num_iterations`` and last ``change`` (NaN when an iterate became
+        non-finite). Outside `jit` a `RuntimeWarning` is emitted when any sequence did not
+        converge.
 
         Args:
             value: ``batch + (T, p)`` observations; NaN entries are missing.
 
         Returns:
-            ``batch`` log-likelihoods.
+            ``(log_prob, result)``: ``batch`` log-likelihoods (NaN where not converged) and an
+            `IteratedSmootherResult` whose fields have the leading ``batch`` shape.
         """
         y = self._check_y(value)
 
-        def one(y_seq):
-            result = self.smooth(y_seq)
-            return linearized_log_likelihood(
-                self.model,
+        def one(model, y_seq):
+            result = self._smooth(model, y_seq)
+            log_lik = linearized_log_likelihood(
+                model,
                 y_seq,
                 result.mean,
                 result.chol,
@@ -234,9 +296,33 @@ class NonlinearGaussianSSM(Distribution):
                 unrolled_steps=self.gradient_steps,
                 parallel=self.parallel,
             )
+            return nan_unless(result.converged, log_lik), result
 
-        flat = y.reshape(-1, *self.event_shape)
-        return jax.vmap(one)(flat).reshape(y.shape[:-2])
+        def run(arrays, flat):
+            model = self._model_from(arrays)
+            return jax.vmap(lambda y_seq: one(model, y_seq))(flat)
+
+        batch = y.shape[:-2]
+        # One compiled program, also when called eagerly (the arrays are arguments).
+        log_lik, result = jax.jit(run)(self._arrays(), y.reshape(-1, *self.event_shape))
+        log_lik = log_lik.reshape(batch)
+        result = jax.tree_util.tree_map(lambda a: a.reshape(*batch, *a.shape[1:]), result)
+        warn_not_converged(result, self.max_iterations, self.tol)
+        return log_lik, result
+
+    def log_prob(self, value: jax.Array) -> jax.Array:
+        """Approximate marginal log-likelihood (Kalman likelihood at the converged linearisation).
+
+        NaN when the iterated smoother did not converge or an input was invalid under
+        tracing (see `log_prob_and_smooth` for the diagnostics).
+
+        Args:
+            value: ``batch + (T, p)`` observations; NaN entries are missing.
+
+        Returns:
+            ``batch`` log-likelihoods.
+        """
+        return self.log_prob_and_smooth(value)[0]
 
     def sample_states(
         self, rng_key: jax.Array, y: jax.Array, sample_shape: tuple[int, ...] = ()
@@ -249,13 +335,22 @@ class NonlinearGaussianSSM(Distribution):
             sample_shape: leading shape of the draws.
 
         Returns:
-            ``(*sample_shape, T, d)`` trajectories.
+            ``(*sample_shape, T, d)`` trajectories; NaN when the smoother did not converge.
         """
-        result = jax.lax.stop_gradient(self.smooth(y))
-        params = linearize_model(self.model, result.mean, result.chol, self.method, self.order)
-        return kalman_sample_states(
-            rng_key, params, jnp.asarray(y), sample_shape, parallel=self.parallel
-        )
+        y = self._check_y(y)
+        if y.ndim != 2:
+            raise ValueError(f"`y` must be a single sequence of shape (T, p); got {y.shape}.")
+
+        def run(arrays, key, y):
+            model = self._model_from(arrays)
+            result = jax.lax.stop_gradient(self._smooth(model, y))
+            params = linearize_model(model, result.mean, result.chol, self.method, self.order)
+            draws = kalman_sample_states(key, params, y, sample_shape, parallel=self.parallel)
+            return nan_unless(result.converged, draws), result
+
+        draws, result = jax.jit(run)(self._arrays(), rng_key, y)
+        warn_not_converged(result, self.max_iterations, self.tol)
+        return draws
 
     def simulate(
         self, rng_key: jax.Array, sample_shape: tuple[int, ...] = ()
@@ -269,31 +364,7 @@ class NonlinearGaussianSSM(Distribution):
         Returns:
             States ``(*sample_shape, T, d)`` and observations ``(*sample_shape, T, p)``.
         """
-        model = self.model
-        d, p = model.initial_mean.shape[0], self.event_shape[-1]
-        num_steps = self.num_steps
-
-        def one(key):
-            k0, kx, ky = jax.random.split(key, 3)
-            dtype = model.initial_mean.dtype
-            x0 = model.initial_mean + model.initial_chol @ jax.random.normal(k0, (d,), dtype)
-            w = jnp.einsum(
-                "tij,tj->ti", model.transition_chol, jax.random.normal(kx, (num_steps, d), dtype)
-            )
-            v = jnp.einsum(
-                "tij,tj->ti", model.observation_chol, jax.random.normal(ky, (num_steps, p), dtype)
-            )
-
-            def step(x, noise):
-                w_t, v_t = noise
-                return model.transition_fn(x) + w_t, (x, model.observation_fn(x) + v_t)
-
-            _, (xs, ys) = jax.lax.scan(step, x0, (w, v))
-            return xs, ys
-
-        keys = jax.random.split(rng_key, math.prod(sample_shape))
-        xs, ys = jax.vmap(one)(keys)
-        return xs.reshape(*sample_shape, num_steps, d), ys.reshape(*sample_shape, num_steps, p)
+        return simulate_model(rng_key, self.model, sample_shape)
 
     def sample(self, key: jax.Array, sample_shape: tuple[int, ...] = ()) -> jax.Array:
         """Simulate observations from the nonlinear model.

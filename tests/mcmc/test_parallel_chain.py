@@ -193,3 +193,43 @@ def test_bad_input():
         parallel_chain(3, state, jax.random.key(0), 5)
     with pytest.raises(TypeError, match="init_fn"):
         parallel_chain(lambda k, s: (s, None), {"a": jnp.arange(3)}, jax.random.key(0), 5)
+    with pytest.raises(TypeError, match="num_steps"):
+        sequential_chain(algorithm, state, jax.random.key(0), 5.0)
+    with pytest.raises(ValueError, match="`tol`"):
+        parallel_chain(algorithm, state, jax.random.key(0), 5, tol=-1.0)
+    with pytest.raises(ValueError, match="`max_iterations`"):
+        parallel_chain(algorithm, state, jax.random.key(0), 5, max_iterations=0)
+    with pytest.raises(ValueError, match="`window`"):
+        parallel_chain(algorithm, state, jax.random.key(0), 5, window=0)
+
+
+@pytest.mark.parametrize("chain", [parallel_chain, sequential_chain])
+def test_position_instead_of_state(chain):
+    algorithm = make_algorithm("mala", gaussian_logdensity)
+    for step in (algorithm, algorithm.step):
+        with pytest.raises(TypeError, match=r"init_fn\(position\)"):
+            chain(step, jnp.ones(3), jax.random.key(0), 5)
+
+
+def test_chaotic_deterministic_step_fallback_is_sequential():
+    # Logistic map: Newton's iterates overflow to -inf; an infinite iterate satisfies the
+    # stopping inequality, so certification must require finite values.
+    step = lambda key, x: (3.99 * x * (1.0 - x), None)
+    x0, key = jnp.array([0.3]), jax.random.key(0)
+    expected, expected_info = sequential_chain(step, x0, key, 64)
+    assert bool(expected_info.converged)
+    with pytest.warns(RuntimeWarning, match="did not converge"):
+        states, info = parallel_chain(step, x0, key, 64, max_iterations=16)
+    assert not bool(info.converged) and bool(info.fallback)
+    np.testing.assert_array_equal(states, expected)
+
+
+def test_sequential_chain_with_nan_log_density_not_ok():
+    algorithm = blackjax.mala(lambda x: jnp.nan * jnp.sum(x), 0.3)
+    state = algorithm.init(jnp.ones(3))
+    with pytest.warns(RuntimeWarning, match="non-finite"):
+        states, info = sequential_chain(algorithm, state, jax.random.key(0), 10)
+    assert not bool(info.converged) and np.all(np.isnan(states.logdensity))
+    # under jit: no warning, the flag alone
+    _, info = jax.jit(lambda s: sequential_chain(algorithm, s, jax.random.key(0), 10))(state)
+    assert not bool(info.converged)

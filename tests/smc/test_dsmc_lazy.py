@@ -168,7 +168,7 @@ def test_lazy_jit_float32_and_bad_input():
         _run(key, 8, transition_log_bound=lambda t: jnp.zeros((2,)))
     with pytest.raises(ValueError, match="max_trials"):
         _run(key, 8, transition_log_bound=LOG_BOUND, max_trials=0)
-    with pytest.raises(ValueError, match="max_trials"):
+    with pytest.raises(TypeError, match="max_trials"):
         _run(key, 8, transition_log_bound=LOG_BOUND, max_trials=2.5)
     with pytest.raises(ValueError, match="resampling_fn"):
         _run(key, 8, transition_log_bound=LOG_BOUND, resampling_fn="systematic")

@@ -44,7 +44,12 @@ def test_single_chain_input_and_errors():
         hmm_to_datatree(np.zeros((5, 2)))
     with pytest.raises(ValueError, match="at least one"):
         hmm_to_datatree()
+    uniform = np.full((1, 2, 5, 2), 0.5)
     with pytest.raises(ValueError, match="time"):
-        hmm_to_datatree(np.zeros((1, 2, 5, 2)), time=np.arange(4))
+        hmm_to_datatree(uniform, time=np.arange(4))
     with pytest.raises(ValueError, match="inconsistent"):
-        hmm_to_datatree(np.zeros((1, 2, 5, 2)), np.zeros((1, 2, 4), int))
+        hmm_to_datatree(uniform, np.zeros((1, 2, 4), int))
+    with pytest.raises(ValueError, match="state_probs"):  # not normalised
+        hmm_to_datatree(np.zeros((1, 2, 5, 2)))
+    with pytest.raises(ValueError, match="viterbi_path"):  # state 2 with K = 2
+        hmm_to_datatree(uniform, np.full((1, 2, 5), 2))

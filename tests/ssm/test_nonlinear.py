@@ -65,9 +65,11 @@ def test_linear_model_exact_in_one_iteration(method):
 
     @jax.jit
     def run(y):
-        kw = dict(method=method, tol=0.0)
-        ones = [iterated_smoother(model, y, num_iterations=1, parallel=p, **kw) for p in (1, 0)]
-        loop = iterated_smoother(model, y, method=method, num_iterations=5, tol=1e-9)
+        kw = dict(method=method, tol=0.0, initial_trajectory="prior")
+        ones = [iterated_smoother(model, y, max_iterations=1, parallel=p, **kw) for p in (1, 0)]
+        loop = iterated_smoother(
+            model, y, method=method, max_iterations=5, tol=1e-9, initial_trajectory="prior"
+        )
         return ones, loop
 
     ones, loop = run(y)
@@ -91,7 +93,7 @@ def test_parallel_equals_sequential_every_iteration(method):
                 model,
                 y,
                 method=method,
-                num_iterations=1,
+                max_iterations=1,
                 tol=0.0,
                 initial_trajectory=(mean, chol),
                 parallel=parallel,
@@ -108,7 +110,9 @@ def test_parallel_equals_sequential_every_iteration(method):
         mean, chol = par.mean, par.chol
     # Chaining single iterations reproduces the while-loop's iterates.
     looped = jax.jit(
-        lambda y: iterated_smoother(model, y, method=method, num_iterations=3, tol=0.0)
+        lambda y: iterated_smoother(
+            model, y, method=method, max_iterations=3, tol=0.0, initial_trajectory="prior"
+        )
     )(y)
     assert int(looped.num_iterations) == 3
     np.testing.assert_allclose(looped.mean, mean, rtol=1e-10, atol=1e-12)
@@ -122,7 +126,7 @@ def test_extended_fixed_point_is_map_with_and_without_damping():
 
     @jax.jit
     def run(y):
-        kw = dict(num_iterations=300, tol=1e-11, initial_trajectory="filter")
+        kw = dict(max_iterations=300, tol=1e-11, initial_trajectory="filter")
         return iterated_smoother(model, y, **kw), iterated_smoother(model, y, damping=0.5, **kw)
 
     plain, damped = run(jnp.asarray(y))
@@ -178,7 +182,7 @@ def test_pendulum_rmse_not_worse_than_cuthbert_extended_smoother():
     ours = {
         method: jax.jit(
             lambda y, method=method: iterated_smoother(
-                model, y, method=method, num_iterations=50, initial_trajectory="filter"
+                model, y, method=method, max_iterations=50, initial_trajectory="filter"
             )
         )
         for method in ("extended", "cubature")
@@ -201,13 +205,13 @@ def test_pendulum_rmse_not_worse_than_cuthbert_extended_smoother():
 
 def test_short_sequences_and_missing():
     model, y, ms, _ = _linear_problem(num_steps=1)
-    res = jax.jit(lambda y: iterated_smoother(model, y, method="cubature", num_iterations=3))(y)
+    res = jax.jit(lambda y: iterated_smoother(model, y, method="cubature", max_iterations=3))(y)
     np.testing.assert_allclose(res.mean, ms, rtol=1e-9, atol=1e-10)
     # Odd, prime length with missing values in a nonlinear model: parallel == sequential.
     _, y = _pendulum_data(13)
     y[3] = np.nan
     model = _pendulum_model()
-    kw = dict(method="unscented", num_iterations=6, tol=0.0, initial_trajectory="filter")
+    kw = dict(method="unscented", max_iterations=6, tol=0.0, initial_trajectory="filter")
     par, seq = jax.jit(
         lambda y: [iterated_smoother(model, y, parallel=p, **kw) for p in (True, False)]
     )(jnp.asarray(y))
@@ -222,7 +226,7 @@ def test_float32_and_vmap_jit():
     model32 = _pendulum_model(jnp.float32)
 
     def run(model, y):
-        return iterated_smoother(model, y, num_iterations=30, initial_trajectory="filter")
+        return iterated_smoother(model, y, max_iterations=30, initial_trajectory="filter")
 
     batched = jax.jit(jax.vmap(lambda y: run(model64, y)))(jnp.asarray(ys))
     single_fn = jax.jit(lambda y: run(model64, y))
@@ -238,11 +242,28 @@ def test_float32_and_vmap_jit():
 def test_non_convergence_is_reported():
     _, y = _pendulum_data(30)
     model = _pendulum_model()
-    res = jax.jit(lambda y: iterated_smoother(model, y, num_iterations=1, tol=1e-12))(
+    res = jax.jit(lambda y: iterated_smoother(model, y, max_iterations=1, tol=1e-12))(
         jnp.asarray(y)
     )
     assert not bool(res.converged) and int(res.num_iterations) == 1
     assert float(res.change) > 1e-12
+
+
+def test_default_start_is_filter_and_eager_non_convergence_warns():
+    _, y = _pendulum_data(30)
+    y = jnp.asarray(y)
+    model = _pendulum_model()
+    kw = dict(max_iterations=1, tol=0.0)
+    default, filtered = jax.jit(
+        lambda y: [
+            iterated_smoother(model, y, **kw),
+            iterated_smoother(model, y, initial_trajectory="filter", **kw),
+        ]
+    )(y)
+    np.testing.assert_array_equal(default.mean, filtered.mean)
+    with pytest.warns(RuntimeWarning, match="did not converge.*max_iterations=1"):
+        res = iterated_smoother(model, y, max_iterations=1, tol=1e-12)
+    assert not bool(res.converged) and int(res.num_iterations) == 1
 
 
 def test_bad_inputs():
@@ -254,8 +275,14 @@ def test_bad_inputs():
         iterated_smoother(model, jnp.zeros(10))
     with pytest.raises(ValueError, match="transition_chol"):
         iterated_smoother(model._replace(transition_chol=jnp.eye(3)), y)
-    with pytest.raises(ValueError, match="transition_fn"):
+    with pytest.raises(ValueError, match=r"`transition_fn` returns shape \(1,\); expected"):
         iterated_smoother(model._replace(transition_fn=lambda x: x[:1]), y)
+    with pytest.raises(ValueError, match=r"`observation_fn` returns shape \(1, 1\)"):
+        iterated_smoother(model._replace(observation_fn=lambda x: x[None, :1]), y)
+    with pytest.raises(ValueError, match="`max_iterations`"):
+        iterated_smoother(model, y, max_iterations=0)
+    with pytest.raises(ValueError, match="`tol`"):
+        iterated_smoother(model, y, tol=-1e-3)
     with pytest.raises(ValueError, match="method"):
         iterated_smoother(model, y, method="ukf")
     with pytest.raises(ValueError, match="initial_trajectory"):

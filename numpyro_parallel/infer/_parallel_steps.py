@@ -1,0 +1,251 @@
+"""Base steps, warmup adaptation and input checks of `ParallelMALA` / `ParallelHMC`.
+
+The steps work in whitened coordinates (a flat vector) and report, besides BlackJAX's
+acceptance probability and decision, whether the transition is *divergent* in NumPyro's
+sense: it starts at, or proposes, a point where the potential (or its gradient) is not
+finite, or (HMC) its energy error exceeds BlackJAX's divergence threshold. Every random number
+of a step, including the jittered number of leapfrog steps of HMC, is derived from the
+step's key, so the parallel-in-time chain equals the sequential one for the same keys.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import blackjax
+import jax
+import jax.numpy as jnp
+import numpy as np
+from blackjax.mcmc import diffusions, proposal
+from blackjax.mcmc.mala import MALAState
+from numpyro.infer.hmc_util import build_adaptation_schedule, dual_averaging
+
+from numpyro_parallel._checks import check_positive_int, concrete
+from numpyro_parallel.mcmc.parallel_chain import check_solver_options
+
+MAX_STEPS_FACTOR = 4
+
+__all__ = [
+    "AdaptOptions",
+    "StepInfo",
+    "adapt",
+    "check_initial_point",
+    "check_kernel_options",
+    "hmc_step",
+    "mala_step",
+    "welford_init",
+]
+
+
+class AdaptOptions(NamedTuple):
+    """Warmup settings read by `adapt`."""
+
+    num_warmup: int
+    adapt_step_size: bool
+    adapt_mass_matrix: bool
+    target_accept_prob: float
+
+
+class StepInfo(NamedTuple):
+    """Per-step information of the base steps.
+
+    Attributes:
+        acceptance_rate: Metropolis acceptance probability (0 for a non-finite proposal).
+        is_accepted: the accept decision.
+        is_divergent: the step starts at or proposes a non-finite potential/gradient, or
+            (HMC) its energy error exceeds the divergence threshold.
+    """
+
+    acceptance_rate: jax.Array
+    is_accepted: jax.Array
+    is_divergent: jax.Array
+
+
+def _non_finite(state: Any) -> jax.Array:
+    return ~(
+        jnp.isfinite(state.logdensity)
+        & jnp.all(jnp.isfinite(state.position))
+        & jnp.all(jnp.isfinite(state.logdensity_grad))
+    )
+
+
+def mala_step(logdensity_fn: Callable) -> Callable:
+    """BlackJAX's MALA step (same random numbers), reporting divergent transitions.
+
+    Args:
+        logdensity_fn: log-density of the flat (whitened) position.
+
+    Returns:
+        ``step(rng_key, state, step_size) -> (state, StepInfo)``.
+    """
+    integrator = diffusions.overdamped_langevin(jax.value_and_grad(logdensity_fn))
+
+    def transition_energy(state, new_state, step_size):
+        theta = state.position - new_state.position - step_size * new_state.logdensity_grad
+        return -new_state.logdensity + 0.25 * (1.0 / step_size) * jnp.sum(theta * theta)
+
+    acceptance_ratio = proposal.compute_asymmetric_acceptance_ratio(transition_energy)
+
+    def step(rng_key, state, step_size):
+        key_integrator, key_rmh = jax.random.split(rng_key)
+        new_state = MALAState(*integrator(key_integrator, state, step_size))
+        log_p_accept = acceptance_ratio(state, new_state, step_size=step_size)
+        accepted, (do_accept, p_accept, _) = proposal.static_binomial_sampling(
+            key_rmh, log_p_accept, state, new_state
+        )
+        divergent = _non_finite(state) | _non_finite(new_state)
+        return accepted, StepInfo(p_accept, do_accept, divergent)
+
+    return step
+
+
+def hmc_step(logdensity_fn: Callable, num_steps: int, random_num_steps: bool) -> Callable:
+    """BlackJAX's HMC step with unit mass, optionally a random number of leapfrog steps.
+
+    With ``random_num_steps`` the number of leapfrog steps is geometric with mean
+    ``num_steps``, truncated at ``MAX_STEPS_FACTOR * num_steps``, drawn with a key split off
+    the step's key (randomized integration time, Bou-Rabee & Sanz-Serna 2017): a fixed path
+    length makes near-Gaussian posteriors give antithetic (negatively correlated) draws
+    whenever it is close to half a period, and uniform jitter around it does not remove that
+    (a geometric, memoryless length keeps the lag-1 correlation of Gaussian coordinates
+    near or above zero for every step size).
+
+    Args:
+        logdensity_fn: log-density of the flat (whitened) position.
+        num_steps: (mean) number of leapfrog steps.
+        random_num_steps: randomize the number of leapfrog steps.
+
+    Returns:
+        ``step(rng_key, state, step_size) -> (state, StepInfo)``.
+    """
+    kernel = blackjax.hmc.build_kernel()
+
+    def step(rng_key, state, step_size):
+        length = num_steps
+        if random_num_steps and num_steps > 1:
+            key_length, rng_key = jax.random.split(rng_key)
+            length = jax.random.geometric(key_length, 1.0 / num_steps, dtype=jnp.int32)
+            length = jnp.minimum(length, MAX_STEPS_FACTOR * num_steps)
+        unit = jnp.ones_like(state.position)
+        new_state, info = kernel(rng_key, state, logdensity_fn, step_size, unit, length)
+        divergent = info.is_divergent | _non_finite(state) | _non_finite(info.proposal)
+        return new_state, StepInfo(info.acceptance_rate, info.is_accepted, divergent)
+
+    return step
+
+
+def welford_init(d: int, dtype: Any) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Empty Welford accumulator ``(count, mean, m2)``."""
+    return jnp.zeros((), jnp.int32), jnp.zeros(d, dtype), jnp.zeros(d, dtype)
+
+
+def adapt(state: Any, flat: jax.Array, accept_prob: jax.Array, *, options: AdaptOptions) -> tuple:
+    """One warmup adaptation step: dual averaging and Stan-windowed diagonal mass matrix.
+
+    Args:
+        state: the kernel state before the step (``step_size``, ``inverse_mass_matrix``,
+            ``adapt_state``, ``i``).
+        flat: the new flat position.
+        accept_prob: the step's acceptance probability (NaN counts as 0, as in NumPyro).
+        options: the warmup settings.
+
+    Returns:
+        ``(step_size, inverse_mass_matrix, adapt_state)``.
+    """
+    ss_init, ss_update = dual_averaging()
+    schedule = jnp.asarray(build_adaptation_schedule(options.num_warmup))
+    num_windows = schedule.shape[0]
+    ss_state, (count, mean, m2), window = state.adapt_state
+    step_size, inverse_mass_matrix, t = state.step_size, state.inverse_mass_matrix, state.i
+    accept_prob = jnp.where(jnp.isfinite(accept_prob), accept_prob, 0.0)
+    if options.adapt_step_size:
+        ss_state = ss_update(options.target_accept_prob - accept_prob, ss_state)
+        log_step, log_step_avg = ss_state[0], ss_state[1]
+        last = t == options.num_warmup - 1
+        step_size = jnp.exp(jnp.where(last, log_step_avg, log_step)).astype(step_size.dtype)
+    middle = (window > 0) & (window < num_windows - 1)
+    if options.adapt_mass_matrix:
+        new_count = count + 1
+        delta = flat - mean
+        new_mean = mean + delta / new_count
+        new_m2 = m2 + delta * (flat - new_mean)
+        count, mean, m2 = (
+            jnp.where(middle, new_count, count),
+            jnp.where(middle, new_mean, mean),
+            jnp.where(middle, new_m2, m2),
+        )
+    window_end = t == schedule[window, 1]
+    if options.adapt_mass_matrix:
+        n = jnp.maximum(count, 2).astype(flat.dtype)
+        variance = m2 / (n - 1)
+        regularized = (n / (n + 5)) * variance + 1e-3 * (5 / (n + 5))
+        update = window_end & middle
+        inverse_mass_matrix = jnp.where(update, regularized, inverse_mass_matrix)
+        count = jnp.where(update, 0, count).astype(jnp.int32)
+        mean, m2 = jnp.where(update, 0.0, mean), jnp.where(update, 0.0, m2)
+        if options.adapt_step_size:
+            restarted = ss_init(jnp.log(10 * step_size))
+            ss_state = jax.tree_util.tree_map(
+                lambda a, b: jnp.where(update, a, b), restarted, ss_state
+            )
+    window = jnp.where(window_end, window + 1, window).astype(jnp.int32)
+    return step_size, inverse_mass_matrix, (ss_state, (count, mean, m2), window)
+
+
+def _check_positive_number(name: str, value: Any, *, below_one: bool = False) -> None:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real | jax.Array):
+        raise TypeError(f"`{name}` must be a number; got {type(value).__name__}.")
+    array = concrete(value)
+    if array is None:
+        return
+    upper = 1.0 if below_one else math.inf
+    if array.ndim or not (np.isfinite(array) and 0.0 < array < upper):
+        interval = "in (0, 1)" if below_one else "finite and > 0"
+        raise ValueError(f"`{name}` must be a scalar {interval}; got {value!r}.")
+
+
+def check_kernel_options(
+    model: Any, potential_fn: Any, step_size: Any, block_size: Any, solver: Any, tol: Any,
+    max_iterations: Any, target_accept_prob: Any,
+) -> None:  # fmt: skip
+    """Raise `ValueError`/`TypeError` naming the argument for invalid kernel options."""
+    if (model is None) == (potential_fn is None):
+        raise ValueError("Give exactly one of `model` and `potential_fn`.")
+    for name, fn in (("model", model), ("potential_fn", potential_fn)):
+        if fn is not None and not callable(fn):
+            raise TypeError(f"`{name}` must be callable; got {type(fn).__name__}.")
+    _check_positive_number("step_size", step_size)
+    check_positive_int("block_size", block_size)
+    check_solver_options(solver, tol, max_iterations)
+    _check_positive_number("target_accept_prob", target_accept_prob, below_one=True)
+
+
+def check_initial_point(potential: Callable, flat_z: jax.Array, unravel: Callable) -> None:
+    """Raise `ValueError` when the potential or its gradient is not finite at ``init_params``.
+
+    Checks concrete values only (under tracing, divergent transitions report it instead).
+
+    Args:
+        potential: potential energy of the unconstrained parameters (pytree).
+        flat_z: ``(d,)`` or ``(num_chains, d)`` flat initial parameters.
+        unravel: flat vector -> parameter pytree.
+    """
+    array = concrete(flat_z)
+    if array is None:
+        return
+    if not np.all(np.isfinite(array)):
+        raise ValueError("`init_params` contains non-finite values (NaN or inf).")
+    value_and_grad = jax.value_and_grad(lambda x: potential(unravel(x)))
+    batch = flat_z if flat_z.ndim == 2 else flat_z[None]
+    energy, grad = jax.vmap(value_and_grad)(batch)
+    finite = np.isfinite(np.asarray(energy)) & np.all(np.isfinite(np.asarray(grad)), axis=-1)
+    if not np.all(finite):
+        bad = np.flatnonzero(~finite).tolist()
+        raise ValueError(
+            "Cannot start the chain at `init_params`: the potential energy (or its gradient) "
+            f"is not finite there (chain(s) {bad}). Pass initial parameters with a finite "
+            "log-density, or leave `init_params` to NumPyro's init strategy."
+        )

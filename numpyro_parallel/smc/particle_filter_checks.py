@@ -1,0 +1,55 @@
+"""Argument checks of the particle filter (concrete input; messages name the argument)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from numpyro_parallel.smc.feynman_kac import check_model
+from numpyro_parallel.smc.resampling import ess_adaptive, get_resampler
+
+__all__ = ["check_collapse_ess", "check_kernel_args", "num_steps_of"]
+
+
+def check_collapse_ess(collapse_ess: Any) -> float:
+    """``collapse_ess`` as a float >= 0, or `TypeError` / `ValueError`."""
+    if isinstance(collapse_ess, bool) or not isinstance(collapse_ess, int | float):
+        raise TypeError(f"`collapse_ess` must be a float >= 0; got {collapse_ess!r}.")
+    if not collapse_ess >= 0.0:
+        raise ValueError(f"`collapse_ess` must be >= 0 (0 disables the check); got {collapse_ess}.")
+    return float(collapse_ess)
+
+
+def check_kernel_args(model, resampling_fn, ess_threshold, gradient_estimator) -> Callable:
+    """Check the kernel arguments; return the ESS-adaptive resampler."""
+    check_model(model)
+    if gradient_estimator not in ("score", "none"):
+        raise ValueError(
+            f"`gradient_estimator` must be 'score' or 'none'; got {gradient_estimator!r}."
+        )
+    resampler = get_resampler(resampling_fn, argument="resampling_fn")
+    if isinstance(ess_threshold, bool) or not isinstance(ess_threshold, int | float):
+        raise TypeError(f"`ess_threshold` must be a float in [0, 1]; got {ess_threshold!r}.")
+    if not 0.0 <= ess_threshold <= 1.0:
+        raise ValueError(f"`ess_threshold` must lie in [0, 1]; got {ess_threshold}.")
+    return ess_adaptive(resampler, ess_threshold)
+
+
+def num_steps_of(observations: Any) -> int:
+    """T from the observation pytree, or `ValueError` naming ``observations``."""
+    leaves = jax.tree_util.tree_leaves(observations)
+    if not leaves or any(jnp.ndim(leaf) < 1 for leaf in leaves):
+        raise ValueError("`observations` must be arrays with a leading time axis of length T.")
+    lengths = {jnp.shape(leaf)[0] for leaf in leaves}
+    if len(lengths) > 1:
+        raise ValueError(
+            "`observations` leaves must share the leading time axis; "
+            f"got lengths {sorted(lengths)}."
+        )
+    num_steps = lengths.pop()
+    if num_steps < 1:
+        raise ValueError("`observations` has T = 0 time steps; the filter needs T >= 1.")
+    return num_steps

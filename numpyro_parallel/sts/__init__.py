@@ -1,0 +1,44 @@
+"""Structural time series on the parallel Kalman core.
+
+Components (`LocalLevel`, `LocalLinearTrend`, `Seasonal`, `Autoregressive`, `Regression`,
+`DynamicRegression`) are state-space blocks with data-scaled default priors; `Sum` assembles
+them into one `LinearGaussianSSM` with a low-rank process-noise factor and exposes a NumPyro
+model; `forecast` and `decompose` turn posterior draws into predictions and per-component
+contributions.
+"""
+
+from numpyro_parallel.sts.components import (
+    Component,
+    ComponentSSM,
+    DataScale,
+    LocalLevel,
+    LocalLinearTrend,
+    Seasonal,
+)
+from numpyro_parallel.sts.forecast import Contribution, Forecast, decompose, forecast
+from numpyro_parallel.sts.model import Sum, data_scale
+from numpyro_parallel.sts.regression import (
+    Autoregressive,
+    DynamicRegression,
+    Regression,
+    coefficients_from_pacf,
+)
+
+__all__ = [
+    "Autoregressive",
+    "Component",
+    "ComponentSSM",
+    "Contribution",
+    "DataScale",
+    "DynamicRegression",
+    "Forecast",
+    "LocalLevel",
+    "LocalLinearTrend",
+    "Regression",
+    "Seasonal",
+    "Sum",
+    "coefficients_from_pacf",
+    "data_scale",
+    "decompose",
+    "forecast",
+]

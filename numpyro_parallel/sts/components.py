@@ -1,0 +1,265 @@
+"""Structural time-series components as linear-Gaussian state-space blocks.
+
+Each component maps its parameter values to a `ComponentSSM`: a transition block, a low-rank
+noise factor (``Q = L Lᵀ`` with ``L`` of shape ``(d, r)``, never a singular dense covariance),
+an observation row and an initial state distribution. `numpyro_parallel.sts.Sum` stacks the
+blocks into one `LinearGaussianSSM`. Components also declare default priors scaled to the data
+(`Component.sample_params`), in the spirit of TensorFlow Probability's ``sts`` module.
+
+Conventions follow statsmodels' ``UnobservedComponents`` (Harvey 1989, "Forecasting,
+structural time series models and the Kalman filter"; Durbin & Koopman 2012, "Time Series
+Analysis by State Space Methods", §3.2): ``y_t = Σ_c H_c x_{c,t} + ε_t``, the first
+observation sees the initial state directly.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, NamedTuple
+
+import jax.numpy as jnp
+import numpy as np
+import numpyro
+import numpyro.distributions as dist
+
+from numpyro_parallel._checks import check_positive_int, concrete, nan_unless
+
+__all__ = [
+    "Component",
+    "ComponentSSM",
+    "DataScale",
+    "LocalLevel",
+    "LocalLinearTrend",
+    "Seasonal",
+    "block_diag",
+    "positive_scale",
+]
+
+
+class ComponentSSM(NamedTuple):
+    """One component's state-space block (univariate observation).
+
+    Attributes:
+        transition_matrix: ``(d, d)`` or ``(T, d, d)``.
+        noise_factor: ``(d, r)`` or ``(T, d, r)``; the process-noise covariance is ``L Lᵀ``.
+        observation_matrix: ``(d,)`` or ``(T, d)``: the component's contribution is
+            ``observation_matrix @ x_t``.
+        initial_mean: ``(d,)``.
+        initial_cov: ``(d, d)``.
+        observation_offset: ``()`` or ``(T,)`` contribution that is not a state (static
+            regression).
+    """
+
+    transition_matrix: jnp.ndarray
+    noise_factor: jnp.ndarray
+    observation_matrix: jnp.ndarray
+    initial_mean: jnp.ndarray
+    initial_cov: jnp.ndarray
+    observation_offset: jnp.ndarray | float = 0.0
+
+
+class DataScale(NamedTuple):
+    """Location and scale of the observed series, used to scale default priors."""
+
+    initial: float
+    scale: float
+
+
+def _scale_prior(scale: float) -> dist.Distribution:
+    # Weakly informative, as TFP's sts defaults: the noise scale is a small fraction of the
+    # series' scale, with a wide log-normal spread.
+    return dist.LogNormal(jnp.log(0.05 * scale), 1.0)
+
+
+def positive_scale(component: str, params: dict[str, Any], parameter: str) -> jnp.ndarray:
+    """``params[parameter]`` checked to be a finite scale >= 0.
+
+    Concrete invalid values raise `ValueError`; traced ones become NaN (NaN log-density).
+    """
+    value = jnp.asarray(params[parameter])
+    known = concrete(value)
+    if known is not None and not (np.all(np.isfinite(known)) and np.all(known >= 0)):
+        raise ValueError(f"`{component}_{parameter}` must be a finite scale >= 0; got {known}.")
+    return nan_unless(jnp.isfinite(value) & (value >= 0), value)
+
+
+class Component:
+    """Base class: a named block with parameters and default priors.
+
+    Subclasses set ``parameter_names`` and implement `state_dim`, `build` and, when the
+    default priors should differ, `default_prior`.
+
+    Args:
+        name: prefix of the component's NumPyro sample sites (``"{name}_{parameter}"``).
+        priors: optional mapping from parameter name to a NumPyro distribution, overriding the
+            data-scaled defaults.
+    """
+
+    parameter_names: tuple[str, ...] = ()
+
+    def __init__(self, name: str, priors: dict[str, dist.Distribution] | None = None):
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"`name` must be a non-empty string; got {name!r}.")
+        priors = dict(priors or {})
+        unknown = set(priors) - set(self.parameter_names)
+        if unknown:
+            raise ValueError(
+                f"`priors` names unknown parameters {sorted(unknown)} of {type(self).__name__}; "
+                f"its parameters are {list(self.parameter_names)}."
+            )
+        self.name = name
+        self.priors = priors
+
+    @property
+    def state_dim(self) -> int:
+        """Dimension of the component's state."""
+        raise NotImplementedError
+
+    def default_prior(self, parameter: str, data: DataScale) -> dist.Distribution:
+        """Default prior of ``parameter`` given the series' location and scale."""
+        return _scale_prior(data.scale)
+
+    def sample_params(self, data: DataScale) -> dict[str, Any]:
+        """Sample the component's parameters as NumPyro sites ``{name}_{parameter}``."""
+        return {
+            parameter: numpyro.sample(
+                f"{self.name}_{parameter}",
+                self.priors.get(parameter) or self.default_prior(parameter, data),
+            )
+            for parameter in self.parameter_names
+        }
+
+    def initial_state(self, data: DataScale) -> tuple[jnp.ndarray, jnp.ndarray]:
+        """Default initial state: centred at zero with the series' scale (TFP's choice)."""
+        d = self.state_dim
+        return jnp.zeros(d), (data.scale**2) * jnp.eye(d)
+
+    def build(self, params: dict[str, Any], data: DataScale) -> ComponentSSM:
+        """The component's state-space block for parameter values ``params``."""
+        raise NotImplementedError
+
+
+class LocalLevel(Component):
+    """Random-walk level ``μ_{t+1} = μ_t + η_t``, ``η_t ~ N(0, level_scale²)``.
+
+    Args:
+        name: site prefix (default ``"level"``).
+        priors: overrides for ``level_scale``.
+    """
+
+    parameter_names = ("level_scale",)
+
+    def __init__(self, name: str = "level", priors=None):
+        super().__init__(name, priors)
+
+    @property
+    def state_dim(self) -> int:
+        return 1
+
+    def initial_state(self, data: DataScale):
+        return jnp.array([data.initial]), jnp.array([[data.scale**2]])
+
+    def build(self, params, data):
+        mean, cov = self.initial_state(data)
+        scale = positive_scale(self.name, params, "level_scale")
+        return ComponentSSM(jnp.eye(1), scale.reshape(1, 1), jnp.ones(1), mean, cov)
+
+
+class LocalLinearTrend(Component):
+    """Level and slope: ``μ_{t+1} = μ_t + β_t + η_t``, ``β_{t+1} = β_t + ζ_t``.
+
+    Args:
+        name: site prefix (default ``"trend"``).
+        priors: overrides for ``level_scale`` and ``slope_scale``.
+    """
+
+    parameter_names = ("level_scale", "slope_scale")
+
+    def __init__(self, name: str = "trend", priors=None):
+        super().__init__(name, priors)
+
+    @property
+    def state_dim(self) -> int:
+        return 2
+
+    def initial_state(self, data: DataScale):
+        return jnp.array([data.initial, 0.0]), (data.scale**2) * jnp.eye(2)
+
+    def build(self, params, data):
+        mean, cov = self.initial_state(data)
+        level = positive_scale(self.name, params, "level_scale")
+        factor = jnp.diag(jnp.stack([level, positive_scale(self.name, params, "slope_scale")]))
+        F = jnp.array([[1.0, 1.0], [0.0, 1.0]])
+        return ComponentSSM(F, factor, jnp.array([1.0, 0.0]), mean, cov)
+
+
+class Seasonal(Component):
+    """Seasonal effect with ``period`` seasons, in dummy or trigonometric form.
+
+    Dummy form (``num_harmonics=None``): ``s - 1`` states, ``γ_{t+1} = -Σ_{j<s} γ_{t+1-j} +
+    ω_t`` (the effects sum to zero over a period, up to the noise). Trigonometric form: for
+    each harmonic ``j = 1..num_harmonics`` a pair of states rotated by ``2πj/s`` per step,
+    each with independent noise of scale ``drift_scale`` (statsmodels' ``freq_seasonal``).
+
+    Args:
+        period: number of steps in a full cycle (``s >= 2``; any positive real in
+            trigonometric form).
+        num_harmonics: number of harmonics for the trigonometric form; None for dummy form.
+        name: site prefix (default ``"seasonal"``).
+        priors: overrides for ``drift_scale``.
+    """
+
+    parameter_names = ("drift_scale",)
+
+    def __init__(self, period, num_harmonics: int | None = None, name="seasonal", priors=None):
+        super().__init__(name, priors)
+        if num_harmonics is None:
+            self.period = check_positive_int("period", period, minimum=2)
+        else:
+            if not isinstance(period, int | float) or isinstance(period, bool) or period <= 1:
+                raise ValueError(f"`period` must be a number > 1; got {period!r}.")
+            self.period = period
+            check_positive_int("num_harmonics", num_harmonics)
+            if num_harmonics > period / 2:
+                raise ValueError(
+                    f"`num_harmonics` must be at most period / 2 = {period / 2}; "
+                    f"got {num_harmonics}."
+                )
+        self.num_harmonics = num_harmonics
+
+    @property
+    def state_dim(self) -> int:
+        if self.num_harmonics is None:
+            return self.period - 1
+        return 2 * self.num_harmonics
+
+    def build(self, params, data):
+        mean, cov = self.initial_state(data)
+        scale = positive_scale(self.name, params, "drift_scale")
+        d = self.state_dim
+        if self.num_harmonics is None:
+            F = jnp.zeros((d, d)).at[0].set(-1.0).at[1:, :-1].set(jnp.eye(d - 1))
+            factor = jnp.zeros((d, 1)).at[0, 0].set(scale)
+            H = jnp.zeros(d).at[0].set(1.0)
+            return ComponentSSM(F, factor, H, mean, cov)
+        blocks = []
+        for j in range(1, self.num_harmonics + 1):
+            angle = 2 * math.pi * j / self.period
+            c, s = math.cos(angle), math.sin(angle)
+            blocks.append(jnp.array([[c, s], [-s, c]]))
+        F = block_diag(blocks)
+        factor = scale * jnp.eye(d)
+        H = jnp.tile(jnp.array([1.0, 0.0]), self.num_harmonics)
+        return ComponentSSM(F, factor, H, mean, cov)
+
+
+def block_diag(blocks: list[jnp.ndarray]) -> jnp.ndarray:
+    """Block-diagonal matrix (stack) from blocks with equal leading shapes."""
+    rows = sum(b.shape[-2] for b in blocks)
+    cols = sum(b.shape[-1] for b in blocks)
+    out = jnp.zeros((*blocks[0].shape[:-2], rows, cols), blocks[0].dtype)
+    i = j = 0
+    for b in blocks:
+        out = out.at[..., i : i + b.shape[-2], j : j + b.shape[-1]].set(b)
+        i, j = i + b.shape[-2], j + b.shape[-1]
+    return out

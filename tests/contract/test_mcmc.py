@@ -1,0 +1,248 @@
+"""Bad-input matrix: parallel-in-time MCMC, the fixed-point solver, ParallelMALA/ParallelHMC."""
+# ruff: noqa: E501
+
+import blackjax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from numpyro_parallel import fixed_point, mcmc
+from numpyro_parallel.infer.parallel_mcmc import ParallelHMC, ParallelMALA
+from tests.contract.matrix import Case, case_id, raises, returns, run_case
+
+KEY = jax.random.key(0)
+FP = "numpyro_parallel.fixed_point."
+MC = "numpyro_parallel.mcmc."
+INF = "numpyro_parallel.infer."
+
+
+def gaussian(x):
+    return -0.5 * x @ x
+
+
+def nan_density(x):
+    return jnp.nan * jnp.sum(x)
+
+
+MALA = blackjax.mala(gaussian, 0.3)
+STATE = MALA.init(jnp.ones(2))
+NAN_MALA = blackjax.mala(nan_density, 0.3)
+NAN_STATE = NAN_MALA.init(jnp.ones(2))
+
+
+def logistic_step(key, x):
+    """The chaotic logistic map as a deterministic 'MCMC step' (its Newton iterates blow up)."""
+    del key
+    return 3.99 * x * (1.0 - x), None
+
+
+def tanh_fn(x, u):
+    return jnp.tanh(0.5 * x + u), None
+
+
+X0 = jnp.array([0.3, -0.2])
+INPUTS = jnp.linspace(-1.0, 1.0, 10)[:, None] * jnp.ones((1, 2))
+
+
+def exact_buffer():
+    """The exact (T + 1, d) solution of ``tanh_fn`` including x_0."""
+    states, _ = fixed_point.sequential_recursion(tanh_fn, X0, INPUTS)
+    return jnp.concatenate([X0[None], states])
+
+
+def chain(**options):
+    return lambda: mcmc.parallel_chain(MALA, STATE, KEY, 8, **options)
+
+
+def solve(**options):
+    return lambda: fixed_point.solve_recursion(tanh_fn, X0, INPUTS, **options)
+
+
+def logistic_matches_sequential(result):
+    states, info = result
+    expected, _ = mcmc.sequential_chain(logistic_step, jnp.array([0.3]), KEY, 64)
+    finite = bool(np.all(np.isfinite(states)))
+    return finite and not bool(info.converged) and np.array_equal(states, expected)
+
+
+def not_ok_nan(result):
+    states, info = result
+    return not bool(info.converged) and bool(np.all(np.isnan(states.logdensity)))
+
+
+def jitted_diverging(kernel_cls):
+    """Init and 6 transitions under `jit` at a NaN potential: every transition divergent."""
+
+    def run(z):
+        potential = lambda p: jnp.nan * jnp.sum(p["x"] ** 2)
+        kernel = kernel_cls(potential_fn=potential, block_size=3, solver="jacobi")
+        state = kernel.init(KEY, 3, {"x": z})
+        flags = []
+        for _ in range(6):  # 3 warmup steps, then two blocks of 3
+            state = kernel.sample(state, (), {})
+            flags.append(state.diverging)
+        return jnp.stack(flags)
+
+    return lambda: jax.jit(run)(jnp.ones(2))
+
+
+def kernel_init(kernel_cls, z, **options):
+    pot = lambda p: jnp.where(p["x"][0] > 0, jnp.nan, 0.5 * jnp.sum(p["x"] ** 2))
+    return lambda: kernel_cls(potential_fn=pot, **options).init(KEY, 5, {"x": z})
+
+
+CASES = [
+    # ---- fixed_point ------------------------------------------------------------------------
+    Case("unknown-solver", FP + "solve_recursion", solve(solver="picard"),
+         raises(ValueError, "`solver`")),
+    Case("negative-atol", FP + "solve_recursion", solve(atol=-1e-3),
+         raises(ValueError, "`atol`")),
+    Case("nan-rtol", FP + "solve_recursion", solve(rtol=float("nan")),
+         raises(ValueError, "`rtol`")),
+    Case("max-iterations-0", FP + "solve_recursion", solve(max_iterations=0),
+         raises(ValueError, "`max_iterations`")),
+    Case("max-iterations-float", FP + "solve_recursion", solve(max_iterations=2.0),
+         raises(TypeError, "`max_iterations`")),
+    Case("window-0", FP + "solve_recursion", solve(window=0), raises(ValueError, "`window`")),
+    Case("damping-0", FP + "solve_recursion", solve(damping=0.0), raises(ValueError, "`damping`")),
+    Case("2d-initial-state", FP + "solve_recursion",
+         lambda: fixed_point.solve_recursion(tanh_fn, X0[None], INPUTS),
+         raises(ValueError, "`initial_state`")),
+    Case("empty-inputs", FP + "solve_recursion",
+         lambda: fixed_point.solve_recursion(tanh_fn, X0, INPUTS[:0]), raises(ValueError, "`inputs`")),
+    Case("chaotic-map-not-certified", FP + "solve_recursion",
+         lambda: fixed_point.solve_recursion(
+             lambda x, u: (3.99 * x * (1 - x), None), jnp.array([0.3]), jnp.zeros(64),
+             max_iterations=16),
+         returns(lambda r: bool(np.all(np.isfinite(r.states))) and not bool(r.converged),
+                 warns=RuntimeWarning)),
+    Case("nan-recursion-flagged", FP + "solve_recursion",
+         lambda: fixed_point.solve_recursion(lambda x, u: (x * jnp.nan, None), X0, INPUTS),
+         returns(lambda r: not bool(r.converged) and bool(np.all(np.isnan(r.states))),
+                 warns=RuntimeWarning)),
+    Case("jit-nan-recursion-flag", FP + "solve_recursion",
+         lambda: jax.jit(lambda s: fixed_point.solve_recursion(tanh_fn, s, INPUTS))(X0 * jnp.nan),
+         returns(lambda r: not bool(r.converged) and bool(r.fallback))),
+    Case("int-initial-state", FP + "sequential_recursion",
+         lambda: fixed_point.sequential_recursion(tanh_fn, jnp.array([1, 2]), INPUTS),
+         raises(TypeError, "`initial_state`")),
+    Case("scalar-inputs", FP + "sequential_recursion",
+         lambda: fixed_point.sequential_recursion(tanh_fn, X0, 1.0), raises(ValueError, "`inputs`")),
+    Case("negative-tolerance", FP + "certify",
+         lambda: fixed_point.certify(tanh_fn, jnp.zeros((11, 2)), INPUTS, 0, KEY, atol=-1.0,
+                                     rtol=0.0),
+         raises(ValueError, "`atol`")),
+    Case("infinite-iterate-not-certified", FP + "certify",
+         lambda: fixed_point.certify(tanh_fn, exact_buffer().at[3].set(jnp.inf), INPUTS, 0,
+                                     KEY, atol=1e-10, rtol=1e-10),
+         returns(lambda r: int(r.num_sequential_steps) == 8 and bool(np.all(np.isfinite(r.states))))),
+    Case("int-dtype", FP + "default_tolerances", lambda: fixed_point.default_tolerances(jnp.int32),
+         raises(TypeError, "`dtype`")),
+    Case("zero-steps", FP + "default_max_iterations",
+         lambda: fixed_point.default_max_iterations(0, 4), raises(ValueError, "`num_steps`")),
+    Case("float-window", FP + "default_max_iterations",
+         lambda: fixed_point.default_max_iterations(10, 2.5), raises(TypeError, "`window`")),
+    # ---- mcmc.parallel_chain / sequential_chain ------------------------------------------------
+    Case("num-steps-0", MC + "parallel_chain", lambda: mcmc.parallel_chain(MALA, STATE, KEY, 0),
+         raises(ValueError, "`num_steps`")),
+    Case("num-steps-float", MC + "parallel_chain",
+         lambda: mcmc.parallel_chain(MALA, STATE, KEY, 8.0), raises(TypeError, "`num_steps`")),
+    Case("unknown-solver", MC + "parallel_chain", chain(solver="picard"),
+         raises(ValueError, "`solver`")),
+    Case("negative-tol", MC + "parallel_chain", chain(tol=-1e-8), raises(ValueError, "`tol`")),
+    Case("max-iterations-0", MC + "parallel_chain", chain(max_iterations=0),
+         raises(ValueError, "`max_iterations`")),
+    Case("window-negative", MC + "parallel_chain", chain(window=-2), raises(ValueError, "`window`")),
+    Case("damping-2", MC + "parallel_chain", chain(damping=2.0), raises(ValueError, "`damping`")),
+    Case("position-not-state", MC + "parallel_chain",
+         lambda: mcmc.parallel_chain(MALA, jnp.ones(2), KEY, 8),
+         raises(TypeError, r"init_fn\(position\)")),
+    Case("int-key", MC + "parallel_chain", lambda: mcmc.parallel_chain(MALA, STATE, 0, 8),
+         raises(TypeError, "`rng_key`")),
+    Case("not-callable-step", MC + "parallel_chain", lambda: mcmc.parallel_chain(3, STATE, KEY, 8),
+         raises(TypeError, "`step_fn`")),
+    Case("chaotic-map-fallback-exact", MC + "parallel_chain",
+         lambda: mcmc.parallel_chain(logistic_step, jnp.array([0.3]), KEY, 64, max_iterations=16),
+         returns(logistic_matches_sequential, warns=RuntimeWarning)),
+    Case("nan-logdensity-flagged", MC + "parallel_chain",
+         lambda: mcmc.parallel_chain(NAN_MALA, NAN_STATE, KEY, 8, solver="jacobi"),
+         returns(not_ok_nan, warns=RuntimeWarning)),
+    Case("jit-nan-logdensity-flag", MC + "parallel_chain",
+         lambda: jax.jit(lambda s: mcmc.parallel_chain(NAN_MALA, s, KEY, 8))(NAN_STATE),
+         returns(not_ok_nan)),
+    Case("position-not-state", MC + "sequential_chain",
+         lambda: mcmc.sequential_chain(MALA.step, jnp.ones(2), KEY, 8),
+         raises(TypeError, r"init_fn\(position\)")),
+    Case("algorithm-with-position", MC + "sequential_chain",
+         lambda: mcmc.sequential_chain(MALA, jnp.ones(2), KEY, 8),
+         raises(TypeError, r"init_fn\(position\)")),
+    Case("num-steps-negative", MC + "sequential_chain",
+         lambda: mcmc.sequential_chain(MALA, STATE, KEY, -3), raises(ValueError, "`num_steps`")),
+    Case("num-steps-bool", MC + "sequential_chain",
+         lambda: mcmc.sequential_chain(MALA, STATE, KEY, True), raises(TypeError, "`num_steps`")),
+    Case("nan-logdensity-flagged", MC + "sequential_chain",
+         lambda: mcmc.sequential_chain(NAN_MALA, NAN_STATE, KEY, 8),
+         returns(not_ok_nan, warns=RuntimeWarning)),
+    Case("jit-nan-logdensity-flag", MC + "sequential_chain",
+         lambda: jax.jit(lambda s: mcmc.sequential_chain(NAN_MALA, s, KEY, 8))(NAN_STATE),
+         returns(not_ok_nan)),
+    # ---- mcmc block samplers -------------------------------------------------------------------
+    Case("negative-step-size", MC + "parallel_mala", lambda: mcmc.parallel_mala(gaussian, -0.1, 8),
+         raises(ValueError, "`step_size`")),
+    Case("block-0", MC + "parallel_mala", lambda: mcmc.parallel_mala(gaussian, 0.1, 0),
+         raises(ValueError, "`num_steps_per_block`")),
+    Case("unknown-solver", MC + "parallel_mala",
+         lambda: mcmc.parallel_mala(gaussian, 0.1, 8, solver="fast"), raises(ValueError, "`solver`")),
+    Case("jit-nan-step-size-flag", MC + "parallel_mala",
+         lambda: jax.jit(lambda h: mcmc.parallel_mala(gaussian, h, 4).step(KEY, STATE))(jnp.nan),
+         returns(lambda r: not bool(r[1].converged))),
+    Case("zero-step-size", MC + "parallel_hmc",
+         lambda: mcmc.parallel_hmc(gaussian, 0.0, jnp.ones(2), 3, 8), raises(ValueError, "`step_size`")),
+    Case("integration-steps-0", MC + "parallel_hmc",
+         lambda: mcmc.parallel_hmc(gaussian, 0.1, jnp.ones(2), 0, 8),
+         raises(ValueError, "`num_integration_steps`")),
+    Case("negative-mass", MC + "parallel_hmc",
+         lambda: mcmc.parallel_hmc(gaussian, 0.1, -jnp.ones(2), 3, 8),
+         raises(ValueError, "`inverse_mass_matrix`")),
+    Case("negative-sigma", MC + "parallel_rwm", lambda: mcmc.parallel_rwm(gaussian, -1.0, 8),
+         raises(ValueError, "`sigma`")),
+    Case("block-float", MC + "parallel_rwm", lambda: mcmc.parallel_rwm(gaussian, 1.0, 8.0),
+         raises(TypeError, "`num_steps_per_block`")),
+    # ---- NumPyro kernels ----------------------------------------------------------------------
+    Case("negative-step-size", INF + "ParallelMALA",
+         lambda: ParallelMALA(potential_fn=gaussian, step_size=-0.1), raises(ValueError, "`step_size`")),
+    Case("block-0", INF + "ParallelMALA", lambda: ParallelMALA(potential_fn=gaussian, block_size=0),
+         raises(ValueError, "`block_size`")),
+    Case("unknown-solver", INF + "ParallelMALA",
+         lambda: ParallelMALA(potential_fn=gaussian, solver="nuts"), raises(ValueError, "`solver`")),
+    Case("negative-tol", INF + "ParallelMALA", lambda: ParallelMALA(potential_fn=gaussian, tol=-1.0),
+         raises(ValueError, "`tol`")),
+    Case("accept-prob-1", INF + "ParallelMALA",
+         lambda: ParallelMALA(potential_fn=gaussian, target_accept_prob=1.0),
+         raises(ValueError, "`target_accept_prob`")),
+    Case("model-and-potential", INF + "ParallelMALA", lambda: ParallelMALA(),
+         raises(ValueError, "`model`")),
+    Case("nan-potential-at-init", INF + "ParallelMALA", kernel_init(ParallelMALA, jnp.ones(2)),
+         raises(ValueError, "`init_params`")),
+    Case("nan-init-params", INF + "ParallelMALA",
+         kernel_init(ParallelMALA, jnp.array([jnp.nan, 0.0])), raises(ValueError, "`init_params`")),
+    Case("jit-nan-potential-diverging", INF + "ParallelMALA", jitted_diverging(ParallelMALA),
+         returns(lambda flags: bool(np.all(flags)))),
+    Case("num-steps-0", INF + "ParallelHMC", lambda: ParallelHMC(potential_fn=gaussian, num_steps=0),
+         raises(ValueError, "`num_steps`")),
+    Case("num-steps-float", INF + "ParallelHMC",
+         lambda: ParallelHMC(potential_fn=gaussian, num_steps=2.5), raises(TypeError, "`num_steps`")),
+    Case("max-iterations-0", INF + "ParallelHMC",
+         lambda: ParallelHMC(potential_fn=gaussian, max_iterations=0),
+         raises(ValueError, "`max_iterations`")),
+    Case("nan-potential-at-init", INF + "ParallelHMC", kernel_init(ParallelHMC, jnp.ones(2)),
+         raises(ValueError, "`init_params`")),
+    Case("jit-nan-potential-diverging", INF + "ParallelHMC", jitted_diverging(ParallelHMC),
+         returns(lambda flags: bool(np.all(flags)))),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("case", CASES, ids=case_id)
+def test_bad_input(case):
+    run_case(case)

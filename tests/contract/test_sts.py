@@ -1,0 +1,175 @@
+"""Bad inputs for the structural time-series API (`numpyro_parallel.sts`)."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from numpyro_parallel import sts
+from tests.contract.matrix import Case, case_id, is_nan, raises, returns, run_case
+
+P = "numpyro_parallel.sts."
+Y = jnp.sin(jnp.arange(24.0)) + 0.1 * jnp.arange(24.0)
+MODEL = sts.Sum([sts.LocalLinearTrend(), sts.Seasonal(period=4)])
+PARAMS = {
+    "trend": {"level_scale": 0.1, "slope_scale": 0.01},
+    "seasonal": {"drift_scale": 0.1},
+    "observation": {"scale": 0.2},
+}
+DRAWS = {
+    "trend_level_scale": jnp.array([0.1, 0.2]),
+    "trend_slope_scale": jnp.array([0.01, 0.02]),
+    "seasonal_drift_scale": jnp.array([0.1, 0.1]),
+    "observation_scale": jnp.array([0.2, 0.3]),
+}
+
+
+def _log_prob(params):
+    return MODEL.log_prob(params, Y)
+
+
+def _with(component, parameter, value):
+    return {**PARAMS, component: {**PARAMS[component], parameter: value}}
+
+
+def _traced_log_prob(value):
+    return jax.jit(lambda s: _log_prob(_with("trend", "level_scale", s)))(value)
+
+
+CASES = [
+    Case("empty-name", P + "Component", lambda: sts.Component(""), raises(TypeError, "`name`")),
+    Case(
+        "unknown-prior",
+        P + "LocalLevel",
+        lambda: sts.LocalLevel(priors={"slope_scale": None}),
+        raises(ValueError, "`priors`"),
+    ),
+    Case(
+        "negative-scale",
+        P + "LocalLinearTrend",
+        lambda: _log_prob(_with("trend", "level_scale", -1.0)),
+        raises(ValueError, "`trend_level_scale`"),
+    ),
+    Case(
+        "traced-negative-scale",
+        P + "LocalLinearTrend",
+        lambda: _traced_log_prob(-1.0),
+        returns(is_nan),
+    ),
+    Case(
+        "period-1", P + "Seasonal", lambda: sts.Seasonal(period=1), raises(ValueError, "`period`")
+    ),
+    Case(
+        "period-float-dummy",
+        P + "Seasonal",
+        lambda: sts.Seasonal(period=12.5),
+        raises(TypeError, "`period`"),
+    ),
+    Case(
+        "too-many-harmonics",
+        P + "Seasonal",
+        lambda: sts.Seasonal(period=12, num_harmonics=7),
+        raises(ValueError, "`num_harmonics`"),
+    ),
+    Case(
+        "order-0",
+        P + "Autoregressive",
+        lambda: sts.Autoregressive(0),
+        raises(ValueError, "`order`"),
+    ),
+    Case(
+        "pacf-outside",
+        P + "coefficients_from_pacf",
+        lambda: sts.coefficients_from_pacf(jnp.array([0.5, 1.2])),
+        raises(ValueError, "`pacf`"),
+    ),
+    Case(
+        "traced-pacf-outside",
+        P + "coefficients_from_pacf",
+        lambda: jax.jit(sts.coefficients_from_pacf)(jnp.array([0.5, 1.2])),
+        returns(lambda phi: bool(np.all(np.isnan(phi)))),
+    ),
+    Case(
+        "design-3d",
+        P + "Regression",
+        lambda: sts.Regression(jnp.zeros((5, 2, 2))),
+        raises(ValueError, "`design_matrix`"),
+    ),
+    Case(
+        "design-nan",
+        P + "DynamicRegression",
+        lambda: sts.DynamicRegression(jnp.full((5, 1), jnp.nan)),
+        raises(ValueError, "`design_matrix`"),
+    ),
+    Case(
+        "wrong-weights",
+        P + "Regression",
+        lambda: sts.Sum([sts.LocalLevel(), sts.Regression(jnp.ones((24, 2)))]).log_prob(
+            {
+                "level": {"level_scale": 0.1},
+                "regression": {"weights": jnp.ones(3)},
+                "observation": {"scale": 0.1},
+            },
+            Y,
+        ),
+        raises(ValueError, "`regression_weights`"),
+    ),
+    Case("no-components", P + "Sum", lambda: sts.Sum([]), raises(TypeError, "`components`")),
+    Case(
+        "duplicate-names",
+        P + "Sum",
+        lambda: sts.Sum([sts.LocalLevel(), sts.LocalLevel()]),
+        raises(ValueError, "distinct"),
+    ),
+    Case(
+        "missing-params",
+        P + "Sum",
+        lambda: MODEL.log_prob({"trend": PARAMS["trend"]}, Y),
+        raises(ValueError, "`params`"),
+    ),
+    Case(
+        "all-missing",
+        P + "data_scale",
+        lambda: sts.data_scale(jnp.full(5, jnp.nan)),
+        raises(ValueError, "`y`"),
+    ),
+    Case(
+        "horizon-0",
+        P + "forecast",
+        lambda: sts.forecast(MODEL, DRAWS, Y, 0, jax.random.PRNGKey(0)),
+        raises(ValueError, "`horizon`"),
+    ),
+    Case(
+        "samples-not-dict",
+        P + "forecast",
+        lambda: sts.forecast(MODEL, [1.0], Y, 3, jax.random.PRNGKey(0)),
+        raises(TypeError, "`samples`"),
+    ),
+    Case(
+        "regression-without-future",
+        P + "forecast",
+        lambda: sts.forecast(
+            sts.Sum([sts.LocalLevel(), sts.Regression(jnp.ones((24, 1)))]),
+            {
+                "level_level_scale": jnp.ones(1),
+                "regression_weights": jnp.ones((1, 1)),
+                "observation_scale": jnp.ones(1),
+            },
+            Y,
+            3,
+            jax.random.PRNGKey(0),
+        ),
+        raises(ValueError, "`design_matrices"),
+    ),
+    Case(
+        "y-2d",
+        P + "decompose",
+        lambda: sts.decompose(MODEL, DRAWS, Y[:, None]),
+        raises(ValueError, "`y`"),
+    ),
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=case_id)
+def test_sts_contract(case):
+    run_case(case)

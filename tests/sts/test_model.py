@@ -1,0 +1,103 @@
+"""`Sum` as a NumPyro model: NUTS runs on it, forecasts and decompositions are consistent."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from numpyro.infer import MCMC, NUTS, Predictive
+
+from numpyro_parallel import sts
+
+T = 24
+
+
+def _model():
+    return sts.Sum([sts.LocalLinearTrend(), sts.Seasonal(period=4, num_harmonics=2)])
+
+
+def _simulated():
+    model = _model()
+    prior = Predictive(model.numpyro_model, num_samples=1)(jax.random.PRNGKey(1), num_steps=T)
+    return np.array(prior["y"][0, :, 0])
+
+
+def test_nuts_fits_the_default_model_and_forecasts():
+    y = _simulated()
+    y[[5, 20]] = np.nan
+    model = _model()
+    mcmc = MCMC(NUTS(model.numpyro_model), num_warmup=150, num_samples=100, progress_bar=False)
+    mcmc.run(jax.random.PRNGKey(0), jnp.asarray(y))
+    samples = mcmc.get_samples()
+    assert set(samples) == {
+        "trend_level_scale",
+        "trend_slope_scale",
+        "seasonal_drift_scale",
+        "observation_scale",
+    }
+    assert not np.any(mcmc.get_extra_fields()["diverging"])
+    fc = sts.forecast(model, samples, jnp.asarray(y), 6, jax.random.PRNGKey(2))
+    assert fc.mean.shape == fc.variance.shape == fc.samples.shape == (100, 6)
+    assert np.all(np.isfinite(fc.samples)) and np.all(fc.variance > 0)
+    # The predictive variance adds the state uncertainty to the observation noise.
+    assert np.all(fc.variance > samples["observation_scale"][:, None] ** 2)
+
+
+def test_decomposition_adds_up_to_the_smoothed_signal():
+    y = jnp.asarray(_simulated())
+    model = _model()
+    draws = {
+        "trend_level_scale": jnp.array([0.1, 0.3]),
+        "trend_slope_scale": jnp.array([0.01, 0.02]),
+        "seasonal_drift_scale": jnp.array([0.05, 0.1]),
+        "observation_scale": jnp.array([0.2, 0.4]),
+    }
+    parts = sts.decompose(model, draws, y)
+    assert set(parts) == {"trend", "seasonal"}
+    total = parts["trend"].mean + parts["seasonal"].mean
+    for s in range(2):
+        params = model.params_from_samples({k: v[s] for k, v in draws.items()})
+        ssm = model.ssm(params, sts.data_scale(y), T)
+        smoothed = ssm.smooth(y[:, None])
+        signal = smoothed.mean @ ssm.params.observation_matrix[0, 0]
+        np.testing.assert_allclose(total[s], signal, rtol=1e-10, atol=1e-10)
+        assert np.all(parts["trend"].variance[s] >= 0)
+
+
+def test_forecast_draws_match_forecast_moments():
+    y = jnp.asarray(_simulated())
+    model = _model()
+    one = {
+        "trend_level_scale": jnp.array([0.2]),
+        "trend_slope_scale": jnp.array([0.02]),
+        "seasonal_drift_scale": jnp.array([0.1]),
+        "observation_scale": jnp.array([0.3]),
+    }
+    n = 2000
+    many = {k: jnp.repeat(v, n) for k, v in one.items()}
+    fc = sts.forecast(model, many, y, 3, jax.random.PRNGKey(5))
+    mean, var = fc.mean[0], fc.variance[0]
+    # n independent predictive draws: the sample mean is within 4 standard errors.
+    se = np.sqrt(var / n)
+    assert np.all(np.abs(fc.samples.mean(0) - mean) < 4 * se)
+    # Sample variance: relative standard error sqrt(2 / n) for Gaussian draws.
+    rel = np.sqrt(2 / n)
+    assert np.all(np.abs(fc.samples.var(0) / var - 1) < 4 * rel)
+
+
+def test_signal_forecast_without_noise_has_smaller_variance():
+    y = jnp.asarray(_simulated())
+    model = _model()
+    draw = {
+        "trend_level_scale": jnp.array([0.2]),
+        "trend_slope_scale": jnp.array([0.02]),
+        "seasonal_drift_scale": jnp.array([0.1]),
+        "observation_scale": jnp.array([0.3]),
+    }
+    key = jax.random.PRNGKey(0)
+    noisy = sts.forecast(model, draw, y, 4, key)
+    signal = sts.forecast(model, draw, y, 4, key, observation_noise=False)
+    np.testing.assert_allclose(noisy.variance - signal.variance, 0.09, rtol=1e-10)
+    np.testing.assert_allclose(noisy.mean, signal.mean, rtol=1e-12)
+
+
+def test_state_dimension_is_the_sum_of_the_blocks():
+    assert _model().state_dim == 2 + 4
