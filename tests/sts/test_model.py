@@ -24,7 +24,7 @@ def test_nuts_fits_the_default_model_and_forecasts():
     y = _simulated()
     y[[5, 20]] = np.nan
     model = _model()
-    mcmc = MCMC(NUTS(model.numpyro_model), num_warmup=150, num_samples=100, progress_bar=False)
+    mcmc = MCMC(NUTS(model.numpyro_model), num_warmup=100, num_samples=50, progress_bar=False)
     mcmc.run(jax.random.PRNGKey(0), jnp.asarray(y))
     samples = mcmc.get_samples()
     assert set(samples) == {
@@ -35,7 +35,7 @@ def test_nuts_fits_the_default_model_and_forecasts():
     }
     assert not np.any(mcmc.get_extra_fields()["diverging"])
     fc = sts.forecast(model, samples, jnp.asarray(y), 6, jax.random.PRNGKey(2))
-    assert fc.mean.shape == fc.variance.shape == fc.samples.shape == (100, 6)
+    assert fc.mean.shape == fc.variance.shape == fc.samples.shape == (50, 6)
     assert np.all(np.isfinite(fc.samples)) and np.all(fc.variance > 0)
     # The predictive variance adds the state uncertainty to the observation noise.
     assert np.all(fc.variance > samples["observation_scale"][:, None] ** 2)
@@ -71,7 +71,7 @@ def test_forecast_draws_match_forecast_moments():
         "seasonal_drift_scale": jnp.array([0.1]),
         "observation_scale": jnp.array([0.3]),
     }
-    n = 2000
+    n = 1000
     many = {k: jnp.repeat(v, n) for k, v in one.items()}
     fc = sts.forecast(model, many, y, 3, jax.random.PRNGKey(5))
     mean, var = fc.mean[0], fc.variance[0]
