@@ -83,3 +83,25 @@ def run_case(case: Case) -> None:
             f"expected a {expect.warns.__name__}; got {[str(w.message) for w in caught]}"
         )
     assert expect.check(result), f"check failed on {result!r}"[:2000]
+
+
+def finite_or_named_error(call: Callable[[], Any], invalid: bool, label: str) -> Any:
+    """Property-test outcome: invalid input raises naming an argument, valid input is finite.
+
+    Args:
+        call: zero-argument function returning a log-density.
+        invalid: whether the generated input is invalid.
+        label: description of the input, for the failure message.
+
+    Returns:
+        The finite value for valid input, None when the (invalid) input raised.
+    """
+    try:
+        value = call()
+    except (ValueError, TypeError) as error:
+        assert invalid, f"valid input rejected: {error}"
+        assert "`" in str(error), str(error)
+        return None
+    assert not invalid, f"invalid input ({label}) accepted: log_prob = {value}"
+    assert np.isfinite(value)
+    return value

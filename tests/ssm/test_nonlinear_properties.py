@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from numpyro_parallel.ssm import NonlinearGaussianSSM
+from tests.contract.matrix import finite_or_named_error
 from tests.reference import kalman as ref
 
 DEFECTS = ("none", "asymmetric", "indefinite", "nan_cov", "inf_y", "nan_y", "bad_fn_shape")
@@ -66,34 +67,25 @@ def test_nonlinear_ssm_errors_name_an_argument_or_match_the_kalman_reference(dat
     transition_fn = (lambda x: (Fj @ x)[:1]) if defect == "bad_fn_shape" else (lambda x: Fj @ x)
     if defect == "bad_fn_shape" and F.shape[0] == 1:
         transition_fn = lambda x: jnp.concatenate([Fj @ x, Fj @ x])
-    fns = dict(transition_fn=transition_fn, observation_fn=lambda x: Hj @ x)
-    try:
+    observation_fn = lambda x: Hj @ x
+
+    def log_prob(parallel):
         ssm = NonlinearGaussianSSM(
             model["initial_mean"],
             model["initial_cov"],
-            fns["transition_fn"],
+            transition_fn,
             model["transition_cov"],
-            fns["observation_fn"],
+            observation_fn,
             model["observation_cov"],
             T,
+            parallel=parallel,
         )
-        value = ssm.log_prob(jnp.asarray(y))
-    except (ValueError, TypeError) as error:
-        assert invalid, f"valid input rejected: {error}"
-        assert "`" in str(error), str(error)
+        return ssm.log_prob(jnp.asarray(y))
+
+    value = finite_or_named_error(lambda: log_prob(True), invalid, defect)
+    if value is None:
         return
-    assert not invalid, f"invalid input ({defect}) accepted: log_prob = {value}"
-    assert np.isfinite(value)
-    sequential = NonlinearGaussianSSM(
-        model["initial_mean"],
-        model["initial_cov"],
-        fns["transition_fn"],
-        model["transition_cov"],
-        fns["observation_fn"],
-        model["observation_cov"],
-        T,
-        parallel=False,
-    ).log_prob(jnp.asarray(y))
+    sequential = log_prob(False)
     kalman = {**model, "transition_matrix": F, "observation_matrix": H}
     expected = ref.filter_model(kalman, y)[2].sum()
     np.testing.assert_allclose(value, sequential, rtol=1e-8)
