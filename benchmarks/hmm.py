@@ -4,11 +4,11 @@ Measures compile time (``jax.jit(f).lower(*args).compile()``) separately from ru
 of repeated runs with ``block_until_ready``) for
 
 - ``associative``: numpyro_parallel.ssm.hmm with O(log T)-depth associative scans of log-space
-  elements (``block_size=None``; the default on GPU/TPU); the log-likelihood uses
+  elements (``strategy=Associative()``; what ``"auto"`` picks on GPU/TPU); the log-likelihood uses
   `hmm_log_likelihood` (what `DiscreteHMM.log_prob` runs),
 - ``blocked``: the blocked scaled-probability strategy with blocks of ~sqrt(T) steps (the
-  default ``block_size="auto"`` on CPU),
-- ``sequential``: ``parallel=False`` (sequential scaled recursions; Viterbi: the same
+  ``Blocked()``; what ``"auto"`` picks on CPU),
+- ``sequential``: ``Sequential()`` (sequential scaled recursions; Viterbi: the same
   max-plus elements under ``lax.scan``),
 - ``dynamax``: dynamax's sequential ``hmm_filter`` / ``hmm_smoother`` / ``hmm_posterior_mode``,
 - ``dynamax_parallel``: dynamax's ``parallel_hmm_filter`` / ``parallel_hmm_smoother``
@@ -31,6 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from numpyro_parallel.ssm.hmm import hmm_log_likelihood, hmm_smoother, hmm_viterbi
+from numpyro_parallel.strategy import Associative, Blocked, Sequential
 
 try:
     from dynamax.hidden_markov_model import (
@@ -52,18 +53,14 @@ except ImportError:  # pragma: no cover - dynamax is an optional anchor
     dynamax_filter = None
 
 
-def _ours(task, parallel, block_size=None):
+def _ours(task, strategy):
     def run(initial_logits, transition_logits, log_likelihoods):
         args = (initial_logits, transition_logits, log_likelihoods)
-        size = block_size
-        if block_size == "blocked":  # the blocked strategy on every platform
-            size = max(8, round(log_likelihoods.shape[0] ** 0.5))
-        mode = dict(parallel=parallel, block_size=size)
         if task == "log_likelihood":
-            return hmm_log_likelihood(*args, **mode)
+            return hmm_log_likelihood(*args, strategy=strategy)
         if task == "smoothing":
-            return hmm_smoother(*args, **mode)
-        return hmm_viterbi(*args, **mode).path
+            return hmm_smoother(*args, strategy=strategy)
+        return hmm_viterbi(*args, strategy=strategy).path
 
     return run
 
@@ -85,9 +82,9 @@ def _dynamax(task, parallel):
 
 def _implementations(task):
     impls = {
-        "associative": _ours(task, True, None),
-        "blocked": _ours(task, True, "blocked"),
-        "sequential": _ours(task, False),
+        "associative": _ours(task, Associative()),
+        "blocked": _ours(task, Blocked()),  # the blocked strategy on every platform
+        "sequential": _ours(task, Sequential()),
     }
     if dynamax_filter is not None:
         impls["dynamax"] = _dynamax(task, False)
@@ -198,7 +195,7 @@ def _markdown(meta, records):
         "",
         f"Device: {meta['device_kind']} ({meta['platform']}), dtype {meta['dtype']}, "
         f"jax {meta['jax_version']}. Run time = median of repeated runs (ms); compile time in "
-        "seconds in parentheses. `ratio` = our default strategy (`block_size='auto'`: "
+        "seconds in parentheses. `ratio` = our default strategy (`strategy='auto'`: "
         "blocked on CPU, associative on GPU) / dynamax (sequential) run time.",
         "",
         "| task | K | T | " + " | ".join(impls) + " | ratio |",

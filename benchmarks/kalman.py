@@ -2,11 +2,10 @@
 
 Methods (all on the same model and data):
 
-- ``associative``: numpyro_parallel, ``parallel=True, block_size=None`` (O(log T) depth
-  ``lax.associative_scan``; the accelerator path),
-- ``blocked``: ``parallel=True`` with blocks of ~sqrt(T) steps (``block_size="auto"`` on CPU,
-  an explicit ``block_size=int(sqrt(T))`` elsewhere, since ``"auto"`` means associative there),
-- ``sequential``: ``parallel=False`` (``lax.scan`` over the same elements),
+- ``associative``: numpyro_parallel, ``strategy=Associative()`` (O(log T) depth
+  ``lax.associative_scan``; what ``"auto"`` picks on accelerators),
+- ``blocked``: ``strategy=Blocked()``, blocks of ~sqrt(T) steps (what ``"auto"`` picks on CPU),
+- ``sequential``: ``strategy=Sequential()`` (``lax.scan`` over the same elements),
 - ``dynamax`` / ``dynamax_parallel``: ``dynamax.linear_gaussian_ssm`` ``inference`` (sequential,
   covariance form) and ``parallel_inference`` (associative scan),
 - ``cuthbert`` / ``cuthbert_parallel``: ``cuthbert.gaussian.kalman`` through ``cuthbert.filter`` /
@@ -44,7 +43,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import pathlib
 import sys
 import time
@@ -59,6 +57,7 @@ import numpy as np  # noqa: E402
 
 from numpyro_parallel.ssm.distributions import LinearGaussianSSM  # noqa: E402
 from numpyro_parallel.ssm.kalman import kalman_filter, kalman_smoother  # noqa: E402
+from numpyro_parallel.strategy import Associative, Blocked, Sequential  # noqa: E402
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 from _timing import metadata, time_fn  # noqa: E402
@@ -108,23 +107,16 @@ def _ours_params(theta, num_steps):
 
 def _strategy(method: str, num_steps: int) -> dict:
     if method == "associative":
-        return {"parallel": True, "block_size": None}
+        return {"strategy": Associative()}
     if method == "blocked":
-        if jax.default_backend() == "cpu":
-            return {"parallel": True, "block_size": "auto"}
-        return {"parallel": True, "block_size": max(1, int(math.sqrt(num_steps)))}
-    return {"parallel": False, "block_size": None}
+        return {"strategy": Blocked()}  # blocks of max(8, round(sqrt(T))) steps everywhere
+    return {"strategy": Sequential()}
 
 
 def _block_size_label(method: str, num_steps: int) -> str:
     if method != "blocked":
         return ""
-    mode = _strategy(method, num_steps)["block_size"]
-    if mode == "auto":
-        from numpyro_parallel.scan import default_block_size
-
-        return f"auto={default_block_size(num_steps)}"
-    return str(mode)
+    return f"auto={Blocked().size_for(num_steps)}"
 
 
 # --------------------------------------------------------------------------- our methods

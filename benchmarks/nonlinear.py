@@ -139,6 +139,7 @@ def main():
             for parallel in (True, False):
 
                 def fn(y, method=method, parallel=parallel, m=m):
+                    strategy = "auto" if parallel else "sequential"
                     return iterated_smoother(
                         m,
                         y,
@@ -146,7 +147,7 @@ def main():
                         max_iterations=args.iterations,
                         tol=0.0,
                         initial_trajectory="prior",
-                        parallel=parallel,
+                        strategy=strategy,
                     ).mean
 
                 compile_s, run_s = measure(fn, (y,), repeats)

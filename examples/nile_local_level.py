@@ -45,7 +45,7 @@ def load_nile() -> tuple[np.ndarray, np.ndarray]:
     return table[:, 0].astype(int), table[:, 1]
 
 
-def local_level(sigma_obs, sigma_level, num_steps, parallel=True) -> LinearGaussianSSM:
+def local_level(sigma_obs, sigma_level, num_steps, strategy="auto") -> LinearGaussianSSM:
     """The local level model as a `LinearGaussianSSM` (d = p = 1)."""
     one = jnp.ones((1, 1))
     return LinearGaussianSSM(
@@ -56,15 +56,15 @@ def local_level(sigma_obs, sigma_level, num_steps, parallel=True) -> LinearGauss
         observation_matrix=one,
         observation_cov=sigma_obs**2 * one,
         num_steps=num_steps,
-        parallel=parallel,
+        strategy=strategy,
     )
 
 
-def model(flow, parallel=True):
+def model(flow, strategy="auto"):
     """NumPyro model: half-normal priors on the two standard deviations."""
     sigma_obs = numpyro.sample("sigma_obs", dist.HalfNormal(300.0))
     sigma_level = numpyro.sample("sigma_level", dist.HalfNormal(100.0))
-    ssm = local_level(sigma_obs, sigma_level, flow.shape[0], parallel)
+    ssm = local_level(sigma_obs, sigma_level, flow.shape[0], strategy)
     numpyro.sample("flow", ssm, obs=flow[:, None])
 
 
@@ -75,10 +75,10 @@ def time_likelihood(num_steps: int, repeats: int) -> dict[str, float]:
         1000 + np.cumsum(rng.normal(0, 40, num_steps)) + rng.normal(0, 120, num_steps)
     )
     out = {}
-    for parallel in (True, False):
+    for strategy in ("auto", "sequential"):
 
-        def log_lik(s, parallel=parallel):
-            return local_level(s[0], s[1], num_steps, parallel).log_prob(flow[:, None])
+        def log_lik(s, strategy=strategy):
+            return local_level(s[0], s[1], num_steps, strategy).log_prob(flow[:, None])
 
         fn = jax.jit(jax.value_and_grad(log_lik))
         x = jnp.array([120.0, 40.0])
@@ -88,7 +88,7 @@ def time_likelihood(num_steps: int, repeats: int) -> dict[str, float]:
             start = time.perf_counter()
             jax.block_until_ready(fn(x))
             times.append(time.perf_counter() - start)
-        out["parallel" if parallel else "sequential"] = float(np.median(times))
+        out["parallel" if strategy == "auto" else "sequential"] = float(np.median(times))
     return out
 
 

@@ -133,18 +133,19 @@ def main():
         print("cuthbert not installed: skipping its extended smoother")
 
     for method in methods:
-        modes = (True, False) if not args.fast or method == "extended" else (True,)
-        for parallel in modes:
+        modes = ("auto", "sequential") if not args.fast or method == "extended" else ("auto",)
+        for strategy in modes:
             run = jax.jit(
-                lambda y, method=method, parallel=parallel: iterated_smoother(
+                lambda y, method=method, strategy=strategy: iterated_smoother(
                     model,
                     y,
                     method=method,
                     max_iterations=50,
-                    parallel=parallel,
+                    strategy=strategy,
                 )
             )
             res, seconds = timed(run, y)
+            parallel = strategy == "auto"
             mode = "parallel" if parallel else "sequential"
             note = f"{int(res.num_iterations)}{'' if bool(res.converged) else ' (not converged)'}"
             rows.append((f"iterated {method}", mode, note, rmse(res.mean), seconds))

@@ -8,11 +8,15 @@ iterations, behind NumPyro distributions, NumPyro MCMC kernels and BlackJAX-styl
 import importlib
 from typing import Any
 
-from numpyro_parallel import fixed_point, infer, linalg, mcmc, scan, smc, ssm, sts
+from numpyro_parallel import fixed_point, infer, linalg, mcmc, scan, smc, ssm, strategy, sts
+from numpyro_parallel.strategy import Associative, Blocked, Sequential
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Associative",
+    "Blocked",
+    "Sequential",
     "__version__",
     "diagnostics",
     "fixed_point",
@@ -22,6 +26,7 @@ __all__ = [
     "scan",
     "smc",
     "ssm",
+    "strategy",
     "sts",
 ]
 

@@ -2,9 +2,10 @@
 
 A filter, smoother or linear recursion is written once as *elements* (one per time step, a
 pytree with a leading time axis) and a *combine* operator acting on **single** elements. The
-driver evaluates all prefix (or suffix) combinations either sequentially with `lax.scan` or in
-O(log T) parallel depth with `lax.associative_scan` (Blelloch 1990; Särkkä & García-Fernández
-2021, "Temporal parallelization of Bayesian smoothers"). Both modes call the same combine, so
+driver evaluates all prefix (or suffix) combinations with the strategy the caller picks
+(`numpyro_parallel.strategy`): sequentially with `lax.scan`, in O(log T) parallel depth with
+`lax.associative_scan` (Blelloch 1990; Särkkä & García-Fernández 2021, "Temporal
+parallelization of Bayesian smoothers") or blocked. Every strategy calls the same combine, so
 they agree to rounding error.
 
 Convention: ``combine(earlier, later)`` for forward scans. For ``reverse=True`` the suffix
@@ -14,7 +15,6 @@ element is the first argument, as in `jax.lax.associative_scan(..., reverse=True
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from typing import Any
 
@@ -22,9 +22,9 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from numpyro_parallel._checks import check_positive_int
+from numpyro_parallel.strategy import Associative, Sequential, StrategyLike, resolve_strategy
 
-__all__ = ["affine_recursion", "associative_scan", "default_block_size"]
+__all__ = ["affine_recursion", "associative_scan"]
 
 
 def _num_steps(elements: Any) -> int:
@@ -41,18 +41,6 @@ def _num_steps(elements: Any) -> int:
     if num_steps < 1:
         raise ValueError("`elements` must have a time axis of length T >= 1; got T = 0.")
     return num_steps
-
-
-def _check_block_size(block_size: Any, num_steps: int) -> int | None:
-    if block_size == "auto" and isinstance(block_size, str):
-        return default_block_size(num_steps)
-    if block_size is None:
-        return None
-    if isinstance(block_size, bool) or not isinstance(block_size, int) or block_size < 1:
-        raise ValueError(
-            f'`block_size` must be a positive int, None or "auto"; got {block_size!r}.'
-        )
-    return block_size
 
 
 def _scan_from(combine, start, elements):
@@ -103,73 +91,55 @@ def associative_scan[Elements](
     combine: Callable[[Elements, Elements], Elements],
     elements: Elements,
     *,
-    parallel: bool = True,
+    strategy: StrategyLike = "auto",
     reverse: bool = False,
-    block_size: int | str | None = None,
 ) -> Elements:
     """All prefix (or suffix) combinations of a sequence of elements.
 
-    Three evaluation strategies share one ``combine``:
+    Every strategy of `numpyro_parallel.strategy` calls the same ``combine``:
 
-    - ``parallel=False``: `lax.scan`, T sequential steps;
-    - ``parallel=True`` (``block_size=None``): `lax.associative_scan`, O(log T) depth;
-    - ``parallel=True, block_size=B``: blocked scan — sequential scans of length B run
-      side by side over T/B blocks (vmapped), then a scan over the block totals and one
-      parallel fix-up pass. Depth O(B + T/B); fast to compile and the best choice on CPUs,
-      where vectorised work, not depth, decides the wall time.
+    - `Sequential()`: `lax.scan`, T sequential steps;
+    - `Associative()`: `lax.associative_scan`, O(log T) depth;
+    - `Blocked(block_size)`: sequential scans of length B run side by side over T/B blocks
+      (vmapped), then a scan over the block totals and one parallel fix-up pass. Depth
+      O(B + T/B); fast to compile and the best choice on CPUs, where vectorised work, not
+      depth, decides the wall time.
 
     Args:
         combine: associative operator on two *single* elements (no time axis).
         elements: pytree whose leaves share a leading time axis of length T >= 1.
-        parallel: parallel (associative or blocked) scan when True, `lax.scan` otherwise.
+        strategy: a strategy or its string shorthand; ``"auto"`` is `Blocked()` on CPU inputs
+            and `Associative()` on accelerators.
         reverse: compute suffix combinations (later element first, see module docstring).
-        block_size: block length for the blocked strategy; None for the associative scan;
-            ``"auto"`` for `default_block_size` (blocked on CPU, associative elsewhere).
 
     Returns:
         A pytree like ``elements`` whose entry t is ``e[0] * ... * e[t]`` (forward) or
         ``e[T-1] * ... * e[t]`` (reverse).
+
+    Raises:
+        TypeError: ``combine`` not callable or ``strategy`` not a strategy.
+        ValueError: leaves with different or zero time lengths, an unknown strategy name.
     """
     if not callable(combine):
         raise TypeError(f"`combine` must be callable; got {type(combine).__name__}.")
     num_steps = _num_steps(elements)
-    block_size = _check_block_size(block_size, num_steps)
+    strategy = resolve_strategy(strategy, elements)
     if num_steps == 1:
         return elements
     if reverse:
         # A suffix scan is a prefix scan of the reversed sequence with the same operator.
         flipped = jax.tree_util.tree_map(lambda x: jnp.flip(x, 0), elements)
-        out = associative_scan(combine, flipped, parallel=parallel, block_size=block_size)
+        out = associative_scan(combine, flipped, strategy=strategy)
         return jax.tree_util.tree_map(lambda x: jnp.flip(x, 0), out)
-    if not parallel:
+    if isinstance(strategy, Sequential):
         return _sequential_scan(combine, elements)
-    if block_size is None:
+    if isinstance(strategy, Associative):
         return lax.associative_scan(jax.vmap(combine), elements)
-    return _blocked_scan(combine, elements, num_steps, block_size)
+    return _blocked_scan(combine, elements, num_steps, strategy.size_for(num_steps))
 
 
-def default_block_size(num_steps: int) -> int | None:
-    """Block size of the blocked strategy for the current backend (None on accelerators).
-
-    On CPU the blocked scan with blocks of about sqrt(T) steps is the fastest parallel
-    strategy; on GPU/TPU the O(log T)-depth associative scan is.
-
-    Args:
-        num_steps: sequence length T.
-
-    Returns:
-        ``max(8, round(sqrt(T)))`` on CPU, None otherwise.
-
-    Raises:
-        TypeError, ValueError: ``num_steps`` is not a positive int.
-    """
-    num_steps = check_positive_int("num_steps", num_steps)
-    if jax.default_backend() != "cpu":
-        return None
-    return max(8, round(math.sqrt(num_steps)))
-
-
-def _affine_combine(earlier, later):
+def affine_combine(earlier, later):
+    """Compose two affine maps ``x -> A x + b``: ``earlier`` first, then ``later``."""
     a1, b1 = earlier
     a2, b2 = later
     return a2 @ a1, a2 @ b1 + b2
@@ -186,24 +156,30 @@ def affine_recursion(
     offsets: jax.Array,
     initial_state: jax.Array,
     *,
-    parallel: bool = True,
+    strategy: StrategyLike = "auto",
     diagonal: bool = False,
+    reverse: bool = False,
 ) -> jax.Array:
-    """Solve ``x_t = A_t x_{t-1} + b_t`` for t = 1..T given ``x_0``.
+    """Solve ``x_t = A_t x_{t-1} + b_t`` for t = 1..T given ``x_0`` (or backwards in time).
 
     This is the linear inner problem of Newton/quasi-Newton fixed-point solvers (DEER) and of
-    Gaussian sampling recursions.
+    Gaussian sampling recursions (the backward pass of forward-filter backward-sample).
 
     Args:
         matrices: ``(T, d, d)`` transition matrices, or ``(T, d)`` diagonals when
             ``diagonal=True``.
         offsets: ``(T, d)`` offsets b_t.
         initial_state: ``(d,)`` state x_0.
-        parallel: associative scan when True, sequential scan otherwise.
+        strategy: evaluation strategy (`numpyro_parallel.strategy`).
         diagonal: treat ``matrices`` as diagonals (elementwise products).
+        reverse: run backwards: row t of the inputs gives ``x_t = A_t x_{t+1} + b_t`` for
+            t = T-1..0, with ``initial_state`` the state after the last row.
 
     Returns:
-        ``(T, d)`` states x_1..x_T.
+        ``(T, d)`` states: x_1..x_T, or with ``reverse=True`` x_0..x_{T-1} in time order.
+
+    Raises:
+        ValueError: inconsistent shapes, T = 0, an unknown strategy name.
     """
     matrices, offsets = jnp.asarray(matrices), jnp.asarray(offsets)
     initial_state = jnp.asarray(initial_state)
@@ -219,14 +195,23 @@ def affine_recursion(
             f"`matrices` must have shape {expected} for offsets of shape {offsets.shape} "
             f"(diagonal={diagonal}); got {matrices.shape}."
         )
+    if reverse:
+        flipped = affine_recursion(
+            jnp.flip(matrices, 0),
+            jnp.flip(offsets, 0),
+            initial_state,
+            strategy=strategy,
+            diagonal=diagonal,
+        )
+        return jnp.flip(flipped, 0)
     if diagonal:
         b0 = matrices[0] * initial_state + offsets[0]
         combine = _diagonal_affine_combine
     else:
         b0 = matrices[0] @ initial_state + offsets[0]
-        combine = _affine_combine
+        combine = affine_combine
     # Fold x_0 into the first element so that the prefix offsets are the states themselves.
     offsets = offsets.at[0].set(b0)
     matrices = matrices.at[0].set(jnp.zeros_like(matrices[0]))
-    _, states = associative_scan(combine, (matrices, offsets), parallel=parallel)
+    _, states = associative_scan(combine, (matrices, offsets), strategy=strategy)
     return states

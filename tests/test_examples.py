@@ -10,6 +10,7 @@ import pytest
 EXAMPLES = sorted((pathlib.Path(__file__).parents[1] / "examples").glob("*.py"))
 
 
+@pytest.mark.slow  # each script is a full end-to-end run (30-130 s on 2 cores)
 @pytest.mark.parametrize("script", EXAMPLES, ids=[p.stem for p in EXAMPLES])
 def test_example_runs_in_fast_mode(script, tmp_path):
     env = {**os.environ, "MPLBACKEND": "Agg", "JAX_PLATFORMS": "cpu"}

@@ -5,7 +5,22 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from numpyro_parallel.scan import affine_recursion, associative_scan, default_block_size
+from numpyro_parallel.scan import affine_recursion, associative_scan
+from numpyro_parallel.strategy import (
+    Associative,
+    Blocked,
+    Sequential,
+    as_strategy,
+    resolve_strategy,
+)
+
+STRATEGIES = {
+    "sequential": Sequential(),
+    "associative": Associative(),
+    "blocked": Blocked(4),
+    "blocked-default": Blocked(),
+    "auto": "auto",
+}
 
 
 def _matmul(earlier, later):  # non-commutative, associative
@@ -23,15 +38,11 @@ def _loop_prefix(mats, reverse):
 
 @pytest.mark.parametrize("T", [1, 2, 5, 16, 17, 23])
 @pytest.mark.parametrize("reverse", [False, True])
-@pytest.mark.parametrize(
-    "strategy",
-    [dict(parallel=False), dict(parallel=True), dict(parallel=True, block_size=4)],
-    ids=["sequential", "associative", "blocked"],
-)
+@pytest.mark.parametrize("strategy", list(STRATEGIES.values()), ids=list(STRATEGIES))
 def test_strategies_match_python_loop(T, reverse, strategy):
     mats = jax.random.normal(jax.random.PRNGKey(T), (T, 3, 3)) / 2
     expected = _loop_prefix(np.asarray(mats), reverse)
-    out = associative_scan(_matmul, mats, reverse=reverse, **strategy)
+    out = associative_scan(_matmul, mats, reverse=reverse, strategy=strategy)
     np.testing.assert_allclose(out, expected, rtol=1e-10, atol=1e-12)
 
 
@@ -46,16 +57,52 @@ def test_affine_recursion(T, diagonal):
     for t in range(T):
         x = (a[t] * x if diagonal else a[t] @ x) + b[t]
         expected.append(x)
-    for parallel in (True, False):
-        out = affine_recursion(a, b, jnp.array([1.0, -1.0]), parallel=parallel, diagonal=diagonal)
+    for strategy in STRATEGIES.values():
+        out = affine_recursion(a, b, jnp.array([1.0, -1.0]), strategy=strategy, diagonal=diagonal)
+        np.testing.assert_allclose(out, np.stack(expected), rtol=1e-10)
+
+
+@pytest.mark.parametrize("T", [1, 6, 13])
+def test_reverse_affine_recursion(T):
+    # x_t = A_t x_{t+1} + b_t backwards from x_T.
+    key_a, key_b = jax.random.split(jax.random.PRNGKey(1))
+    a = jax.random.normal(key_a, (T, 2, 2)) * 0.7
+    b = jax.random.normal(key_b, (T, 2))
+    x, expected = jnp.array([0.5, 2.0]), [None] * T
+    for t in range(T - 1, -1, -1):
+        x = a[t] @ x + b[t]
+        expected[t] = x
+    for strategy in STRATEGIES.values():
+        out = affine_recursion(a, b, jnp.array([0.5, 2.0]), strategy=strategy, reverse=True)
         np.testing.assert_allclose(out, np.stack(expected), rtol=1e-10)
 
 
 def test_bad_inputs():
     with pytest.raises(ValueError, match="leading"):
         associative_scan(_matmul, (jnp.ones((3, 2)), jnp.ones((4, 2))))
-    with pytest.raises(ValueError, match="block_size"):
-        associative_scan(_matmul, jnp.ones((3, 2, 2)), block_size=0)
     with pytest.raises(ValueError, match="matrices"):
         affine_recursion(jnp.ones((3, 2)), jnp.ones((3, 2)), jnp.ones(2))
-    assert default_block_size(10_000) in (None, 100)
+
+
+def test_strategy_objects():
+    assert as_strategy("sequential") == Sequential()
+    assert as_strategy("associative") == Associative()
+    assert as_strategy("blocked") == Blocked()
+    assert as_strategy("auto") == "auto"
+    assert hash(Blocked(3)) == hash(Blocked(3)) and Blocked(3) != Blocked(4)
+    assert Blocked().size_for(10_000) == 100 and Blocked().size_for(4) == 8
+    assert Blocked(5).size_for(10_000) == 5
+    cpu = jnp.ones(3)  # a concrete array on the CPU: "auto" is blocked there
+    expected = Blocked() if cpu.devices().pop().platform == "cpu" else Associative()
+    assert resolve_strategy("auto", cpu) == expected
+    assert resolve_strategy(Sequential(), cpu) == Sequential()
+    with pytest.raises(ValueError, match="block_size"):
+        Blocked(0)
+    with pytest.raises(ValueError, match="block_size"):
+        Blocked(True)
+    with pytest.raises(ValueError, match="strategy"):
+        as_strategy("parallel")
+    with pytest.raises(TypeError, match="strategy"):
+        as_strategy(True)
+    with pytest.raises(ValueError, match="strategy"):
+        associative_scan(_matmul, jnp.ones((3, 2, 2)), strategy="fast")

@@ -40,6 +40,7 @@ from numpyro_parallel.smc.dsmc_stitching import exact_pairs, lazy_level, log_bou
 from numpyro_parallel.smc.resampling import get_resampler, multinomial
 from numpyro_parallel.smc.status import IMPOSSIBLE, INVALID, OK, step_status, warn_status
 from numpyro_parallel.smc.weights import ess, log_normalize, log_weights_valid
+from numpyro_parallel.strategy import StrategyLike
 
 __all__ = ["DSMCOutput", "dsmc", "gaussian_proposals_from_kalman"]
 
@@ -289,7 +290,7 @@ def dsmc(
 
 
 def gaussian_proposals_from_kalman(
-    params, observations: jax.Array, *, inflation: float = 1.0, parallel: bool = True
+    params, observations: jax.Array, *, inflation: float = 1.0, strategy: StrategyLike = "auto"
 ) -> tuple[jax.Array, jax.Array]:
     """dSMC proposals from the Kalman smoother of a linear-Gaussian approximation.
 
@@ -299,7 +300,7 @@ def gaussian_proposals_from_kalman(
         observations: ``(T, p)`` observations (NaN = missing).
         inflation: factor (>= 1 recommended) multiplying the smoother's standard deviations,
             which makes the importance weights more robust to a poor approximation.
-        parallel: use the parallel Kalman smoother.
+        strategy: evaluation strategy of the Kalman smoother (`numpyro_parallel.strategy`).
 
     Returns:
         ``(mean (T, d), chol (T, d, d))`` for `dsmc`.
@@ -320,5 +321,5 @@ def gaussian_proposals_from_kalman(
             f"`observations` must have shape (T, p) with T >= 1; got {observations.shape}."
         )
 
-    smoothed = kalman_smoother(params, observations, parallel=parallel)
+    smoothed = kalman_smoother(params, observations, strategy=strategy)
     return smoothed.mean, inflation * smoothed.chol

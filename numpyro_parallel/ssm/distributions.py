@@ -29,6 +29,7 @@ from numpyro_parallel.ssm.kalman import (
 )
 from numpyro_parallel.ssm.kalman_checks import float_dtype
 from numpyro_parallel.ssm.lgssm_build import build_params
+from numpyro_parallel.strategy import StrategyLike, as_strategy
 
 __all__ = ["LinearGaussianSSM"]
 
@@ -54,7 +55,8 @@ class LinearGaussianSSM(Distribution):
         observation_cov_factor: ``(p, s)`` or ``(T, p, s)`` factor of ``observation_cov``.
         transition_offset: ``(d,)`` or ``(T, d)`` (controls); zero by default.
         observation_offset: ``(p,)`` or ``(T, p)``; zero by default.
-        parallel: parallel-in-time Kalman recursions (True) or sequential scans (False).
+        strategy: evaluation strategy of every recursion (`numpyro_parallel.strategy`):
+            ``"auto"`` (default), `Sequential()`, `Associative()` or `Blocked(block_size)`.
         validate_args: NumPyro argument validation flag.
 
     Exactly one of ``*_cov`` and ``*_cov_factor`` must be given for each noise. Concrete
@@ -74,7 +76,7 @@ class LinearGaussianSSM(Distribution):
     arg_constraints: ClassVar[dict] = {}
     support = constraints.independent(constraints.real, 2)
     pytree_data_fields = ("params",)
-    pytree_aux_fields = ("parallel",)
+    pytree_aux_fields = ("strategy",)
 
     def __init__(
         self,
@@ -91,7 +93,7 @@ class LinearGaussianSSM(Distribution):
         observation_cov_factor=None,
         transition_offset=None,
         observation_offset=None,
-        parallel: bool = True,
+        strategy: StrategyLike = "auto",
         validate_args: bool | None = None,
     ):
         self.params = build_params(
@@ -108,7 +110,7 @@ class LinearGaussianSSM(Distribution):
             transition_offset=transition_offset,
             observation_offset=observation_offset,
         )
-        self.parallel = bool(parallel)
+        self.strategy = as_strategy(strategy)
         num_steps, p = self.params.observation_offset.shape
         super().__init__(batch_shape=(), event_shape=(num_steps, p), validate_args=validate_args)
 
@@ -164,7 +166,7 @@ class LinearGaussianSSM(Distribution):
             ``(..., T)`` terms; they sum to `log_prob`.
         """
         y = self._check_y(y, allow_batch=True)
-        fn = lambda obs: kalman_filter(self.params, obs, parallel=self.parallel)
+        fn = lambda obs: kalman_filter(self.params, obs, strategy=self.strategy)
         return self._batched(lambda obs: fn(obs).log_likelihood_terms, y)
 
     def filter(self, y) -> FilterResult:
@@ -177,7 +179,7 @@ class LinearGaussianSSM(Distribution):
             `FilterResult` with ``mean (T, d)``, ``cov (T, d, d)``, ``log_likelihood ()``.
         """
         y = self._check_y(y, allow_batch=False)
-        return kalman_filter(self.params, y, parallel=self.parallel)
+        return kalman_filter(self.params, y, strategy=self.strategy)
 
     def smooth(self, y) -> SmootherResult:
         """Smoothing distributions ``p(x_t | y)``.
@@ -189,7 +191,7 @@ class LinearGaussianSSM(Distribution):
             `SmootherResult` with ``mean (T, d)`` and ``cov (T, d, d)``.
         """
         y = self._check_y(y, allow_batch=False)
-        return kalman_smoother(self.params, y, parallel=self.parallel)
+        return kalman_smoother(self.params, y, strategy=self.strategy)
 
     def sample_states(self, rng_key, y, sample_shape=()) -> jax.Array:
         """Draw latent trajectories from ``p(x | y)`` (parallel-in-time FFBS).
@@ -204,7 +206,7 @@ class LinearGaussianSSM(Distribution):
         """
         y = self._check_y(y, allow_batch=False)
         return kalman_sample_states(
-            rng_key, self.params, y, tuple(sample_shape), parallel=self.parallel
+            rng_key, self.params, y, tuple(sample_shape), strategy=self.strategy
         )
 
     def sample_with_states(self, key, sample_shape=()) -> tuple[jax.Array, jax.Array]:
@@ -238,7 +240,7 @@ class LinearGaussianSSM(Distribution):
             )
             if T > 1:
                 rest = affine_recursion(
-                    prm.transition_matrix[:-1], offsets, x_start, parallel=self.parallel
+                    prm.transition_matrix[:-1], offsets, x_start, strategy=self.strategy
                 )
                 states = jnp.concatenate([x_start[None], rest])
             else:

@@ -5,13 +5,13 @@ path sampling in O(log T) parallel depth (Hassan, Särkkä & García-Fernández 
 parallelization of inference in hidden Markov models", IEEE Trans. Signal Processing 69). The
 elements and combine operators live in `numpyro_parallel.ssm.hmm_elements`.
 
-Strategies (``parallel``, ``block_size``): the O(log T)-depth associative scan of log-space
-elements (``block_size=None``, the default on accelerators); the blocked strategy of
-`numpyro_parallel.ssm.hmm_blocked`, which multiplies blocks of about sqrt(T) steps side by side
-in scaled probability space (an int, or ``"auto"``, the default on CPU, where it runs at about
-the speed of a sequential filter); and ``parallel=False``, the sequential scaled recursions.
-Viterbi and path sampling (`numpyro_parallel.ssm.hmm_paths`) use the associative scan, blocked
-or not, or `lax.scan`.
+Strategies (``strategy=``, `numpyro_parallel.strategy`): `Associative()`, the O(log T)-depth
+associative scan of log-space elements (what ``"auto"`` picks on accelerators); `Blocked()`,
+implemented for the HMM by `numpyro_parallel.ssm.hmm_blocked`, which multiplies blocks of about
+sqrt(T) steps side by side in scaled probability space (what ``"auto"`` picks on CPU, where it
+runs at about the speed of a sequential filter); and `Sequential()`, the sequential scaled
+recursions. Viterbi and path sampling (`numpyro_parallel.ssm.hmm_paths`) take the same
+strategies.
 
 Model (0-based time): ``z_0 ~ Categorical(softmax(initial_logits))``,
 ``z_{t+1} | z_t ~ Categorical(softmax(transition_logits[t][z_t]))`` and
@@ -38,13 +38,13 @@ from numpyro_parallel._checks import nan_unless
 from numpyro_parallel.ssm.hmm_blocked import scaled_filter, scaled_log_likelihood, scaled_smoother
 from numpyro_parallel.ssm.hmm_common import (
     check_logits,
-    check_mode,
     forward_scan,
     inputs_ok,
     per_step,
     prepare,
-    resolve_block_size,
+    resolve_mode,
     reverse_sum_product,
+    scaled_block_size,
     scan_elements,
 )
 from numpyro_parallel.ssm.hmm_elements import (
@@ -58,6 +58,7 @@ from numpyro_parallel.ssm.hmm_paths import (
     hmm_sample_states,
     hmm_viterbi,
 )
+from numpyro_parallel.strategy import Associative, StrategyLike
 
 __all__ = [
     "HMMFilterResult",
@@ -91,8 +92,7 @@ def hmm_filter(
     transition_logits: jax.Array,
     log_likelihoods: jax.Array,
     *,
-    parallel: bool = True,
-    block_size: int | str | None = "auto",
+    strategy: StrategyLike = "auto",
 ) -> HMMFilterResult:
     """Filtered state probabilities and the log-likelihood.
 
@@ -100,12 +100,11 @@ def hmm_filter(
         initial_logits: ``(K,)`` logits of ``z_0``.
         transition_logits: ``(K, K)`` or ``(T, K, K)`` transition logits (module docstring).
         log_likelihoods: ``(T, K)`` log emission densities (0 where ``y_t`` is missing).
-        parallel: parallel strategies when True, the sequential scaled forward recursion
-            (`lax.scan`) otherwise.
-        block_size: strategy when ``parallel``: None for the O(log T) log-space associative
-            scan; an int for the blocked strategy of `numpyro_parallel.ssm.hmm_blocked`
-            (blocks of that many steps); ``"auto"`` (default) for blocks of about sqrt(T) on
-            CPU and the associative scan on accelerators.
+        strategy: `Associative()` for the O(log T) log-space associative scan;
+            `Blocked(block_size)` for the blocked scaled recursion of
+            `numpyro_parallel.ssm.hmm_blocked`; `Sequential()` for the sequential scaled
+            forward recursion (`lax.scan`); ``"auto"`` (default) for `Blocked()` on CPU and
+            `Associative()` on accelerators.
 
     Returns:
         An `HMMFilterResult`; every entry is NaN when an input is NaN (only possible under
@@ -113,19 +112,17 @@ def hmm_filter(
 
     Raises:
         ValueError: wrong shapes, T = 0 or K = 0, NaN / ``+inf`` entries, logits rows that are
-            all ``-inf``, an invalid ``block_size``.
-        TypeError: integer or boolean arrays, a non-bool ``parallel``.
+            all ``-inf``, an unknown strategy name.
+        TypeError: integer or boolean arrays, ``strategy`` not a strategy.
     """
-    check_mode(parallel, block_size)
     prepared = prepare(initial_logits, transition_logits, log_likelihoods)
-    return _filter(*prepared, (parallel, resolve_block_size(block_size, log_likelihoods)))
+    return _filter(*prepared, resolve_mode(strategy, log_likelihoods))
 
 
 @partial(jax.jit, static_argnums=3)
-def _filter(log_initial, log_transition, log_likelihoods, mode):
-    parallel, block_size = mode
-    if parallel and block_size is None:
-        _, prefix = forward_scan(log_initial, log_transition, log_likelihoods, mode)
+def _filter(log_initial, log_transition, log_likelihoods, strategy):
+    if isinstance(strategy, Associative):
+        _, prefix = forward_scan(log_initial, log_transition, log_likelihoods, strategy)
         log_alpha = prefix.log_matrix[:, 0, :]
         log_evidence = jax.nn.logsumexp(log_alpha, axis=-1) + prefix.log_scale
         # After an impossible step every later term is -inf too (not -inf - -inf = NaN).
@@ -134,7 +131,7 @@ def _filter(log_initial, log_transition, log_likelihoods, mode):
         result = HMMFilterResult(jax.nn.softmax(log_alpha, axis=-1), log_evidence[-1], terms)
     else:
         filtered, terms, _ = scaled_filter(
-            log_initial, log_transition, log_likelihoods, block_size if parallel else None
+            log_initial, log_transition, log_likelihoods, scaled_block_size(strategy)
         )
         result = HMMFilterResult(filtered, jnp.sum(terms), terms)
     ok = inputs_ok(log_initial, log_transition, log_likelihoods)
@@ -165,12 +162,11 @@ def hmm_log_likelihood(
     transition_logits: jax.Array,
     log_likelihoods: jax.Array,
     *,
-    parallel: bool = True,
-    block_size: int | str | None = "auto",
+    strategy: StrategyLike = "auto",
 ) -> jax.Array:
     """Marginal log-likelihood ``log p(y_{0:T-1})`` alone (what `DiscreteHMM.log_prob` uses).
 
-    With ``block_size=None`` the per-step elements are multiplied by a pairwise tree (O(log T)
+    With `Associative()` the per-step elements are multiplied by a pairwise tree (O(log T)
     depth, no stored prefixes); the blocked strategy needs only the block products and one
     short scan over them (`numpyro_parallel.ssm.hmm_blocked`), about half the work of
     `hmm_filter`.
@@ -179,9 +175,7 @@ def hmm_log_likelihood(
         initial_logits: ``(K,)`` logits of ``z_0``.
         transition_logits: ``(K, K)`` or ``(T, K, K)`` transition logits (module docstring).
         log_likelihoods: ``(T, K)`` log emission densities (0 where ``y_t`` is missing).
-        parallel: parallel strategies when True, the sequential scaled forward recursion
-            otherwise.
-        block_size: strategy when ``parallel``, as in `hmm_filter`.
+        strategy: evaluation strategy, as in `hmm_filter`.
 
     Returns:
         The scalar log-likelihood: ``-inf`` for data of probability zero, NaN when an input
@@ -190,17 +184,15 @@ def hmm_log_likelihood(
     Raises:
         ValueError, TypeError: as `hmm_filter`.
     """
-    check_mode(parallel, block_size)
     prepared = prepare(initial_logits, transition_logits, log_likelihoods)
-    return _log_likelihood(*prepared, (parallel, resolve_block_size(block_size, log_likelihoods)))
+    return _log_likelihood(*prepared, resolve_mode(strategy, log_likelihoods))
 
 
 @partial(jax.jit, static_argnums=3)
-def _log_likelihood(log_initial, log_transition, log_likelihoods, mode):
-    parallel, block_size = mode
+def _log_likelihood(log_initial, log_transition, log_likelihoods, strategy):
     ok = inputs_ok(log_initial, log_transition, log_likelihoods)
-    if not (parallel and block_size is None) or log_likelihoods.shape[0] == 1:
-        block_size = block_size if parallel else None
+    if not isinstance(strategy, Associative) or log_likelihoods.shape[0] == 1:
+        block_size = scaled_block_size(strategy)
         value = scaled_log_likelihood(log_initial, log_transition, log_likelihoods, block_size)
         return nan_unless(ok, value)
     elements = forward_elements(
@@ -215,8 +207,7 @@ def hmm_smoother(
     transition_logits: jax.Array,
     log_likelihoods: jax.Array,
     *,
-    parallel: bool = True,
-    block_size: int | str | None = "auto",
+    strategy: StrategyLike = "auto",
 ) -> jax.Array:
     """Posterior state marginals ``p(z_t | y_{0:T-1})`` by forward-backward.
 
@@ -224,8 +215,7 @@ def hmm_smoother(
         initial_logits: ``(K,)`` logits of ``z_0``.
         transition_logits: ``(K, K)`` or ``(T, K, K)`` transition logits (module docstring).
         log_likelihoods: ``(T, K)`` log emission densities (0 where ``y_t`` is missing).
-        parallel: parallel strategies when True, sequential scaled recursions otherwise.
-        block_size: see `hmm_filter`.
+        strategy: evaluation strategy, as in `hmm_filter`.
 
     Returns:
         ``(T, K)`` smoothed probabilities (NaN when an input is NaN under tracing).
@@ -233,21 +223,21 @@ def hmm_smoother(
     Raises:
         ValueError, TypeError: as `hmm_filter`.
     """
-    check_mode(parallel, block_size)
     prepared = prepare(initial_logits, transition_logits, log_likelihoods)
-    return _smoother(*prepared, (parallel, resolve_block_size(block_size, log_likelihoods)))
+    return _smoother(*prepared, resolve_mode(strategy, log_likelihoods))
 
 
 @partial(jax.jit, static_argnums=3)
-def _smoother(log_initial, log_transition, log_likelihoods, mode):
-    parallel, block_size = mode
+def _smoother(log_initial, log_transition, log_likelihoods, strategy):
     ok = inputs_ok(log_initial, log_transition, log_likelihoods)
-    if parallel and block_size is None:
-        elements, prefix = forward_scan(log_initial, log_transition, log_likelihoods, mode)
-        suffix = scan_elements(reverse_sum_product, backward_elements(elements), mode, reverse=True)
+    if isinstance(strategy, Associative):
+        elements, prefix = forward_scan(log_initial, log_transition, log_likelihoods, strategy)
+        suffix = scan_elements(
+            reverse_sum_product, backward_elements(elements), strategy, reverse=True
+        )
         log_marginal = prefix.log_matrix[:, 0, :] + suffix.log_matrix[:, :, 0]
         return nan_unless(ok, jax.nn.softmax(log_marginal, axis=-1))
     smoothed = scaled_smoother(
-        log_initial, log_transition, log_likelihoods, block_size if parallel else None
+        log_initial, log_transition, log_likelihoods, scaled_block_size(strategy)
     )
     return nan_unless(ok, smoothed)

@@ -14,7 +14,8 @@ import jax.numpy as jnp
 from numpyro.distributions import Distribution, constraints
 
 from numpyro_parallel._checks import check_positive_int
-from numpyro_parallel.ssm.hmm_common import check_float, check_logits, check_mode
+from numpyro_parallel.ssm.hmm_common import check_float, check_logits
+from numpyro_parallel.strategy import as_strategy
 
 __all__ = ["check_arguments", "check_observations", "logits_constraint"]
 
@@ -38,16 +39,14 @@ def _time_length(shape: tuple[int, ...], core: int) -> int | None:
     return shape[-core - 1] if len(shape) > core else None
 
 
-def check_arguments(
-    initial_logits, transition_logits, observation_dist, num_steps, parallel, block_size
-):
+def check_arguments(initial_logits, transition_logits, observation_dist, num_steps, strategy):
     """Validate the constructor arguments; return ``(initial, transition, T or None, batch)``."""
     if not isinstance(observation_dist, Distribution):
         raise TypeError(
             "`observation_dist` must be a numpyro.distributions.Distribution; "
             f"got {type(observation_dist).__name__}."
         )
-    check_mode(parallel, block_size)
+    as_strategy(strategy)
     initial_logits = check_float("initial_logits", initial_logits)
     transition_logits = check_float("transition_logits", transition_logits)
     if initial_logits.ndim < 1:

@@ -11,20 +11,21 @@ import jax.numpy as jnp
 import numpy as np
 
 from numpyro_parallel._checks import concrete
-from numpyro_parallel.scan import associative_scan, default_block_size
+from numpyro_parallel.scan import associative_scan
 from numpyro_parallel.ssm.hmm_elements import LogMatrix, forward_elements, sum_product_combine
+from numpyro_parallel.strategy import Blocked, Strategy, resolve_strategy
 
 __all__ = [
     "check_float",
     "check_log_likelihoods",
     "check_logits",
-    "check_mode",
     "forward_scan",
     "inputs_ok",
     "per_step",
     "prepare",
-    "resolve_block_size",
+    "resolve_mode",
     "reverse_sum_product",
+    "scaled_block_size",
     "scan_elements",
 ]
 
@@ -139,35 +140,27 @@ def prepare(initial_logits, transition_logits, log_likelihoods, *, check_values:
     return log_initial, log_transition, log_likelihoods.astype(dtype)
 
 
-def check_mode(parallel, block_size) -> None:
-    """`TypeError` / `ValueError` for a non-bool ``parallel`` or an invalid ``block_size``."""
-    if not isinstance(parallel, bool | np.bool_):
-        raise TypeError(f"`parallel` must be a bool; got {parallel!r}.")
-    if block_size in ("auto", None):
-        return
-    if isinstance(block_size, bool) or not isinstance(block_size, int | np.integer):
-        raise ValueError(
-            f"`block_size` must be a positive int, 'auto' or None; got {block_size!r}."
-        )
-    if block_size < 1:
-        raise ValueError(
-            f"`block_size` must be a positive int, 'auto' or None; got {block_size!r}."
-        )
+def resolve_mode(strategy, log_likelihoods) -> Strategy:
+    """The concrete, hashable strategy for ``log_likelihoods`` (``"auto"`` and the block size
+    of `Blocked` resolved outside `jit`, so that it can be a static argument)."""
+    strategy = resolve_strategy(strategy, log_likelihoods)
+    if isinstance(strategy, Blocked):
+        return Blocked(strategy.size_for(jnp.shape(log_likelihoods)[0]))
+    return strategy
 
 
-def resolve_block_size(block_size, log_likelihoods) -> int | None:
-    # Resolve "auto" outside jit so that the static argument is a concrete, hashable value.
-    if block_size == "auto":
-        return default_block_size(jnp.shape(log_likelihoods)[0])
-    check_mode(True, block_size)
-    return None if block_size is None else int(block_size)
+def scaled_block_size(strategy: Strategy) -> int | None:
+    """Block length of the scaled recursions (`hmm_blocked`): None (one block) if sequential.
+
+    The HMM runs `Blocked` (and `Sequential`, as a single block) with scaled probabilities,
+    its fastest implementation of those strategies; `Associative` uses the log-space
+    elements of `numpyro_parallel.ssm.hmm_elements`.
+    """
+    return strategy.block_size if isinstance(strategy, Blocked) else None
 
 
-def scan_elements(combine, elements, mode, reverse=False):
-    parallel, block_size = mode
-    return associative_scan(
-        combine, elements, parallel=parallel, reverse=reverse, block_size=block_size
-    )
+def scan_elements(combine, elements, strategy: Strategy, reverse=False):
+    return associative_scan(combine, elements, strategy=strategy, reverse=reverse)
 
 
 def per_step(log_transition: jax.Array, num_steps: int) -> jax.Array:
@@ -176,10 +169,10 @@ def per_step(log_transition: jax.Array, num_steps: int) -> jax.Array:
     return jnp.broadcast_to(log_transition, (num_steps, num_states, num_states))
 
 
-def forward_scan(log_initial, log_transition, log_likelihoods, mode):
+def forward_scan(log_initial, log_transition, log_likelihoods, strategy):
     transitions = per_step(log_transition, log_likelihoods.shape[0])
     elements = forward_elements(log_initial, transitions, log_likelihoods)
-    return elements, scan_elements(sum_product_combine, elements, mode)
+    return elements, scan_elements(sum_product_combine, elements, strategy)
 
 
 def reverse_sum_product(later: LogMatrix, earlier: LogMatrix) -> LogMatrix:

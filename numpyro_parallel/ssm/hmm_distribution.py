@@ -49,7 +49,7 @@ from numpyro_parallel.ssm.hmm import (
     hmm_sample_prior_states,
 )
 from numpyro_parallel.ssm.hmm_checks import check_arguments, check_observations, logits_constraint
-from numpyro_parallel.ssm.hmm_common import prepare, resolve_block_size
+from numpyro_parallel.ssm.hmm_common import prepare, resolve_mode
 from numpyro_parallel.ssm.hmm_emissions import log_emissions
 from numpyro_parallel.ssm.hmm_paths import (
     IMPOSSIBLE_MESSAGE,
@@ -57,20 +57,21 @@ from numpyro_parallel.ssm.hmm_paths import (
     _sample_states,
     _viterbi,
 )
+from numpyro_parallel.strategy import StrategyLike, as_strategy
 
 __all__ = ["DiscreteHMM"]
 
 
-def _prepared(fn: Callable, parallel: bool, block_size) -> Callable:
-    """``fn(prepared..., mode)`` on raw ``(initial, transition, log_em)`` (no value checks).
+def _prepared(fn: Callable, strategy) -> Callable:
+    """``fn(prepared..., strategy)`` on raw ``(initial, transition, log_em)`` (no value checks).
 
     The emission log-densities are not checked for NaN: a NaN density (an invalid parameter
     of ``observation_dist``) must give a NaN result, not an exception.
     """
 
     def run(initial, transition, log_em, *extra):
-        mode = (parallel, resolve_block_size(block_size, log_em))
-        return fn(*prepare(initial, transition, log_em, check_values=False), mode, *extra)
+        resolved = resolve_mode(strategy, log_em)
+        return fn(*prepare(initial, transition, log_em, check_values=False), resolved, *extra)
 
     return run
 
@@ -84,11 +85,10 @@ class DiscreteHMM(Distribution):
             ``[t]`` maps ``z_t`` to ``z_{t+1}`` (the last time entry is unused).
         observation_dist: NumPyro distribution with batch shape ``(K,)`` or
             ``batch + (T or 1, K)``.
-        parallel: parallel strategies when True, sequential `lax.scan` otherwise.
-        block_size: ``"auto"`` (default): blocks of about sqrt(T) steps on CPU (the blocked
-            scaled-probability strategy of `numpyro_parallel.ssm.hmm_blocked`, the fastest
-            there) and the O(log T) associative scan on accelerators; None forces the
-            associative scan, an int the blocked strategy with blocks of that length.
+        strategy: evaluation strategy (`numpyro_parallel.strategy`). ``"auto"`` (default):
+            `Blocked()` on CPU (the blocked scaled-probability recursion of
+            `numpyro_parallel.ssm.hmm_blocked`, the fastest there) and the O(log T)
+            `Associative()` scan on accelerators; `Sequential()` for `lax.scan`.
         num_steps: number of time steps T; needed by `sample` when no argument is
             time-varying (then `log_prob` accepts sequences of any length).
         validate_args: NumPyro's argument validation flag.
@@ -99,7 +99,7 @@ class DiscreteHMM(Distribution):
         "transition_logits": constraints.independent(logits_constraint, 2),
     }
     pytree_data_fields = ("initial_logits", "transition_logits", "observation_dist")
-    pytree_aux_fields = ("parallel", "block_size", "num_steps")
+    pytree_aux_fields = ("strategy", "num_steps")
 
     def __init__(
         self,
@@ -107,20 +107,18 @@ class DiscreteHMM(Distribution):
         transition_logits: jax.Array,
         observation_dist: Distribution,
         *,
-        parallel: bool = True,
-        block_size: int | str | None = "auto",
+        strategy: StrategyLike = "auto",
         num_steps: int | None = None,
         validate_args: bool | None = None,
     ):
         initial_logits, transition_logits, num_steps, batch_shape = check_arguments(
-            initial_logits, transition_logits, observation_dist, num_steps, parallel, block_size
+            initial_logits, transition_logits, observation_dist, num_steps, strategy
         )
         self.num_steps = num_steps
         self.initial_logits = initial_logits
         self.transition_logits = transition_logits
         self.observation_dist = observation_dist
-        self.parallel = parallel
-        self.block_size = block_size
+        self.strategy = as_strategy(strategy)
         event_shape = (self.num_steps or 1, *observation_dist.event_shape)
         super().__init__(batch_shape, event_shape, validate_args=validate_args)
 
@@ -131,7 +129,7 @@ class DiscreteHMM(Distribution):
 
     @property
     def _mode(self) -> dict:
-        return {"parallel": self.parallel, "block_size": self.block_size}
+        return {"strategy": self.strategy}
 
     @property
     def num_states(self) -> int:
@@ -174,7 +172,7 @@ class DiscreteHMM(Distribution):
 
     # ----------------------------------------------------------------------------------------
     def _run(self, fn: Callable, log_em: jax.Array, *extra: jax.Array):
-        return self._map_batch(_prepared(fn, self.parallel, self.block_size), log_em, *extra)
+        return self._map_batch(_prepared(fn, self.strategy), log_em, *extra)
 
     def log_prob(self, value: jax.Array) -> jax.Array:
         """Exact marginal log-likelihood ``log p(y)`` with the states summed out.
@@ -269,8 +267,8 @@ class DiscreteHMM(Distribution):
         keys = jax.random.split(rng_key, int(np.prod(batch)))
         keys = keys.reshape(batch + keys.shape[1:]) if batch else keys[0]
 
-        def fn(a, b, c, mode, key):
-            return _sample_states(key, a, b, c, sizes, mode)
+        def fn(a, b, c, strategy, key):
+            return _sample_states(key, a, b, c, sizes, strategy)
 
         paths, valid = self._run(fn, log_em, keys)
         warn_if(~valid, f"DiscreteHMM.sample_states: {IMPOSSIBLE_MESSAGE}.")

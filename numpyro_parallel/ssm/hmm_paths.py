@@ -24,12 +24,12 @@ import numpy as np
 from numpyro_parallel._checks import check_positive_int, nan_unless, warn_if
 from numpyro_parallel.ssm.hmm_blocked import scaled_filter
 from numpyro_parallel.ssm.hmm_common import (
-    check_mode,
     forward_scan,
     inputs_ok,
     per_step,
     prepare,
-    resolve_block_size,
+    resolve_mode,
+    scaled_block_size,
     scan_elements,
 )
 from numpyro_parallel.ssm.hmm_elements import (
@@ -38,6 +38,7 @@ from numpyro_parallel.ssm.hmm_elements import (
     max_product_combine,
     safe_log,
 )
+from numpyro_parallel.strategy import Associative, StrategyLike
 
 __all__ = ["ViterbiResult", "hmm_sample_prior_states", "hmm_sample_states", "hmm_viterbi"]
 
@@ -65,9 +66,9 @@ IMPOSSIBLE_MESSAGE = (
 )
 
 
-def _backtrack(pointers: jax.Array, mode) -> jax.Array:
+def _backtrack(pointers: jax.Array, strategy) -> jax.Array:
     # pointers[t][j] = z_t given z_{t+1} = j; pointers[T-1] is constant. Suffix composition.
-    maps = scan_elements(compose_index_maps, pointers, mode, reverse=True)
+    maps = scan_elements(compose_index_maps, pointers, strategy, reverse=True)
     return maps[:, 0]
 
 
@@ -76,8 +77,7 @@ def hmm_viterbi(
     transition_logits: jax.Array,
     log_likelihoods: jax.Array,
     *,
-    parallel: bool = True,
-    block_size: int | str | None = "auto",
+    strategy: StrategyLike = "auto",
 ) -> ViterbiResult:
     """Most likely state path (max-product scan, then parallel backtracking of the pointers).
 
@@ -85,9 +85,8 @@ def hmm_viterbi(
         initial_logits: ``(K,)`` logits of ``z_0``.
         transition_logits: ``(K, K)`` or ``(T, K, K)`` transition logits (module docstring).
         log_likelihoods: ``(T, K)`` log emission densities (0 where ``y_t`` is missing).
-        parallel: parallel strategies when True (see ``block_size``), the sequential
-            max-plus recursion otherwise.
-        block_size: see `hmm_filter`; the blocked strategy runs the scaled recursions of
+        strategy: evaluation strategy, as in `numpyro_parallel.ssm.hmm.hmm_filter`;
+            `Blocked` and `Sequential` run the scaled recursions of
             `numpyro_parallel.ssm.hmm_blocked` in the max-plus semiring.
 
     Returns:
@@ -98,24 +97,22 @@ def hmm_viterbi(
     Raises:
         ValueError, TypeError: as `numpyro_parallel.ssm.hmm.hmm_filter`.
     """
-    check_mode(parallel, block_size)
     prepared = prepare(initial_logits, transition_logits, log_likelihoods)
-    result = _viterbi(*prepared, (parallel, resolve_block_size(block_size, log_likelihoods)))
+    result = _viterbi(*prepared, resolve_mode(strategy, log_likelihoods))
     warn_if(~result.valid, f"hmm_viterbi: {IMPOSSIBLE_MESSAGE}.")
     return result
 
 
 @partial(jax.jit, static_argnums=3)
-def _viterbi(log_initial, log_transition, log_likelihoods, mode):
-    parallel, block_size = mode
-    if parallel and block_size is None:
+def _viterbi(log_initial, log_transition, log_likelihoods, strategy):
+    if isinstance(strategy, Associative):
         log_transition = per_step(log_transition, log_likelihoods.shape[0])
         elements = forward_elements(log_initial, log_transition, log_likelihoods)
-        prefix = scan_elements(max_product_combine, elements, mode)
+        prefix = scan_elements(max_product_combine, elements, strategy)
         delta, log_joint = prefix.log_matrix[:, 0, :], prefix.log_scale[-1]
     else:  # max-plus scaled recursions, blocked or sequential
         delta, terms, _ = scaled_filter(
-            log_initial, log_transition, log_likelihoods, block_size if parallel else None,
+            log_initial, log_transition, log_likelihoods, scaled_block_size(strategy),
             semiring="max",
         )  # fmt: skip
         log_joint = jnp.sum(terms)
@@ -124,7 +121,7 @@ def _viterbi(log_initial, log_transition, log_likelihoods, mode):
     scores = delta[:-1, :, None] + log_transition[:-1]
     pointers = jnp.argmax(scores, axis=1).astype(jnp.int32)
     last = jnp.full((1, num_states), jnp.argmax(delta[-1]), jnp.int32)
-    path = _backtrack(jnp.concatenate([pointers, last], axis=0), mode)
+    path = _backtrack(jnp.concatenate([pointers, last], axis=0), strategy)
     ok = inputs_ok(log_initial, log_transition, log_likelihoods)
     log_joint = nan_unless(ok, jnp.max(delta[-1]) + log_joint)
     return ViterbiResult(path, log_joint, jnp.isfinite(log_joint))
@@ -150,8 +147,7 @@ def hmm_sample_states(
     log_likelihoods: jax.Array,
     sample_shape: Sequence[int] = (),
     *,
-    parallel: bool = True,
-    block_size: int | str | None = "auto",
+    strategy: StrategyLike = "auto",
 ) -> jax.Array:
     """Posterior state paths ``z_{0:T-1} ~ p(z | y)`` (parallel forward-filter backward-sample).
 
@@ -161,8 +157,7 @@ def hmm_sample_states(
         transition_logits: ``(K, K)`` or ``(T, K, K)`` transition logits (module docstring).
         log_likelihoods: ``(T, K)`` log emission densities (0 where ``y_t`` is missing).
         sample_shape: leading shape of independent draws.
-        parallel: associative scans when True, `lax.scan` otherwise.
-        block_size: see `hmm_filter`.
+        strategy: evaluation strategy, as in `numpyro_parallel.ssm.hmm.hmm_filter`.
 
     Returns:
         ``(*sample_shape, T)`` int32 state paths. When the data have probability zero (or an
@@ -172,23 +167,21 @@ def hmm_sample_states(
     Raises:
         ValueError, TypeError: as `numpyro_parallel.ssm.hmm.hmm_filter`.
     """
-    check_mode(parallel, block_size)
     prepared = prepare(initial_logits, transition_logits, log_likelihoods)
-    mode = (parallel, resolve_block_size(block_size, log_likelihoods))
-    paths, valid = _sample_states(rng_key, *prepared, _sample_sizes(sample_shape), mode)
+    strategy = resolve_mode(strategy, log_likelihoods)
+    paths, valid = _sample_states(rng_key, *prepared, _sample_sizes(sample_shape), strategy)
     warn_if(~valid, f"hmm_sample_states: {IMPOSSIBLE_MESSAGE}.")
     return paths
 
 
 @partial(jax.jit, static_argnums=(4, 5))
-def _sample_states(rng_key, log_initial, log_transition, log_likelihoods, sizes, mode):
-    parallel, block_size = mode
-    if parallel and block_size is None:
-        _, prefix = forward_scan(log_initial, log_transition, log_likelihoods, mode)
+def _sample_states(rng_key, log_initial, log_transition, log_likelihoods, sizes, strategy):
+    if isinstance(strategy, Associative):
+        _, prefix = forward_scan(log_initial, log_transition, log_likelihoods, strategy)
         log_filtered = jax.nn.log_softmax(prefix.log_matrix[:, 0, :], axis=-1)
         log_evidence = jax.nn.logsumexp(prefix.log_matrix[-1, 0, :]) + prefix.log_scale[-1]
     else:
-        block_size = block_size if parallel else None
+        block_size = scaled_block_size(strategy)
         filtered, terms, _ = scaled_filter(log_initial, log_transition, log_likelihoods, block_size)
         log_filtered = safe_log(filtered)
         log_evidence = jnp.sum(terms)
@@ -204,7 +197,7 @@ def _sample_states(rng_key, log_initial, log_transition, log_likelihoods, sizes,
         maps = jnp.argmax(conditional + gumbel[:-1, :, None], axis=1).astype(jnp.int32)
         last = jnp.argmax(log_filtered[-1] + gumbel[-1]).astype(jnp.int32)
         last = jnp.full((1, num_states), last, jnp.int32)
-        return _backtrack(jnp.concatenate([maps, last], axis=0), mode)
+        return _backtrack(jnp.concatenate([maps, last], axis=0), strategy)
 
     paths = jax.vmap(one_path)(jax.random.split(rng_key, num_samples))
     return paths.reshape(*sample_shape, num_steps), valid
@@ -217,8 +210,7 @@ def hmm_sample_prior_states(
     num_steps: int,
     sample_shape: Sequence[int] = (),
     *,
-    parallel: bool = True,
-    block_size: int | str | None = "auto",
+    strategy: StrategyLike = "auto",
 ) -> jax.Array:
     """State paths from the Markov chain prior, by a forward scan of Gumbel-max index maps.
 
@@ -228,14 +220,12 @@ def hmm_sample_prior_states(
         transition_logits: ``(K, K)`` or ``(num_steps, K, K)`` transition logits.
         num_steps: path length T.
         sample_shape: leading shape of independent draws.
-        parallel: associative scan when True, `lax.scan` otherwise.
-        block_size: see `hmm_filter`.
+        strategy: evaluation strategy, as in `numpyro_parallel.ssm.hmm.hmm_filter`.
 
     Returns:
         ``(*sample_shape, T)`` int32 state paths.
     """
     num_steps = check_positive_int("num_steps", num_steps)
-    check_mode(parallel, block_size)
     initial_logits = jnp.asarray(initial_logits)
     if initial_logits.ndim != 1:
         raise ValueError(f"`initial_logits` must have shape (K,); got {initial_logits.shape}.")
@@ -244,13 +234,13 @@ def hmm_sample_prior_states(
     log_likelihoods = jnp.zeros((num_steps, num_states), dtype)
     log_initial, log_transition, _ = prepare(initial_logits, transition_logits, log_likelihoods)
     sizes = _sample_sizes(sample_shape)
-    mode = (parallel, resolve_block_size(block_size, log_likelihoods))
+    strategy = resolve_mode(strategy, log_likelihoods)
     log_transition = per_step(log_transition, num_steps)
-    return _sample_prior(rng_key, log_initial, log_transition, sizes, mode)
+    return _sample_prior(rng_key, log_initial, log_transition, sizes, strategy)
 
 
 @partial(jax.jit, static_argnums=(3, 4))
-def _sample_prior(rng_key, log_initial, log_transition, sizes, mode):
+def _sample_prior(rng_key, log_initial, log_transition, sizes, strategy):
     sample_shape, num_samples = sizes
     num_steps, num_states = log_transition.shape[:2]
 
@@ -261,7 +251,7 @@ def _sample_prior(rng_key, log_initial, log_transition, sizes, mode):
         # maps[t][i] = z_{t+1} given z_t = i.
         maps = jnp.argmax(log_transition[:-1] + gumbel[1:, None, :], axis=2).astype(jnp.int32)
         elements = jnp.concatenate([first, maps], axis=0)
-        return scan_elements(compose_index_maps, elements, mode)[:, 0]
+        return scan_elements(compose_index_maps, elements, strategy)[:, 0]
 
     paths = jax.vmap(one_path)(jax.random.split(rng_key, num_samples))
     return paths.reshape(*sample_shape, num_steps)

@@ -8,8 +8,9 @@ Model (t = 0..T-1, 0-based as in the arrays)::
 
 All functions take a `GaussianSSMParams` in square-root form with a leading time axis on every
 per-step array (transition arrays ``[t]`` map ``x_t`` to ``x_{t+1}``; their last entry is
-unused) and run in O(log T) depth with `parallel=True` or as a `lax.scan` with
-``parallel=False`` — the same element and combine functions in both modes.
+unused) and take a ``strategy`` (`numpyro_parallel.strategy`): `Sequential()` (a `lax.scan`),
+`Associative()` (O(log T) depth) or `Blocked()` — the same element and combine functions in
+every strategy.
 
 References: Särkkä & García-Fernández (2021), "Temporal parallelization of Bayesian smoothers";
 Yaghoobi, Corenflos, Hassan & Särkkä (2022), "Parallel square-root statistical linear
@@ -27,7 +28,7 @@ import jax.numpy as jnp
 
 from numpyro_parallel._checks import nan_unless
 from numpyro_parallel.linalg import mvn_logpdf_from_cholesky, tria
-from numpyro_parallel.scan import associative_scan
+from numpyro_parallel.scan import affine_recursion, associative_scan
 from numpyro_parallel.ssm.kalman_checks import check_params_and_y, finite_flag
 from numpyro_parallel.ssm.kalman_elements import (
     filter_combine,
@@ -36,6 +37,7 @@ from numpyro_parallel.ssm.kalman_elements import (
     smoother_combine,
     smoother_prepare,
 )
+from numpyro_parallel.strategy import StrategyLike, resolve_strategy
 
 __all__ = [
     "FilterResult",
@@ -166,17 +168,15 @@ def kalman_filter(
     params: GaussianSSMParams,
     y: jax.Array,
     *,
-    parallel: bool = True,
-    block_size: int | str | None = "auto",
+    strategy: StrategyLike = "auto",
 ) -> FilterResult:
     """Square-root Kalman filter with the marginal log-likelihood.
 
     Args:
         params: model in square-root, time-expanded form.
         y: ``(T, p)`` observations; NaN entries are missing (skipped per component).
-        parallel: associative scan (O(log T) depth) when True, sequential scan otherwise.
-        block_size: see `numpyro_parallel.scan.associative_scan`; ``"auto"`` uses the
-            blocked strategy on CPU and the O(log T) associative scan on accelerators.
+        strategy: evaluation strategy (`numpyro_parallel.strategy`); ``"auto"`` is
+            `Blocked()` on CPU inputs and the O(log T) `Associative()` scan on accelerators.
 
     Returns:
         A `FilterResult`; all fields are NaN when a parameter is not finite or ``y`` holds
@@ -188,16 +188,16 @@ def kalman_filter(
             non-finite parameters, ``y`` of the wrong shape or with inf entries.
     """
     params, y = _validated(params, y)
-    return _filter(params, y, parallel=parallel, block_size=block_size)
+    return _filter(params, y, strategy=resolve_strategy(strategy, y))
 
 
-@partial(jax.jit, static_argnames=("parallel", "block_size"))
-def _filter(params, y, *, parallel, block_size) -> FilterResult:
+@partial(jax.jit, static_argnames=("strategy",))
+def _filter(params, y, *, strategy) -> FilterResult:
     ok = finite_flag(params, y)
     H, d, chol_R, y0, num_missing = _mask_missing(params, y)
     F_in, c_in, chol_in = _shifted_transitions(params)
     elements = jax.vmap(filter_prepare)(F_in, c_in, chol_in, H, d, chol_R, y0)
-    filtered = associative_scan(filter_combine, elements, parallel=parallel, block_size=block_size)
+    filtered = associative_scan(filter_combine, elements, strategy=strategy)
     mean, chol = filtered.b, filtered.U
     # One-step-ahead predictive terms: embarrassingly parallel given the filtered states.
     prev_mean = jnp.concatenate([jnp.zeros_like(mean[:1]), mean[:-1]])
@@ -230,16 +230,14 @@ def kalman_smoother(
     params: GaussianSSMParams,
     y: jax.Array,
     *,
-    parallel: bool = True,
-    block_size: int | str | None = "auto",
+    strategy: StrategyLike = "auto",
 ) -> SmootherResult:
     """Square-root Rauch–Tung–Striebel smoother.
 
     Args:
         params: model in square-root, time-expanded form.
         y: ``(T, p)`` observations; NaN entries are missing.
-        parallel: associative scans when True, sequential scans otherwise.
-        block_size: see `kalman_filter`.
+        strategy: evaluation strategy, as in `kalman_filter`.
 
     Returns:
         A `SmootherResult` (NaN under the conditions where `kalman_filter` gives NaN).
@@ -248,23 +246,15 @@ def kalman_smoother(
         TypeError, ValueError: as `kalman_filter`.
     """
     params, y = _validated(params, y)
-    return _smoother(params, y, parallel=parallel, block_size=block_size)
+    return _smoother(params, y, strategy=resolve_strategy(strategy, y))
 
 
-@partial(jax.jit, static_argnames=("parallel", "block_size"))
-def _smoother(params, y, *, parallel, block_size) -> SmootherResult:
-    filtered = _filter(params, y, parallel=parallel, block_size=block_size)
+@partial(jax.jit, static_argnames=("strategy",))
+def _smoother(params, y, *, strategy) -> SmootherResult:
+    filtered = _filter(params, y, strategy=strategy)
     elements = _smoother_elements(params, filtered)
-    smoothed = associative_scan(
-        smoother_combine, elements, parallel=parallel, reverse=True, block_size=block_size
-    )
+    smoothed = associative_scan(smoother_combine, elements, strategy=strategy, reverse=True)
     return SmootherResult(smoothed.g, smoothed.L)
-
-
-def _affine(later, earlier):
-    E1, g1 = later
-    E2, g2 = earlier
-    return E2 @ E1, E2 @ g1 + g2
 
 
 def kalman_sample_states(
@@ -273,8 +263,7 @@ def kalman_sample_states(
     y: jax.Array,
     sample_shape: tuple[int, ...] = (),
     *,
-    parallel: bool = True,
-    block_size: int | str | None = "auto",
+    strategy: StrategyLike = "auto",
 ) -> jax.Array:
     """Draw state trajectories from ``p(x_{0:T-1} | y)`` (forward-filter backward-sample).
 
@@ -286,8 +275,7 @@ def kalman_sample_states(
         params: model in square-root, time-expanded form.
         y: ``(T, p)`` observations; NaN entries are missing.
         sample_shape: leading shape of the returned draws.
-        parallel: associative scans when True, sequential scans otherwise.
-        block_size: see `kalman_filter`.
+        strategy: evaluation strategy, as in `kalman_filter`.
 
     Returns:
         ``(*sample_shape, T, d)`` trajectories (NaN where `kalman_filter` gives NaN).
@@ -307,22 +295,22 @@ def kalman_sample_states(
         isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in sample_shape
     ):
         raise TypeError("`sample_shape` must be a tuple of non-negative ints.")
-    return _sample(rng_key, params, y, sample_shape, parallel=parallel, block_size=block_size)
+    return _sample(rng_key, params, y, sample_shape, strategy=resolve_strategy(strategy, y))
 
 
-@partial(jax.jit, static_argnames=("sample_shape", "parallel", "block_size"))
-def _sample(rng_key, params, y, sample_shape, *, parallel, block_size) -> jax.Array:
-    filtered = _filter(params, y, parallel=parallel, block_size=block_size)
+@partial(jax.jit, static_argnames=("sample_shape", "strategy"))
+def _sample(rng_key, params, y, sample_shape, *, strategy) -> jax.Array:
+    filtered = _filter(params, y, strategy=strategy)
     elements = _smoother_elements(params, filtered)
     num_steps, d = filtered.mean.shape
     eps = jax.random.normal(rng_key, (*sample_shape, num_steps, d), filtered.mean.dtype)
 
     def one(noise):
         offsets = elements.g + jnp.einsum("tij,tj->ti", elements.L, noise)
-        _, states = associative_scan(
-            _affine, (elements.E, offsets), parallel=parallel, reverse=True, block_size=block_size
+        # x_t = E_t x_{t+1} + g_t + L_t eps_t backwards from x_{T-1} (E_{T-1} = 0).
+        return affine_recursion(
+            elements.E, offsets, jnp.zeros_like(offsets[0]), strategy=strategy, reverse=True
         )
-        return states
 
     flat = eps.reshape(-1, num_steps, d)
     return jax.vmap(one)(flat).reshape(*sample_shape, num_steps, d)

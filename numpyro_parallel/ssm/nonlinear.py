@@ -9,9 +9,10 @@ Model (t = 0..T-1, same convention as `numpyro_parallel.ssm.kalman`)::
 Each iteration linearises ``f`` and ``h`` around the current posterior approximation (a
 trajectory for the extended/Taylor method, the smoothed marginals for statistical linear
 regression), builds a time-varying `GaussianSSMParams` (SLR errors added to ``Q`` and ``R``
-with `tria`) and runs the square-root Kalman smoother, in O(log T) depth when
-``parallel=True``. The extended variant is Gauss–Newton on the MAP problem (Bell 1994); the
-sigma-point variants are iterated posterior linearisation (García-Fernández et al. 2017).
+with `tria`) and runs the square-root Kalman smoother with the chosen ``strategy``
+(O(log T) depth with `Associative()`). The extended variant is Gauss–Newton on the MAP
+problem (Bell 1994); the sigma-point variants are iterated posterior linearisation
+(García-Fernández et al. 2017).
 Optional Levenberg–Marquardt damping (Särkkä & Svensson 2020) adds the pseudo-observation
 ``x_t^{(i)} ~ N(x_t, damping^{-1} I)`` of the previous iterate at every step.
 
@@ -43,6 +44,7 @@ from numpyro_parallel.ssm.nonlinear_linearization import (
     filter_linearization,
     linearize_model,
 )
+from numpyro_parallel.strategy import StrategyLike, resolve_strategy
 
 __all__ = [
     "IteratedSmootherResult",
@@ -167,14 +169,14 @@ def _check_start(initial_trajectory, num_steps: int, d: int, dtype):
     return mean, chol
 
 
-def _start_point(model, y, start, method, order, parallel, block_size):
+def _start_point(model, y, start, method, order, strategy):
     num_steps, d = y.shape[0], model.initial_mean.shape[0]
     chol0 = jnp.broadcast_to(model.initial_chol, (num_steps, d, d))
     if start == "prior":
         return jnp.broadcast_to(model.initial_mean, (num_steps, d)), chol0
     if start == "filter":
         params = filter_linearization(model, y, method, order)
-        smoothed = kalman_smoother(params, y, parallel=parallel, block_size=block_size)
+        smoothed = kalman_smoother(params, y, strategy=strategy)
         return smoothed.mean, smoothed.chol
     mean, chol = start
     return mean, chol0 if chol is None else chol
@@ -190,16 +192,14 @@ def iterated_smoother(
     damping: float | None = None,
     initial_trajectory: str | jax.Array | tuple[jax.Array, jax.Array] = "filter",
     order: int = 3,
-    parallel: bool = True,
-    block_size: int | str | None = "auto",
+    strategy: StrategyLike = "auto",
 ) -> IteratedSmootherResult:
     """Iterated extended / sigma-point Kalman smoother (parallel in time).
 
     Iterates "linearise around the current posterior, run the square-root Kalman smoother"
     in a `lax.while_loop` until the max-abs change of the mean trajectory is ``<= tol`` or
-    ``max_iterations`` iterations ran (the loop is always bounded). ``parallel=False`` is the
-    sequential counterpart (the same loop with sequential scans); both give the same iterates
-    up to rounding.
+    ``max_iterations`` iterations ran (the loop is always bounded). Every ``strategy`` gives
+    the same iterates up to rounding; `Sequential()` is the sequential reference.
 
     Failure reporting: ``converged`` is False when the cap was reached first or an iterate
     became non-finite (NaN inputs under `jax.jit`, a diverging Gauss–Newton step); outside
@@ -228,8 +228,7 @@ def iterated_smoother(
             mode (e.g. a pendulum that goes over the top); or a ``(T, d)`` mean trajectory,
             or a ``(mean, chol)`` pair of ``(T, d)`` and ``(T, d, d)`` arrays.
         order: Gauss–Hermite points per dimension.
-        parallel: O(log T) associative scans when True, sequential scans otherwise.
-        block_size: passed to `kalman_smoother`.
+        strategy: evaluation strategy of the Kalman smoother (`numpyro_parallel.strategy`).
 
     Returns:
         An `IteratedSmootherResult`.
@@ -246,6 +245,7 @@ def iterated_smoother(
         initial_trajectory=initial_trajectory,
     )
     model, y = _check_inputs(model, y, method)
+    strategy = resolve_strategy(strategy, y)
     dtype = jnp.result_type(y.dtype, model.initial_mean.dtype, float)
     if tol is None:
         tol = 1e-6 if dtype == jnp.float64 else 1e-4
@@ -258,14 +258,14 @@ def iterated_smoother(
         m0, chol_0, chol_q, chol_r = arrays
         model = NonlinearGaussianModel(m0, chol_0, functions[0], chol_q, functions[1], chol_r)
         start_point = start if isinstance(start, str) else start_arrays
-        mean0, chol0 = _start_point(model, y, start_point, method, order, parallel, block_size)
+        mean0, chol0 = _start_point(model, y, start_point, method, order, strategy)
 
         def step(mean, chol):
             params = linearize_model(model, mean, chol, method, order)
             obs = y
             if damping is not None:
                 params, obs = damped_model(params, y, mean, damping)
-            smoothed = kalman_smoother(params, obs, parallel=parallel, block_size=block_size)
+            smoothed = kalman_smoother(params, obs, strategy=strategy)
             return smoothed.mean, smoothed.chol
 
         def cond(carry):
@@ -306,8 +306,7 @@ def linearized_log_likelihood(
     method: str = "extended",
     order: int = 3,
     unrolled_steps: int = 0,
-    parallel: bool = True,
-    block_size: int | str | None = "auto",
+    strategy: StrategyLike = "auto",
 ) -> jax.Array:
     """Kalman log-likelihood of the model linearised around ``N(mean[t], chol[t] chol[t]^T)``.
 
@@ -326,8 +325,7 @@ def linearized_log_likelihood(
         method: linearisation method.
         order: Gauss–Hermite points per dimension.
         unrolled_steps: smoother iterations differentiated through (0, 1, 2, ...).
-        parallel: parallel scans when True.
-        block_size: passed to the Kalman filter and smoother.
+        strategy: evaluation strategy of the Kalman filter and smoother.
 
     Returns:
         ``()`` approximate log-likelihood.
@@ -339,7 +337,7 @@ def linearized_log_likelihood(
     mean, chol = jax.lax.stop_gradient((mean, chol))
     for _ in range(unrolled_steps):
         params = linearize_model(model, mean, chol, method, order)
-        smoothed = kalman_smoother(params, y, parallel=parallel, block_size=block_size)
+        smoothed = kalman_smoother(params, y, strategy=strategy)
         mean, chol = smoothed.mean, smoothed.chol
     params = linearize_model(model, mean, chol, method, order)
-    return kalman_filter(params, y, parallel=parallel, block_size=block_size).log_likelihood
+    return kalman_filter(params, y, strategy=strategy).log_likelihood

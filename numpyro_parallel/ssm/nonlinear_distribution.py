@@ -63,6 +63,7 @@ from numpyro_parallel.ssm.nonlinear import (
 )
 from numpyro_parallel.ssm.nonlinear_checks import check_function, check_options
 from numpyro_parallel.ssm.nonlinear_simulate import simulate_model
+from numpyro_parallel.strategy import StrategyLike, as_strategy
 
 __all__ = ["NonlinearGaussianSSM"]
 
@@ -105,7 +106,7 @@ class NonlinearGaussianSSM(Distribution):
         order: Gauss–Hermite points per dimension.
         gradient_steps: final smoother iterations that `log_prob` differentiates through
             (0: gradient at a fixed linearisation point; see module docstring).
-        parallel: parallel-in-time scans when True, sequential scans otherwise.
+        strategy: evaluation strategy of the Kalman recursions (`numpyro_parallel.strategy`).
         validate_args: NumPyro's argument validation flag.
 
     Raises:
@@ -132,7 +133,7 @@ class NonlinearGaussianSSM(Distribution):
         "initial_trajectory",
         "order",
         "gradient_steps",
-        "parallel",
+        "strategy",
     )
 
     def __init__(
@@ -152,7 +153,7 @@ class NonlinearGaussianSSM(Distribution):
         initial_trajectory: str = "filter",
         order: int = 3,
         gradient_steps: int = 1,
-        parallel: bool = True,
+        strategy: StrategyLike = "auto",
         validate_args: bool | None = None,
     ):
         check_options(
@@ -200,7 +201,7 @@ class NonlinearGaussianSSM(Distribution):
         self.damping = damping
         self.initial_trajectory = initial_trajectory
         self.order = order
-        self.parallel = parallel
+        self.strategy = as_strategy(strategy)
         super().__init__((), (self.num_steps, p), validate_args=validate_args)
 
     @property
@@ -250,7 +251,7 @@ class NonlinearGaussianSSM(Distribution):
             damping=self.damping,
             initial_trajectory=self.initial_trajectory,
             order=self.order,
-            parallel=self.parallel,
+            strategy=self.strategy,
         )
 
     def smooth(self, y: jax.Array) -> IteratedSmootherResult:
@@ -294,7 +295,7 @@ class NonlinearGaussianSSM(Distribution):
                 method=self.method,
                 order=self.order,
                 unrolled_steps=self.gradient_steps,
-                parallel=self.parallel,
+                strategy=self.strategy,
             )
             return nan_unless(result.converged, log_lik), result
 
@@ -345,7 +346,7 @@ class NonlinearGaussianSSM(Distribution):
             model = self._model_from(arrays)
             result = jax.lax.stop_gradient(self._smooth(model, y))
             params = linearize_model(model, result.mean, result.chol, self.method, self.order)
-            draws = kalman_sample_states(key, params, y, sample_shape, parallel=self.parallel)
+            draws = kalman_sample_states(key, params, y, sample_shape, strategy=self.strategy)
             return nan_unless(result.converged, draws), result
 
         draws, result = jax.jit(run)(self._arrays(), rng_key, y)

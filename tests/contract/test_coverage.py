@@ -18,6 +18,7 @@ SUBPACKAGES = (
     "infer",
     "fixed_point",
     "scan",
+    "strategy",
     "linalg",
     "diagnostics",
 )

@@ -79,22 +79,20 @@ def _functional_cases(name: str, fn, value) -> list[Case]:
         Case("posinf-log-likelihoods", entry,
              lambda: fn(INITIAL, TRANSITION, LL.at[1, 0].set(jnp.inf)),
              raises(ValueError, "`log_likelihoods`")),
-        Case("block_size-0", entry, lambda: fn(INITIAL, TRANSITION, LL, block_size=0),
-             raises(ValueError, "`block_size`")),
-        Case("block_size-bool", entry, lambda: fn(INITIAL, TRANSITION, LL, block_size=True),
-             raises(ValueError, "`block_size`")),
-        Case("parallel-str", entry, lambda: fn(INITIAL, TRANSITION, LL, parallel="yes"),
-             raises(TypeError, "`parallel`")),
+        Case("strategy-unknown", entry, lambda: fn(INITIAL, TRANSITION, LL, strategy="tree"),
+             raises(ValueError, "`strategy`")),
+        Case("strategy-bool", entry, lambda: fn(INITIAL, TRANSITION, LL, strategy=True),
+             raises(TypeError, "`strategy`")),
         Case("jit-nan-log-likelihoods", entry,
              lambda: value(jax.jit(lambda ll: fn(INITIAL, TRANSITION, ll))(
                  LL.at[2, 1].set(jnp.nan))),
              returns(is_nan)),
         Case("jit-nan-transition-seq", entry,
-             lambda: value(jax.jit(lambda b: fn(INITIAL, b, LL, parallel=False))(
+             lambda: value(jax.jit(lambda b: fn(INITIAL, b, LL, strategy="sequential"))(
                  TRANSITION.at[0, 0].set(jnp.nan))),
              returns(is_nan)),
         Case("jit-all-neginf-initial-assoc", entry,
-             lambda: value(jax.jit(lambda a: fn(a, TRANSITION, LL, block_size=None))(
+             lambda: value(jax.jit(lambda a: fn(a, TRANSITION, LL, strategy="associative"))(
                  jnp.full(K, -jnp.inf))),
              returns(is_nan)),
     ]  # fmt: skip

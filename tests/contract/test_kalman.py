@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from numpyro_parallel import linalg, scan
+from numpyro_parallel import linalg, scan, strategy
 from numpyro_parallel.ssm import (
     GaussianSSMParams,
     LinearGaussianSSM,
@@ -16,11 +16,13 @@ from numpyro_parallel.ssm import (
     kalman_sample_states,
     kalman_smoother,
 )
+from numpyro_parallel.strategy import Blocked
 from tests.contract.matrix import Case, case_id, is_nan, raises, returns, run_case
 
 SSM = "numpyro_parallel.ssm."
 LIN = "numpyro_parallel.linalg."
 SCAN = "numpyro_parallel.scan."
+STRATEGY = "numpyro_parallel.strategy."
 T = 5
 Y = jnp.asarray(np.random.default_rng(0).normal(size=(T, 1)))
 KEY = jax.random.PRNGKey(0)
@@ -467,13 +469,13 @@ CASES = [
     Case(
         "T = 0",
         SCAN + "associative_scan",
-        lambda: scan.associative_scan(jnp.add, jnp.zeros((0, 2)), parallel=False),
+        lambda: scan.associative_scan(jnp.add, jnp.zeros((0, 2)), strategy="sequential"),
         raises(ValueError, "`elements` must have a time axis of length T >= 1"),
     ),
     Case(
         "T = 0 blocked",
         SCAN + "associative_scan",
-        lambda: scan.associative_scan(jnp.add, jnp.zeros((0, 2)), block_size=4),
+        lambda: scan.associative_scan(jnp.add, jnp.zeros((0, 2)), strategy=Blocked(4)),
         raises(ValueError, "T >= 1"),
     ),
     Case(
@@ -483,16 +485,16 @@ CASES = [
         raises(ValueError, "same leading"),
     ),
     Case(
-        "bool block_size",
+        "unknown strategy name",
         SCAN + "associative_scan",
-        lambda: scan.associative_scan(jnp.add, jnp.zeros(4), block_size=True),
-        raises(ValueError, "`block_size`"),
+        lambda: scan.associative_scan(jnp.add, jnp.zeros(4), strategy="parallel"),
+        raises(ValueError, "`strategy` must be one of"),
     ),
     Case(
-        "zero block_size",
+        "bool strategy",
         SCAN + "associative_scan",
-        lambda: scan.associative_scan(jnp.add, jnp.zeros(4), block_size=0),
-        raises(ValueError, "`block_size`"),
+        lambda: scan.associative_scan(jnp.add, jnp.zeros(4), strategy=True),
+        raises(TypeError, "`strategy` must be Sequential"),
     ),
     Case(
         "combine not callable",
@@ -519,16 +521,67 @@ CASES = [
         raises(ValueError, "`matrices` must have shape"),
     ),
     Case(
-        "num_steps zero",
-        SCAN + "default_block_size",
-        lambda: scan.default_block_size(0),
-        raises(ValueError, "`num_steps`"),
+        "unknown strategy",
+        SCAN + "affine_recursion",
+        lambda: scan.affine_recursion(
+            jnp.zeros((3, 2, 2)), jnp.zeros((3, 2)), jnp.zeros(2), strategy="tree"
+        ),
+        raises(ValueError, "`strategy`"),
+    ),
+    # ------------------------------------------------------------ strategy
+    Case(
+        "zero block_size",
+        STRATEGY + "Blocked",
+        lambda: strategy.Blocked(0),
+        raises(ValueError, "`Blocked.block_size` must be a positive int"),
     ),
     Case(
-        "num_steps float",
-        SCAN + "default_block_size",
-        lambda: scan.default_block_size(4.0),
-        raises(TypeError, "`num_steps`"),
+        "bool block_size",
+        STRATEGY + "Blocked",
+        lambda: strategy.Blocked(True),
+        raises(ValueError, "`Blocked.block_size`"),
+    ),
+    Case(
+        "float block_size",
+        STRATEGY + "Blocked",
+        lambda: strategy.Blocked(2.5),
+        raises(ValueError, "`Blocked.block_size`"),
+    ),
+    Case(
+        "no arguments",
+        STRATEGY + "Sequential",
+        lambda: strategy.Sequential(1),
+        raises(TypeError, "argument"),
+    ),
+    Case(
+        "no arguments",
+        STRATEGY + "Associative",
+        lambda: strategy.Associative(block_size=2),
+        raises(TypeError, "argument"),
+    ),
+    Case(
+        "unknown name",
+        STRATEGY + "as_strategy",
+        lambda: strategy.as_strategy("parallel"),
+        raises(ValueError, "`strategy` must be one of 'sequential', 'associative'"),
+    ),
+    Case(
+        "bool",
+        STRATEGY + "as_strategy",
+        lambda: strategy.as_strategy(False),
+        raises(TypeError, "`strategy` must be Sequential\\(\\), Associative\\(\\)"),
+    ),
+    Case(
+        "int",
+        STRATEGY + "resolve_strategy",
+        lambda: strategy.resolve_strategy(3, jnp.zeros(2)),
+        raises(TypeError, "`strategy`"),
+    ),
+    Case(
+        "unknown name",
+        STRATEGY + "resolve_strategy",
+        lambda: strategy.resolve_strategy("blockwise", jnp.zeros(2)),
+        raises(ValueError, "`strategy`"),
     ),
 ]
 

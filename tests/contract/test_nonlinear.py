@@ -45,7 +45,7 @@ INDEFINITE = jnp.array([[1.0, 2.0], [2.0, 1.0]])
 
 def ssm(**overrides):
     # Sequential scans and no unrolled gradient step keep compilation short; the parallel path
-    # is exercised by the `parallel=True` cases below.
+    # is exercised by the `strategy="associative"` cases below.
     args = dict(
         initial_mean=M0,
         initial_cov=P0,
@@ -54,7 +54,7 @@ def ssm(**overrides):
         observation_fn=h,
         observation_cov=R,
         num_steps=T,
-        parallel=False,
+        strategy="sequential",
         gradient_steps=0,
     )
     args.update(overrides)
@@ -86,7 +86,7 @@ def jit_log_prob(initial_mean=M0, initial_cov=P0, transition_cov=Q, observation_
 @jax.jit
 def _jit_smooth(initial_mean, initial_chol, y):
     return iterated_smoother(
-        model(initial_mean=initial_mean, initial_chol=initial_chol), y, parallel=False
+        model(initial_mean=initial_mean, initial_chol=initial_chol), y, strategy="sequential"
     )
 
 
@@ -193,7 +193,8 @@ CASES = [
          returns(is_nan)),
     case("jit-inf-y", SSM, lambda: jit_log_prob(y=Y.at[2, 0].set(jnp.inf)), returns(is_nan)),
     case("jit-nan-initial-mean-parallel", SSM,
-         lambda: jax.jit(lambda m: ssm(initial_mean=m, parallel=True).log_prob(Y))(M0 * NAN),
+         lambda: jax.jit(
+             lambda m: ssm(initial_mean=m, strategy="associative").log_prob(Y))(M0 * NAN),
          returns(is_nan)),
     # --- NonlinearGaussianModel (through iterated_smoother) -------------------------------
     case("nan-initial-chol", MODEL,
@@ -243,7 +244,7 @@ CASES = [
     case("inf-damping", SMOOTHER, lambda: iterated_smoother(model(), Y, damping=jnp.inf),
          raises(ValueError, "`damping`")),
     case("not-converged", SMOOTHER,
-         lambda: iterated_smoother(model(), Y, max_iterations=1, tol=1e-14, parallel=False),
+         lambda: iterated_smoother(model(), Y, max_iterations=1, tol=1e-14, strategy="sequential"),
          returns(not_converged, warns=RuntimeWarning)),
     case("jit-inf-y", SMOOTHER, lambda: jit_smooth(y=Y.at[1, 0].set(jnp.inf)),
          returns(lambda r: not_converged(r) and is_nan(r.change))),

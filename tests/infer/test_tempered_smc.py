@@ -167,6 +167,7 @@ def ar_exact(series):
     return mean, cov, -0.5 * (logdet + y @ np.linalg.solve(marginal, y))
 
 
+@pytest.mark.slow
 def test_defaults_reproduce_correlated_ar5_posterior_and_evidence():
     """Finding 6: with the defaults (HMC, 10 sweeps, target ESS 0.5) no collapse, no silent bias.
 

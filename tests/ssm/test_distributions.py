@@ -12,10 +12,10 @@ from numpyro_parallel.ssm import LinearGaussianSSM
 from tests.reference import kalman as ref
 
 
-def _local_level(q, r, T, parallel=True):
+def _local_level(q, r, T, strategy="auto"):
     one = jnp.ones((1, 1))
     return LinearGaussianSSM(
-        jnp.zeros(1), 10.0 * one, one, q * one, one, r * one, num_steps=T, parallel=parallel
+        jnp.zeros(1), 10.0 * one, one, q * one, one, r * one, num_steps=T, strategy=strategy
     )
 
 
@@ -72,7 +72,7 @@ def test_sample_shapes_and_moments():
     states, obs = ssm.sample_with_states(jax.random.PRNGKey(1), (3,))
     assert states.shape == (3, 4, 1) and obs.shape == (3, 4, 1)
     parallel = _local_level(0.5, 1.0, 7).sample(jax.random.PRNGKey(2))
-    sequential = _local_level(0.5, 1.0, 7, parallel=False).sample(jax.random.PRNGKey(2))
+    sequential = _local_level(0.5, 1.0, 7, strategy="sequential").sample(jax.random.PRNGKey(2))
     np.testing.assert_allclose(parallel, sequential, rtol=1e-12)
 
 
@@ -86,11 +86,11 @@ def test_log_prob_matches_reference_on_simulated_data():
     np.testing.assert_allclose(ssm.log_likelihood_terms(y), terms, rtol=1e-10, atol=1e-12)
 
 
-def _nuts_posterior(y, parallel, seed=0):
+def _nuts_posterior(y, strategy, seed=0):
     def model(y):
         sigma_obs = numpyro.sample("sigma_obs", dist.HalfNormal(2.0))
         sigma_level = numpyro.sample("sigma_level", dist.HalfNormal(2.0))
-        ssm = _local_level(sigma_level**2, sigma_obs**2, y.shape[0], parallel)
+        ssm = _local_level(sigma_level**2, sigma_obs**2, y.shape[0], strategy)
         numpyro.sample("y", ssm, obs=y)
 
     mcmc = MCMC(NUTS(model), num_warmup=300, num_samples=600, progress_bar=False)
@@ -102,8 +102,8 @@ def test_nuts_recovers_local_level_variances_in_both_modes():
     T, true_level, true_obs = 150, 0.5, 1.0
     ssm = _local_level(true_level**2, true_obs**2, T)
     y = ssm.sample(jax.random.PRNGKey(42))
-    par = _nuts_posterior(y, parallel=True)
-    seq = _nuts_posterior(y, parallel=False)
+    par = _nuts_posterior(y, "associative")
+    seq = _nuts_posterior(y, "sequential")
     for name, truth in (("sigma_level", true_level), ("sigma_obs", true_obs)):
         lo, hi = np.percentile(par[name], [0.5, 99.5])
         assert lo < truth < hi, (name, lo, hi)

@@ -14,6 +14,7 @@ from numpyro_parallel.ssm.hmm_elements import (
     normalize,
     sum_product_combine,
 )
+from numpyro_parallel.strategy import Associative, Blocked, Sequential
 from tests.reference.hmm import (
     enumerate_path_probabilities,
     enumerate_reference,
@@ -38,11 +39,11 @@ CASES = [(2, 1, False), (3, 1, True), (2, 2, False), (3, 7, False), (3, 7, True)
 # strategy (blocks of 2 and 3 steps, the last one padded when they do not divide T - 1, and
 # "auto"), and the sequential scaled recursions.
 STRATEGIES = [
-    {"parallel": True, "block_size": None},
-    {"parallel": True, "block_size": 2},
-    {"parallel": True, "block_size": 3},
-    {"parallel": True, "block_size": "auto"},
-    {"parallel": False},
+    {"strategy": Associative()},
+    {"strategy": Blocked(2)},
+    {"strategy": Blocked(3)},
+    {"strategy": "auto"},
+    {"strategy": Sequential()},
 ]
 STRATEGY_IDS = ["associative", "blocked2", "blocked3", "auto", "sequential"]
 
@@ -72,20 +73,20 @@ def test_parallel_equals_sequential_equals_enumeration(num_states, num_steps, ti
 def test_parallel_equals_sequential_longer(num_steps, time_varying):
     args = _problem(5, 4, num_steps, time_varying=time_varying)
     evidence, filtered = forward_reference(*args)
-    seq = hmm.hmm_filter(*args, parallel=False)
-    smoothed_seq = hmm.hmm_smoother(*args, parallel=False)
+    seq = hmm.hmm_filter(*args, strategy="sequential")
+    smoothed_seq = hmm.hmm_smoother(*args, strategy="sequential")
     np.testing.assert_allclose(seq.log_likelihood, evidence, rtol=RTOL)
-    for block_size in (None, 2, 5, 64):
-        par = hmm.hmm_filter(*args, block_size=block_size)
+    for strategy in (Associative(), Blocked(2), Blocked(5), Blocked(64)):
+        par = hmm.hmm_filter(*args, strategy=strategy)
         np.testing.assert_allclose(par.log_likelihood, evidence, rtol=RTOL)
         np.testing.assert_allclose(par.filtered_probs, filtered, rtol=RTOL, atol=1e-12)
         np.testing.assert_allclose(
             par.log_likelihood_terms, seq.log_likelihood_terms, rtol=RTOL, atol=1e-12
         )
         np.testing.assert_allclose(
-            hmm.hmm_smoother(*args, block_size=block_size), smoothed_seq, rtol=RTOL, atol=1e-12
+            hmm.hmm_smoother(*args, strategy=strategy), smoothed_seq, rtol=RTOL, atol=1e-12
         )
-    v_par, v_seq = hmm.hmm_viterbi(*args), hmm.hmm_viterbi(*args, parallel=False)
+    v_par, v_seq = hmm.hmm_viterbi(*args), hmm.hmm_viterbi(*args, strategy="sequential")
     np.testing.assert_array_equal(v_par.path, v_seq.path)
     np.testing.assert_allclose(v_par.log_joint, v_seq.log_joint, rtol=RTOL)
 
@@ -163,12 +164,12 @@ def test_float32_long_sequence_is_stable():
     transition = np.log(np.full((3, 3), 0.1) + 0.7 * np.eye(3))
     args64 = (jnp.zeros(3), jnp.asarray(transition), jnp.asarray(log_likelihoods))
     args32 = tuple(x.astype(jnp.float32) for x in args64)
-    res32, res64 = hmm.hmm_filter(*args32), hmm.hmm_filter(*args64, parallel=False)
+    res32, res64 = hmm.hmm_filter(*args32), hmm.hmm_filter(*args64, strategy="sequential")
     assert res32.log_likelihood.dtype == jnp.float32
     assert np.isfinite(res32.log_likelihood) and np.all(np.isfinite(res32.filtered_probs))
     np.testing.assert_allclose(res32.log_likelihood, res64.log_likelihood, rtol=1e-5)
-    for block_size in ("auto", None):  # the DiscreteHMM.log_prob paths (CPU, accelerators)
-        tree32 = hmm.hmm_log_likelihood(*args32, block_size=block_size)
+    for strategy in ("auto", "associative"):  # the DiscreteHMM.log_prob paths (CPU, GPU)
+        tree32 = hmm.hmm_log_likelihood(*args32, strategy=strategy)
         assert tree32.dtype == jnp.float32
         np.testing.assert_allclose(tree32, res64.log_likelihood, rtol=1e-5)
     assert np.all(np.isfinite(res32.log_likelihood_terms))
@@ -176,12 +177,12 @@ def test_float32_long_sequence_is_stable():
         res32.log_likelihood_terms, res64.log_likelihood_terms, rtol=1e-4, atol=1e-4
     )
     np.testing.assert_allclose(res32.filtered_probs, res64.filtered_probs, atol=1e-3)
-    smoothed32 = hmm.hmm_smoother(*args32, block_size="auto")  # blocked: faster to compile
-    smoothed64 = hmm.hmm_smoother(*args64, parallel=False)
+    smoothed32 = hmm.hmm_smoother(*args32, strategy="auto")  # blocked: faster to compile
+    smoothed64 = hmm.hmm_smoother(*args64, strategy="sequential")
     assert np.all(np.isfinite(smoothed32))
     np.testing.assert_allclose(smoothed32, smoothed64, atol=1e-3)
-    path32 = hmm.hmm_viterbi(*args32, block_size="auto").path  # blocked: faster to compile
-    path64 = hmm.hmm_viterbi(*args64, parallel=False).path
+    path32 = hmm.hmm_viterbi(*args32, strategy="auto").path  # blocked: faster to compile
+    path64 = hmm.hmm_viterbi(*args64, strategy="sequential").path
     assert np.mean(path32 == path64) > 0.999
 
 
@@ -189,8 +190,8 @@ def test_posterior_path_samples_match_enumeration():
     args = _problem(6, 2, 4, time_varying=True, scale=1.0)
     paths, probs = enumerate_path_probabilities(*args)
     num_samples = 20_000
-    for parallel in (True, False):
-        draws = hmm.hmm_sample_states(jax.random.key(0), *args, (num_samples,), parallel=parallel)
+    for strategy in ("associative", "sequential"):
+        draws = hmm.hmm_sample_states(jax.random.key(0), *args, (num_samples,), strategy=strategy)
         assert draws.shape == (num_samples, 4) and draws.dtype == jnp.int32
         codes = np.asarray(draws) @ (2 ** np.arange(3, -1, -1))
         freq = np.bincount(codes, minlength=16) / num_samples
@@ -219,9 +220,9 @@ def test_prior_path_samples_match_enumeration():
     expected = np.zeros(16)
     expected[paths @ (2 ** np.arange(3, -1, -1))] = probs
     num_samples = 20_000
-    for parallel in (True, False):
+    for strategy in ("associative", "sequential"):
         draws = hmm.hmm_sample_prior_states(
-            jax.random.key(2), initial, transition, 4, (num_samples,), parallel=parallel
+            jax.random.key(2), initial, transition, 4, (num_samples,), strategy=strategy
         )
         codes = np.asarray(draws) @ (2 ** np.arange(3, -1, -1))
         freq = np.bincount(codes, minlength=16) / num_samples
@@ -251,15 +252,15 @@ def test_gradients_match_finite_differences(strategy):
     check_grads(smoothed_summary, (initial, transition, log_likelihoods), order=1, modes=["rev"])
 
 
-@pytest.mark.parametrize("block_size", [None, 2])
-def test_jit_and_vmap_invariance(block_size):
+@pytest.mark.parametrize("strategy", [Associative(), Blocked(2)], ids=["associative", "blocked"])
+def test_jit_and_vmap_invariance(strategy):
     batch = [_problem(20 + i, 3, 7, time_varying=True) for i in range(3)]
     stacked = tuple(jnp.stack(x) for x in zip(*batch, strict=True))
     for fn in (
-        lambda *a: hmm.hmm_filter(*a, block_size=block_size).log_likelihood,
-        lambda *a: hmm.hmm_log_likelihood(*a, block_size=block_size),
-        lambda *a: hmm.hmm_smoother(*a, block_size=block_size),
-        lambda *a: hmm.hmm_viterbi(*a, block_size=block_size).path,
+        lambda *a: hmm.hmm_filter(*a, strategy=strategy).log_likelihood,
+        lambda *a: hmm.hmm_log_likelihood(*a, strategy=strategy),
+        lambda *a: hmm.hmm_smoother(*a, strategy=strategy),
+        lambda *a: hmm.hmm_viterbi(*a, strategy=strategy).path,
     ):
         looped = jnp.stack([fn(*args) for args in batch])
         np.testing.assert_allclose(jax.vmap(fn)(*stacked), looped, rtol=1e-12)
@@ -282,30 +283,30 @@ def test_bad_inputs_raise():
         hmm.hmm_smoother(initial, transition.at[1].set(-jnp.inf), log_likelihoods)
 
 
-@pytest.mark.parametrize("block_size", [3])
-def test_blocked_strategy_matches_reference(block_size):
+def test_blocked_strategy_matches_reference():
+    strategy = Blocked(3)
     args = _problem(31, 3, 13, time_varying=True)
     evidence, filtered = forward_reference(*args)
-    result = hmm.hmm_filter(*args, block_size=block_size)
+    result = hmm.hmm_filter(*args, strategy=strategy)
     np.testing.assert_allclose(result.log_likelihood, evidence, rtol=RTOL)
     np.testing.assert_allclose(result.filtered_probs, filtered, rtol=RTOL, atol=1e-12)
     np.testing.assert_allclose(
-        hmm.hmm_smoother(*args, block_size=block_size),
-        hmm.hmm_smoother(*args, parallel=False),
+        hmm.hmm_smoother(*args, strategy=strategy),
+        hmm.hmm_smoother(*args, strategy="sequential"),
         rtol=RTOL,
         atol=1e-12,
     )
     np.testing.assert_array_equal(
-        hmm.hmm_viterbi(*args, block_size=block_size).path,
-        hmm.hmm_viterbi(*args, parallel=False).path,
+        hmm.hmm_viterbi(*args, strategy=strategy).path,
+        hmm.hmm_viterbi(*args, strategy="sequential").path,
     )
     key = jax.random.key(3)
     np.testing.assert_array_equal(
-        hmm.hmm_sample_states(key, *args, (4,), block_size=block_size),
-        hmm.hmm_sample_states(key, *args, (4,), parallel=False),
+        hmm.hmm_sample_states(key, *args, (4,), strategy=strategy),
+        hmm.hmm_sample_states(key, *args, (4,), strategy="sequential"),
     )
     with pytest.raises(ValueError, match="block_size"):
-        hmm.hmm_filter(*args, block_size=0)
+        hmm.hmm_filter(*args, strategy=Blocked(0))
 
 
 @pytest.mark.parametrize(
@@ -314,13 +315,14 @@ def test_blocked_strategy_matches_reference(block_size):
      (13, 5, False), (13, 20, False), (2, 1, False)],
 )  # fmt: skip
 def test_log_likelihood_tree_product(num_steps, block_size, time_varying):
+    strategy = Associative() if block_size is None else Blocked(block_size)
     args = _problem(40 + num_steps, 3, num_steps, time_varying=time_varying)
     evidence, _ = forward_reference(*args)
-    for parallel in (True, False):
-        got = hmm.hmm_log_likelihood(*args, parallel=parallel, block_size=block_size)
+    for each in (strategy, Sequential()):
+        got = hmm.hmm_log_likelihood(*args, strategy=each)
         np.testing.assert_allclose(got, evidence, rtol=RTOL)
     check_grads(
-        lambda a, b, c: hmm.hmm_log_likelihood(a, b, c, block_size=block_size),
+        lambda a, b, c: hmm.hmm_log_likelihood(a, b, c, strategy=strategy),
         args,
         order=1,
         modes=["rev"],

@@ -11,6 +11,7 @@ from numpyro.infer import MCMC, NUTS
 
 from numpyro_parallel.ssm import hmm
 from numpyro_parallel.ssm.hmm_distribution import DiscreteHMM
+from numpyro_parallel.strategy import Blocked
 from tests.reference.hmm import enumerate_reference, forward_reference
 
 K, T = 3, 7
@@ -27,10 +28,10 @@ def _normal_log_likelihoods(y, means, scale=1.0):
     return ll - np.log(scale) - 0.5 * np.log(2 * np.pi)
 
 
-@pytest.mark.parametrize("parallel", [True, False])
-def test_normal_log_prob_and_posteriors_match_reference(parallel):
+@pytest.mark.parametrize("strategy", ["auto", "associative", "sequential"])
+def test_normal_log_prob_and_posteriors_match_reference(strategy):
     y = jnp.asarray(RNG.normal(size=T) + 0.5)
-    model = DiscreteHMM(INITIAL, TIME_TRANSITION, dist.Normal(MEANS, 1.0), parallel=parallel)
+    model = DiscreteHMM(INITIAL, TIME_TRANSITION, dist.Normal(MEANS, 1.0), strategy=strategy)
     ll = _normal_log_likelihoods(y, MEANS)
     evidence, marginals, path, _ = enumerate_reference(INITIAL, TIME_TRANSITION, ll)
     np.testing.assert_allclose(model.log_prob(y), evidence, rtol=1e-9)
@@ -267,8 +268,10 @@ def test_nuts_recovers_two_state_gaussian_hmm():
 
 def test_blocked_distribution_matches_sequential():
     y = jnp.asarray(RNG.normal(size=T)).at[2].set(jnp.nan)
-    blocked = DiscreteHMM(INITIAL, TIME_TRANSITION, dist.Normal(MEANS, 1.0), block_size=2)
-    sequential = DiscreteHMM(INITIAL, TIME_TRANSITION, dist.Normal(MEANS, 1.0), parallel=False)
+    blocked = DiscreteHMM(INITIAL, TIME_TRANSITION, dist.Normal(MEANS, 1.0), strategy=Blocked(2))
+    sequential = DiscreteHMM(
+        INITIAL, TIME_TRANSITION, dist.Normal(MEANS, 1.0), strategy="sequential"
+    )
     np.testing.assert_allclose(blocked.log_prob(y), sequential.log_prob(y), rtol=1e-9)
     np.testing.assert_allclose(blocked.smooth(y), sequential.smooth(y), rtol=1e-9, atol=1e-12)
     np.testing.assert_array_equal(blocked.viterbi(y), sequential.viterbi(y))

@@ -88,8 +88,10 @@ def test_discrete_hmm_raises_clearly_or_matches_enumeration(problem):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # enumerated -inf joint densities
         parallel = DiscreteHMM(initial, transition, observations).log_prob(y)
-        sequential = DiscreteHMM(initial, transition, observations, parallel=False).log_prob(y)
-        associative = DiscreteHMM(initial, transition, observations, block_size=None)
+        sequential = DiscreteHMM(initial, transition, observations, strategy="sequential").log_prob(
+            y
+        )
+        associative = DiscreteHMM(initial, transition, observations, strategy="associative")
         terms = associative.log_likelihood_terms(y)
     for got in (parallel, sequential, associative.log_prob(y), jnp.sum(terms)):
         if np.isneginf(evidence):
@@ -99,7 +101,7 @@ def test_discrete_hmm_raises_clearly_or_matches_enumeration(problem):
     assert terms.shape == (len(y),)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        viterbi = hmm_viterbi(initial, transition, ll.astype(initial.dtype), parallel=False)
+        viterbi = hmm_viterbi(initial, transition, ll.astype(initial.dtype), strategy="sequential")
     assert bool(viterbi.valid) == bool(np.isfinite(best))
     assert any(w.category is RuntimeWarning for w in caught) == (not np.isfinite(best))
     if np.isfinite(best):

@@ -13,16 +13,17 @@ from numpyro_parallel.ssm.kalman_elements import (
     smoother_combine,
     smoother_prepare,
 )
+from numpyro_parallel.strategy import Associative, Blocked, Sequential
 from tests.reference import kalman as ref
 
 MODES = {
-    "associative": dict(parallel=True, block_size=None),
-    "blocked": dict(parallel=True, block_size=3),
-    "sequential": dict(parallel=False, block_size=None),
+    "associative": dict(strategy=Associative()),
+    "blocked": dict(strategy=Blocked(3)),
+    "sequential": dict(strategy=Sequential()),
 }
 
 
-def _ssm(model, T, parallel=True):
+def _ssm(model, T, strategy="auto"):
     return LinearGaussianSSM(
         model["initial_mean"],
         model["initial_cov"],
@@ -33,7 +34,7 @@ def _ssm(model, T, parallel=True):
         num_steps=T,
         transition_offset=model.get("transition_offset"),
         observation_offset=model.get("observation_offset"),
-        parallel=parallel,
+        strategy=strategy,
     )
 
 
@@ -136,12 +137,12 @@ def test_log_prob_gradients_match_finite_differences():
     model = ref.random_model(rng, T, d, p, time_varying=False)
     y = jnp.asarray(rng.normal(size=(T, p))).at[2, 0].set(jnp.nan)
 
-    def log_lik(m, parallel):
-        return _ssm(m, T, parallel).log_prob(y)
+    def log_lik(m, strategy):
+        return _ssm(m, T, strategy).log_prob(y)
 
     m = jax.tree_util.tree_map(jnp.asarray, model)
-    for parallel in (True, False):
-        grad = jax.grad(log_lik)(m, parallel)
+    for strategy in ("associative", "sequential"):
+        grad = jax.grad(log_lik)(m, strategy)
         eps = 1e-6
         for name, value in m.items():
             direction = jnp.asarray(rng.normal(size=value.shape))
@@ -149,7 +150,7 @@ def test_log_prob_gradients_match_finite_differences():
                 direction = direction + direction.T  # stay symmetric
             plus = {**m, name: value + eps * direction}
             minus = {**m, name: value - eps * direction}
-            fd = (log_lik(plus, parallel) - log_lik(minus, parallel)) / (2 * eps)
+            fd = (log_lik(plus, strategy) - log_lik(minus, strategy)) / (2 * eps)
             analytic = jnp.sum(grad[name] * direction)
             np.testing.assert_allclose(analytic, fd, rtol=1e-5, atol=1e-6, err_msg=name)
 
@@ -201,8 +202,8 @@ def test_float32_long_series_is_accurate():
     exact = log_lik(jnp.float64)
     params32 = LinearGaussianSSM(*(jnp.asarray(a, jnp.float32) for a in args), num_steps=T).params
     y32 = jnp.asarray(y[:, None], jnp.float32)
-    for block_size in (None, "auto"):
-        approx = kalman_filter(params32, y32, block_size=block_size).log_likelihood
+    for strategy in ("associative", "auto"):
+        approx = kalman_filter(params32, y32, strategy=strategy).log_likelihood
         assert approx.dtype == jnp.float32
         assert np.isfinite(approx)
         np.testing.assert_allclose(approx, exact, rtol=1e-3)
@@ -226,7 +227,7 @@ def test_sample_states_match_smoother_moments():
     # Lag-one cross-covariance is what distinguishes joint draws from independent marginals.
     emp = np.mean((draws[:, 1:, 0] - s_means[1:, 0]) * (draws[:, :-1, 0] - s_means[:-1, 0]), 0)
     assert np.all(np.abs(emp) > 0) and np.isfinite(emp).all()
-    sequential = _ssm(model, T, parallel=False).sample_states(
+    sequential = _ssm(model, T, strategy="sequential").sample_states(
         jax.random.PRNGKey(0), jnp.asarray(y), (n,)
     )
     np.testing.assert_allclose(draws, sequential, rtol=1e-8, atol=1e-8)

@@ -80,7 +80,9 @@ def test_lgssm_errors_name_an_argument_or_match_the_references(data):
     )
     if value is None:
         return
-    sequential = LinearGaussianSSM(**model, num_steps=T, parallel=False).log_prob(jnp.asarray(y))
+    sequential = LinearGaussianSSM(**model, num_steps=T, strategy="sequential").log_prob(
+        jnp.asarray(y)
+    )
     expected = ref.filter_model({k: np.asarray(v, np.float64) for k, v in model.items()}, y)
     rtol = 1e-3 if dtype == "float32" else 1e-8
     assert value.dtype == (jnp.float32 if dtype == "float32" else jnp.float64)

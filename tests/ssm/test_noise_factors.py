@@ -17,13 +17,14 @@ import pytest
 from numpyro_parallel.linalg import cholesky_of, tria
 from numpyro_parallel.ssm.distributions import LinearGaussianSSM
 from numpyro_parallel.ssm.kalman import kalman_filter
+from numpyro_parallel.strategy import Associative, Blocked, Sequential
 from tests.reference import kalman as ref
 
 STRATEGIES = {
-    "associative": dict(parallel=True, block_size=None),
-    "blocked-auto": dict(parallel=True, block_size="auto"),
-    "blocked-5": dict(parallel=True, block_size=5),
-    "sequential": dict(parallel=False),
+    "associative": dict(strategy=Associative()),
+    "blocked-auto": dict(strategy="auto"),
+    "blocked-5": dict(strategy=Blocked(5)),
+    "sequential": dict(strategy=Sequential()),
 }
 
 
@@ -114,11 +115,11 @@ def _model(rng, d, p):
     )
 
 
-def _log_liks(model, y, **noise):
-    """Log-likelihood in every strategy (one compiled function for all of them)."""
+def _log_liks(model, y, strategies, **noise):
+    """Log-likelihood in each of ``strategies`` (one compiled function for all of them)."""
     ssm = LinearGaussianSSM(**model, **noise, num_steps=y.shape[0])
     return jnp.stack(
-        [kalman_filter(ssm.params, y, **kw).log_likelihood for kw in STRATEGIES.values()]
+        [kalman_filter(ssm.params, y, **STRATEGIES[s]).log_likelihood for s in strategies]
     )
 
 
@@ -131,9 +132,22 @@ FORMS = {
 }
 
 
-@pytest.mark.parametrize("form", list(FORMS))
-@pytest.mark.parametrize("rank", [1, 2])
-def test_log_prob_gradients_exact_for_rank_deficient_noise(rank, form):
+# Values are compared in every strategy; each (rank, form) case checks the derivatives in one
+# strategy (reverse mode through the whole filter is what dominates compile time), so that
+# over the six cases every strategy is differentiated at least once.
+SLOW = pytest.mark.slow  # 30-55 s each on 2 CPU cores, almost all of it compilation
+GRADIENT_CASES = [
+    pytest.param(1, "factor", "associative", marks=SLOW),
+    pytest.param(1, "dense", "blocked-5", marks=SLOW),
+    (1, "diagonal", "sequential"),
+    pytest.param(2, "factor", "blocked-auto", marks=SLOW),
+    pytest.param(2, "dense", "associative", marks=SLOW),
+    pytest.param(2, "diagonal", "blocked-5", marks=SLOW),
+]
+
+
+@pytest.mark.parametrize("rank,form,strategy", GRADIENT_CASES)
+def test_log_prob_gradients_exact_for_rank_deficient_noise(rank, form, strategy):
     # d = 3: ranks 1 and 2 = d - 1; noise as a (d, r) factor, a dense singular covariance
     # and diag(q_1, ..., q_r, 0, ...).
     d, p, T = 3, 2, 37
@@ -142,8 +156,9 @@ def test_log_prob_gradients_exact_for_rank_deficient_noise(rank, form):
     y = jnp.asarray(rng.normal(size=(T, p))).at[5, 0].set(jnp.nan)
     factor = jnp.asarray(rng.normal(size=(d, rank)) * 0.5)
     scales = jnp.asarray(rng.uniform(0.2, 1.0, size=rank))
-    values = jax.jit(lambda f, s: _log_liks(model, y, **FORMS[form](f, s)))
-    jacobians = jax.jit(jax.jacrev(values, argnums=(0, 1)))
+    values = jax.jit(lambda f, s: _log_liks(model, y, list(STRATEGIES), **FORMS[form](f, s)))
+    one = jax.jit(lambda f, s: _log_liks(model, y, [strategy], **FORMS[form](f, s))[0])
+    gradient = jax.jit(jax.grad(one, argnums=(0, 1)))
     value = values(factor, scales)
     assert np.all(np.isfinite(value))
     if form != "diagonal":
@@ -151,14 +166,14 @@ def test_log_prob_gradients_exact_for_rank_deficient_noise(rank, form):
         expected = ref.filter_model({**model, "transition_cov": cov}, np.asarray(y))[2].sum()
         np.testing.assert_allclose(value, expected, rtol=1e-9)
     np.testing.assert_allclose(value, value[-1], rtol=1e-10)  # strategies agree
-    jac_f, jac_s = jacobians(factor, scales)
+    grad_f, grad_s = gradient(factor, scales)
     eps = 1e-6
     d_f = jnp.asarray(rng.normal(size=factor.shape))
     d_s = jnp.asarray(rng.normal(size=scales.shape))
-    fd_f = (values(factor + eps * d_f, scales) - values(factor - eps * d_f, scales)) / (2 * eps)
-    fd_s = (values(factor, scales + eps * d_s) - values(factor, scales - eps * d_s)) / (2 * eps)
-    analytic_f = jnp.einsum("s...,...->s", jac_f, d_f)
-    analytic_s = jnp.einsum("s...,...->s", jac_s, d_s)
+    fd_f = (one(factor + eps * d_f, scales) - one(factor - eps * d_f, scales)) / (2 * eps)
+    fd_s = (one(factor, scales + eps * d_s) - one(factor, scales - eps * d_s)) / (2 * eps)
+    analytic_f = jnp.sum(grad_f * d_f)
+    analytic_s = jnp.sum(grad_s * d_s)
     assert np.all(np.isfinite(analytic_f)) and np.all(np.isfinite(analytic_s))
     np.testing.assert_allclose(analytic_f, fd_f, rtol=1e-6, atol=1e-7)
     np.testing.assert_allclose(analytic_s, fd_s, rtol=1e-6, atol=1e-7)

@@ -66,7 +66,10 @@ def test_linear_model_exact_in_one_iteration(method):
     @jax.jit
     def run(y):
         kw = dict(method=method, tol=0.0, initial_trajectory="prior")
-        ones = [iterated_smoother(model, y, max_iterations=1, parallel=p, **kw) for p in (1, 0)]
+        ones = [
+            iterated_smoother(model, y, max_iterations=1, strategy=s, **kw)
+            for s in ("associative", "sequential")
+        ]
         loop = iterated_smoother(
             model, y, method=method, max_iterations=5, tol=1e-9, initial_trajectory="prior"
         )
@@ -96,9 +99,9 @@ def test_parallel_equals_sequential_every_iteration(method):
                 max_iterations=1,
                 tol=0.0,
                 initial_trajectory=(mean, chol),
-                parallel=parallel,
+                strategy=strategy,
             )
-            for parallel in (True, False)
+            for strategy in ("associative", "sequential")
         ]
 
     mean = jnp.broadcast_to(model.initial_mean, (num_steps, 2))
@@ -149,7 +152,7 @@ def test_first_pass_equals_cuthbert_extended_smoother():
     params = jax.jit(lambda y: filter_linearization(check_model(model, num_steps), y))(
         jnp.asarray(y)
     )
-    ours = kalman_smoother(params, jnp.asarray(y), parallel=False).mean
+    ours = kalman_smoother(params, jnp.asarray(y), strategy="sequential").mean
     f, h, *_ = pendulum()
     theirs = cuthbert_extended_smoother(
         model.initial_mean,
@@ -213,7 +216,7 @@ def test_short_sequences_and_missing():
     model = _pendulum_model()
     kw = dict(method="unscented", max_iterations=6, tol=0.0, initial_trajectory="filter")
     par, seq = jax.jit(
-        lambda y: [iterated_smoother(model, y, parallel=p, **kw) for p in (True, False)]
+        lambda y: [iterated_smoother(model, y, strategy=s, **kw) for s in ("auto", "sequential")]
     )(jnp.asarray(y))
     assert bool(jnp.all(jnp.isfinite(par.mean)))
     np.testing.assert_allclose(par.mean, seq.mean, rtol=1e-8, atol=1e-10)

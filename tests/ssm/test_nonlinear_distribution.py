@@ -220,7 +220,7 @@ def _args_of(ssm):
 
 def test_non_convergence_gives_nan_log_prob_and_warning():
     # Sequential scans: same iterates, shorter compilation (four programs are compiled here).
-    ssm, y, _ = _rotating_pendulum(30, max_iterations=1, tol=1e-10, parallel=False)
+    ssm, y, _ = _rotating_pendulum(30, max_iterations=1, tol=1e-10, strategy="sequential")
     with pytest.warns(RuntimeWarning, match="did not converge"):
         log_prob = ssm.log_prob(y)
     assert np.isnan(float(log_prob))
@@ -234,6 +234,6 @@ def test_non_convergence_gives_nan_log_prob_and_warning():
     log_prob, result = jax.jit(ssm.log_prob_and_smooth)(y)
     assert np.isnan(float(log_prob)) and not bool(result.converged)
     # Enough iterations: finite and converged, no warning.
-    ok, _, _ = _rotating_pendulum(30, tol=1e-10, parallel=False)
+    ok, _, _ = _rotating_pendulum(30, tol=1e-10, strategy="sequential")
     log_prob, result = jax.jit(ok.log_prob_and_smooth)(y)
     assert np.isfinite(float(log_prob)) and bool(result.converged)

@@ -69,7 +69,7 @@ def test_nonlinear_ssm_errors_name_an_argument_or_match_the_kalman_reference(dat
         transition_fn = lambda x: jnp.concatenate([Fj @ x, Fj @ x])
     observation_fn = lambda x: Hj @ x
 
-    def log_prob(parallel):
+    def log_prob(strategy):
         ssm = NonlinearGaussianSSM(
             model["initial_mean"],
             model["initial_cov"],
@@ -78,14 +78,14 @@ def test_nonlinear_ssm_errors_name_an_argument_or_match_the_kalman_reference(dat
             observation_fn,
             model["observation_cov"],
             T,
-            parallel=parallel,
+            strategy=strategy,
         )
         return ssm.log_prob(jnp.asarray(y))
 
-    value = finite_or_named_error(lambda: log_prob(True), invalid, defect)
+    value = finite_or_named_error(lambda: log_prob("auto"), invalid, defect)
     if value is None:
         return
-    sequential = log_prob(False)
+    sequential = log_prob("sequential")
     kalman = {**model, "transition_matrix": F, "observation_matrix": H}
     expected = ref.filter_model(kalman, y)[2].sum()
     np.testing.assert_allclose(value, sequential, rtol=1e-8)

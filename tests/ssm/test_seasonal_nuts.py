@@ -47,7 +47,8 @@ def _ssm(level_scale, slope_scale, season_scale, obs_scale, num_steps):
         num_steps,
         initial_cov_factor=jnp.diag(initial_scale),
         transition_cov_factor=factor,
-        parallel=False,  # fastest on CPU; gradients agree across strategies (test_noise_factors)
+        # Fastest on CPU; gradients agree across strategies (test_noise_factors).
+        strategy="sequential",
     )
 
 

@@ -3,6 +3,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from numpyro.infer import MCMC, NUTS, Predictive
 
 from numpyro_parallel import sts
@@ -20,6 +21,7 @@ def _simulated():
     return np.array(prior["y"][0, :, 0])
 
 
+@pytest.mark.slow
 def test_nuts_fits_the_default_model_and_forecasts():
     y = _simulated()
     y[[5, 20]] = np.nan
