@@ -112,6 +112,7 @@ def test_batched_inputs_every_strategy(strategy):
     batch = [_lgssm(7, seed) for seed in range(3)]
     params = batch[0][0]
     ys = jnp.stack([y for _, y in batch])
+
     def batched(s):
         return jax.vmap(lambda y: kalman_filter(params, y, strategy=s).log_likelihood)(ys)
 

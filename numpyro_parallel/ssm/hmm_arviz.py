@@ -11,9 +11,12 @@ posterior path samples from `.sample_states`) are stored with named dimensions
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
-import xarray as xr
+
+if TYPE_CHECKING:  # xarray is imported on first use: `import numpyro_parallel` stays light
+    import xarray as xr
 
 __all__ = ["hmm_to_datatree"]
 
@@ -90,6 +93,8 @@ def hmm_to_datatree(
     """
     if not isinstance(group, str) or not group:
         raise TypeError(f"`group` must be a non-empty str; got {group!r}.")
+    import xarray as xr
+
     if datatree is not None and not isinstance(datatree, xr.DataTree):
         raise TypeError(f"`datatree` must be an xarray.DataTree; got {type(datatree).__name__}.")
     variables = {}
