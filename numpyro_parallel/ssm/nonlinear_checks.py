@@ -123,6 +123,11 @@ def check_observations(y: Any, num_features: int) -> jax.Array:
         )
     if y.shape[0] < 1:
         raise ValueError(f"`y` must have at least one time step (T >= 1); got {y.shape}.")
+    return check_observation_values(y)
+
+
+def check_observation_values(y: jax.Array) -> jax.Array:
+    """Raise unless ``y`` is numeric without (concrete) inf entries; NaN marks missing data."""
     if not jnp.issubdtype(y.dtype, jnp.number):
         raise TypeError(f"`y` must be a numeric array; got dtype {y.dtype}.")
     array = concrete(y)

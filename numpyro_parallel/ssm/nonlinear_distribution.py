@@ -40,14 +40,12 @@ from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from numpyro.distributions import Distribution, constraints
 
 from numpyro_parallel._checks import (
     check_covariance,
     check_finite,
     check_positive_int,
-    concrete,
     nan_unless,
 )
 from numpyro_parallel.linalg import cholesky_of
@@ -61,7 +59,11 @@ from numpyro_parallel.ssm.nonlinear import (
     linearized_log_likelihood,
     warn_not_converged,
 )
-from numpyro_parallel.ssm.nonlinear_checks import check_function, check_options
+from numpyro_parallel.ssm.nonlinear_checks import (
+    check_function,
+    check_observation_values,
+    check_options,
+)
 from numpyro_parallel.ssm.nonlinear_simulate import simulate_model
 from numpyro_parallel.strategy import StrategyLike, as_strategy
 
@@ -234,12 +236,7 @@ class NonlinearGaussianSSM(Distribution):
             raise ValueError(
                 f"`y` must have shape batch + (T, p) = batch + {self.event_shape}; got {y.shape}."
             )
-        if not jnp.issubdtype(y.dtype, jnp.number):
-            raise TypeError(f"`y` must be a numeric array; got dtype {y.dtype}.")
-        array = concrete(y)
-        if array is not None and np.any(np.isinf(array)):
-            raise ValueError("`y` contains infinite values (NaN entries mark missing data).")
-        return y
+        return check_observation_values(y)
 
     def _smooth(self, model: NonlinearGaussianModel, y: jax.Array) -> IteratedSmootherResult:
         return iterated_smoother(
