@@ -35,6 +35,7 @@ import jax
 import jax.numpy as jnp
 
 from numpyro_parallel._checks import nan_unless
+from numpyro_parallel.scan import associative_scan
 from numpyro_parallel.ssm.hmm_blocked import scaled_filter, scaled_log_likelihood, scaled_smoother
 from numpyro_parallel.ssm.hmm_common import (
     check_logits,
@@ -45,7 +46,6 @@ from numpyro_parallel.ssm.hmm_common import (
     resolve_mode,
     reverse_sum_product,
     scaled_block_size,
-    scan_elements,
 )
 from numpyro_parallel.ssm.hmm_elements import (
     backward_elements,
@@ -232,8 +232,8 @@ def _smoother(log_initial, log_transition, log_likelihoods, strategy):
     ok = inputs_ok(log_initial, log_transition, log_likelihoods)
     if isinstance(strategy, Associative):
         elements, prefix = forward_scan(log_initial, log_transition, log_likelihoods, strategy)
-        suffix = scan_elements(
-            reverse_sum_product, backward_elements(elements), strategy, reverse=True
+        suffix = associative_scan(
+            reverse_sum_product, backward_elements(elements), strategy=strategy, reverse=True
         )
         log_marginal = prefix.log_matrix[:, 0, :] + suffix.log_matrix[:, :, 0]
         return nan_unless(ok, jax.nn.softmax(log_marginal, axis=-1))

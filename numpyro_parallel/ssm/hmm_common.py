@@ -26,7 +26,6 @@ __all__ = [
     "resolve_mode",
     "reverse_sum_product",
     "scaled_block_size",
-    "scan_elements",
 ]
 
 
@@ -159,10 +158,6 @@ def scaled_block_size(strategy: Strategy) -> int | None:
     return strategy.block_size if isinstance(strategy, Blocked) else None
 
 
-def scan_elements(combine, elements, strategy: Strategy, reverse=False):
-    return associative_scan(combine, elements, strategy=strategy, reverse=reverse)
-
-
 def per_step(log_transition: jax.Array, num_steps: int) -> jax.Array:
     """``(T, K, K)`` transition log-probabilities (broadcast if time-invariant)."""
     num_states = log_transition.shape[-1]
@@ -172,7 +167,7 @@ def per_step(log_transition: jax.Array, num_steps: int) -> jax.Array:
 def forward_scan(log_initial, log_transition, log_likelihoods, strategy):
     transitions = per_step(log_transition, log_likelihoods.shape[0])
     elements = forward_elements(log_initial, transitions, log_likelihoods)
-    return elements, scan_elements(sum_product_combine, elements, strategy)
+    return elements, associative_scan(sum_product_combine, elements, strategy=strategy)
 
 
 def reverse_sum_product(later: LogMatrix, earlier: LogMatrix) -> LogMatrix:

@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from numpyro_parallel._checks import check_positive_int, nan_unless, warn_if
+from numpyro_parallel.scan import associative_scan
 from numpyro_parallel.ssm.hmm_blocked import scaled_filter
 from numpyro_parallel.ssm.hmm_common import (
     forward_scan,
@@ -30,7 +31,6 @@ from numpyro_parallel.ssm.hmm_common import (
     prepare,
     resolve_mode,
     scaled_block_size,
-    scan_elements,
 )
 from numpyro_parallel.ssm.hmm_elements import (
     compose_index_maps,
@@ -68,7 +68,7 @@ IMPOSSIBLE_MESSAGE = (
 
 def _backtrack(pointers: jax.Array, strategy) -> jax.Array:
     # pointers[t][j] = z_t given z_{t+1} = j; pointers[T-1] is constant. Suffix composition.
-    maps = scan_elements(compose_index_maps, pointers, strategy, reverse=True)
+    maps = associative_scan(compose_index_maps, pointers, strategy=strategy, reverse=True)
     return maps[:, 0]
 
 
@@ -108,7 +108,7 @@ def _viterbi(log_initial, log_transition, log_likelihoods, strategy):
     if isinstance(strategy, Associative):
         log_transition = per_step(log_transition, log_likelihoods.shape[0])
         elements = forward_elements(log_initial, log_transition, log_likelihoods)
-        prefix = scan_elements(max_product_combine, elements, strategy)
+        prefix = associative_scan(max_product_combine, elements, strategy=strategy)
         delta, log_joint = prefix.log_matrix[:, 0, :], prefix.log_scale[-1]
     else:  # max-plus scaled recursions, blocked or sequential
         delta, terms, _ = scaled_filter(
@@ -251,7 +251,7 @@ def _sample_prior(rng_key, log_initial, log_transition, sizes, strategy):
         # maps[t][i] = z_{t+1} given z_t = i.
         maps = jnp.argmax(log_transition[:-1] + gumbel[1:, None, :], axis=2).astype(jnp.int32)
         elements = jnp.concatenate([first, maps], axis=0)
-        return scan_elements(compose_index_maps, elements, strategy)[:, 0]
+        return associative_scan(compose_index_maps, elements, strategy=strategy)[:, 0]
 
     paths = jax.vmap(one_path)(jax.random.split(rng_key, num_samples))
     return paths.reshape(*sample_shape, num_steps)
