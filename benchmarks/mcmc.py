@@ -30,8 +30,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from numpyro_parallel.mcmc.online_picard import default_window
-from numpyro_parallel.mcmc.parallel_chain import parallel_chain, sequential_chain
+from numpyro_parallel.fixed_point import OnlinePicard
+from numpyro_parallel.mcmc import run_chain
 
 jax.config.update("jax_enable_x64", True)
 import blackjax  # noqa: E402
@@ -89,7 +89,7 @@ def _comparison(parallel, sequential):
         "iterations": int(jnp.max(info.num_iterations)),
         "converged": bool(jnp.all(info.converged)),
         "max_abs_diff": float(jnp.max(jnp.abs(states.position - seq_states.position))),
-        "same_accepts": bool(jnp.all(info.step_info.is_accepted == seq_info.step_info.is_accepted)),
+        "same_accepts": bool(jnp.all(info.aux.is_accepted == seq_info.aux.is_accepted)),
         "compile_s": compile_s,
         "run_s": run_s,
         "sequential_compile_s": seq_compile_s,
@@ -105,14 +105,15 @@ def run_case(dim, num_steps, num_chains, solvers, repeats):
     states = jax.vmap(lambda _: mala.init(map_estimate))(keys)
 
     def sequential(keys, states):
-        return jax.vmap(lambda k, s: sequential_chain(mala, s, k, num_steps))(keys, states)
+        run = lambda k, s: run_chain(mala, s, k, num_steps, strategy="sequential")
+        return jax.vmap(run)(keys, states)
 
     (seq_states, seq_info), seq_compile, seq_time = measure(sequential, (keys, states), repeats)
     rows = []
     for solver in solvers:
 
         def parallel(keys, states, solver=solver):
-            run = lambda k, s: parallel_chain(mala, s, k, num_steps, solver=solver)
+            run = lambda k, s: run_chain(mala, s, k, num_steps, solver=solver)
             return jax.vmap(run)(keys, states)
 
         (states_p, info), compile_time, run_time = measure(parallel, (keys, states), repeats)
@@ -127,7 +128,7 @@ def run_case(dim, num_steps, num_chains, solvers, repeats):
                     (states_p, info, compile_time, run_time),
                     (seq_states, seq_info, seq_compile, seq_time),
                 ),
-                "acceptance": float(jnp.mean(seq_info.step_info.acceptance_rate)),
+                "acceptance": float(jnp.mean(seq_info.aux.acceptance_rate)),
             }
         )
         print(json.dumps(rows[-1]), flush=True)
@@ -139,9 +140,9 @@ def run_rwm_case(dim, num_steps, repeats):
     sigma = 2.38 / dim**0.5 * jnp.linalg.cholesky(jnp.linalg.inv(hessian))
     rwm = blackjax.additive_step_random_walk(logdensity_fn, random_walk.normal(sigma))
     key, state = jax.random.key(1), rwm.init(map_estimate)
-    sequential = lambda key, state: sequential_chain(rwm, state, key, num_steps)
+    sequential = lambda key, state: run_chain(rwm, state, key, num_steps, strategy="sequential")
     (seq_states, seq_info), seq_compile, seq_time = measure(sequential, (key, state), repeats)
-    window = default_window(num_steps, dim)
+    window = OnlinePicard().default_window(num_steps, dim)
     variants = [("online_picard", window, None), ("jacobi", window, num_steps)]
     if num_steps <= 1000:
         variants.insert(1, ("online_picard", num_steps, None))
@@ -149,7 +150,7 @@ def run_rwm_case(dim, num_steps, repeats):
     for solver, width, max_iterations in variants:
 
         def parallel(key, state, solver=solver, width=width, max_iterations=max_iterations):
-            return parallel_chain(
+            return run_chain(
                 rwm, state, key, num_steps, solver=solver, window=width,
                 max_iterations=max_iterations,
             )  # fmt: skip
@@ -167,7 +168,7 @@ def run_rwm_case(dim, num_steps, repeats):
                     (states, info, compile_time, run_time),
                     (seq_states, seq_info, seq_compile, seq_time),
                 ),
-                "acceptance": float(jnp.mean(seq_info.step_info.is_accepted)),
+                "acceptance": float(jnp.mean(seq_info.aux.is_accepted)),
             }
         )
         print(json.dumps(rows[-1]), flush=True)

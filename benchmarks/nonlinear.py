@@ -1,6 +1,6 @@
 """Benchmark: parallel vs sequential iterated smoothers on the noisy pendulum (+ cuthbert).
 
-For each T we time a fixed number of iterations (``tol=0``) of the iterated extended and
+For each T we time a fixed number of iterations (``atol=0``) of the iterated extended and
 cubature smoothers, parallel and sequential, started from the prior, and cuthbert 0.1's
 sequential extended (moments) filter + smoother, i.e. one non-iterated pass, and its
 associative (parallel) variant linearised at a given trajectory (one iteration's worth of
@@ -145,7 +145,7 @@ def main():
                         y,
                         method=method,
                         max_iterations=args.iterations,
-                        tol=0.0,
+                        atol=0.0,
                         initial_trajectory="prior",
                         strategy=strategy,
                     ).mean
@@ -204,7 +204,7 @@ def main():
         f"# Iterated nonlinear smoothers — {meta['device_kind']} ({platform}), {meta['dtype']}, "
         f"jax {meta['jax_version']}",
         "",
-        f"Pendulum (d=2, p=1); {args.iterations} iterations per run (tol=0). {meta['note']}.",
+        f"Pendulum (d=2, p=1); {args.iterations} iterations per run (atol=0). {meta['note']}.",
         "",
         "| library | algorithm | mode | T | compile [s] | run [ms] | per iteration [ms] |",
         "|---|---|---|---:|---:|---:|---:|",

@@ -77,11 +77,11 @@ def ours_pf(key, ys, num_particles):
         lambda k, x, t: PHI * x + Q_SD * jax.random.normal(k, (1,), dtype),
         lambda x, y, t: norm_logpdf(y[0], x[0], R_SD),
     )
-    return run(key, model, ys, num_particles).log_evidence
+    return run(key, model, ys, num_particles).log_likelihood
 
 
 def minimal_pf(key, ys, num_particles):
-    """Leanest bootstrap filter: systematic resampling every step, log-evidence only."""
+    """Leanest bootstrap filter: systematic resampling every step, log-likelihood only."""
     dtype = ys.dtype
     key0, key_steps = jax.random.split(key)
     x0 = jax.random.normal(key0, (num_particles,), dtype)
@@ -129,7 +129,7 @@ def blackjax_pf(key, ys, num_particles):
         state, info = smc_base.step(
             k, state, update_fn, lambda x: norm_logpdf(y[0], x, R_SD), bj_systematic
         )
-        return (state, log_z + info.log_likelihood_increment), None
+        return (state, log_z + info.log_likelihood_term), None
 
     keys = jax.random.split(key_steps, ys.shape[0] - 1)
     (_, log_z), _ = jax.lax.scan(body, (state, log_z0), (keys, ys[1:]))
@@ -251,7 +251,9 @@ def main():
             block = None if n <= 100 else 100
 
             def run_dsmc(k, y, n=n, block=block, mean=mean, chol=chol):
-                out = dsmc(k, y, n, proposal_mean=mean, proposal_chol=chol, block_size=block, **fns)
+                out = dsmc(
+                    k, y, n, proposal_mean=mean, proposal_chol=chol, row_chunk_size=block, **fns
+                )
                 return out.trajectories
 
             def run_lazy(k, y, n=n, block=block, mean=mean, chol=chol):
@@ -261,7 +263,7 @@ def main():
                     n,
                     proposal_mean=mean,
                     proposal_chol=chol,
-                    block_size=block,
+                    row_chunk_size=block,
                     transition_log_bound=LOG_BOUND,
                     **fns,
                 )

@@ -34,7 +34,7 @@ import numpyro.distributions as dist
 from numpyro.infer import MCMC
 
 from numpyro_parallel.infer.parallel_mcmc import ParallelMALA
-from numpyro_parallel.mcmc.parallel_chain import parallel_chain, sequential_chain
+from numpyro_parallel.mcmc import run_chain
 
 jax.config.update("jax_enable_x64", True)
 
@@ -97,11 +97,11 @@ def main() -> None:
     key = jax.random.key(1)
 
     def run_sequential(k):
-        return sequential_chain(mala, initial_state, k, num_steps)
+        return run_chain(mala, initial_state, k, num_steps, strategy="sequential")
 
     (seq_states, seq_info), seq_compile, seq_time = timed(run_sequential, key)
     print(f"T={num_steps}, d={dim}, MALA step size {step_size:.4f}, "
-          f"acceptance {float(jnp.mean(seq_info.step_info.acceptance_rate)):.2f}")  # fmt: skip
+          f"acceptance {float(jnp.mean(seq_info.aux.acceptance_rate)):.2f}")  # fmt: skip
     print(f"sequential   : compile {seq_compile:6.2f} s, run {seq_time:7.3f} s")
     results = {}
     # Quasi-Newton keeps only the diagonal of the Jacobian; on these correlated coefficients
@@ -110,13 +110,11 @@ def main() -> None:
     for solver, cap in (("newton", None), ("quasi_newton", 64)):
 
         def run_parallel(k, solver=solver, cap=cap):
-            return parallel_chain(
-                mala, initial_state, k, num_steps, solver=solver, max_iterations=cap
-            )
+            return run_chain(mala, initial_state, k, num_steps, solver=solver, max_iterations=cap)
 
         (states, info), compile_time, run_time = timed(run_parallel, key)
         diff = float(jnp.max(jnp.abs(states.position - seq_states.position)))
-        same = bool(jnp.all(info.step_info.is_accepted == seq_info.step_info.is_accepted))
+        same = bool(jnp.all(info.aux.is_accepted == seq_info.aux.is_accepted))
         results[solver] = states
         print(
             f"{solver:13s}: compile {compile_time:6.2f} s, run {run_time:7.3f} s, "
@@ -135,7 +133,7 @@ def main() -> None:
 
     # ---- Part 2: NumPyro MCMC with ParallelMALA --------------------------------------
     num_warmup, num_samples = (150, 200) if args.fast else (1000, 2000)
-    kernel = ParallelMALA(model, block_size=50 if args.fast else 500, solver="newton")
+    kernel = ParallelMALA(model, num_steps_per_block=50 if args.fast else 500, solver="newton")
     mcmc = MCMC(kernel, num_warmup=num_warmup, num_samples=num_samples, num_chains=2,
                 chain_method="vectorized", progress_bar=False)  # fmt: skip
     start = time.perf_counter()

@@ -110,7 +110,7 @@ def pmmh(rng_key, ys, num_iterations, num_particles, init, proposal_scale):
 
     def log_lik(key, theta):
         model = sv_functions(theta[0], jnp.tanh(theta[1]), jnp.exp(theta[2]))[0]
-        return run(key, model, ys, num_particles).log_evidence
+        return run(key, model, ys, num_particles).log_likelihood
 
     def step(carry, key):
         theta, lp, ll, accepted = carry
@@ -175,7 +175,7 @@ def main():
     # 2. Particle-filter log-likelihood at the posterior mean, over 20 seeds.
     keys = jax.random.split(jax.random.key(0), 20)
     t0 = time.perf_counter()
-    log_z = jax.jit(jax.vmap(lambda k: run(k, model, ys, n_pf).log_evidence))(keys)
+    log_z = jax.jit(jax.vmap(lambda k: run(k, model, ys, n_pf).log_likelihood))(keys)
     log_z.block_until_ready()
     print(
         f"PF log-likelihood at the posterior mean (N={n_pf}, 20 seeds): mean "
@@ -203,7 +203,7 @@ def main():
                 observation_log_prob=obs_lp,
                 proposal_mean=mean,
                 proposal_chol=chol,
-                block_size=block,
+                row_chunk_size=block,
                 transition_log_bound=bound,
             )
         )(jax.random.key(1))
@@ -216,7 +216,8 @@ def main():
             )
         print(
             f"dSMC {name} stitching (N={n_dsmc}): log-likelihood "
-            f"{float(out.log_evidence):.2f}{extra} [{time.perf_counter() - t0:.1f} s incl. compile]"
+            f"{float(out.log_likelihood):.2f}{extra} "
+            f"[{time.perf_counter() - t0:.1f} s incl. compile]"
         )
         results[name] = out
     smoothed = results["exact"]

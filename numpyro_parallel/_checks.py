@@ -12,6 +12,8 @@ The contract (docs: "Failure modes and what you see"):
 
 from __future__ import annotations
 
+import math
+import numbers
 import warnings
 from typing import Any
 
@@ -23,6 +25,7 @@ __all__ = [
     "check_covariance",
     "check_finite",
     "check_positive_int",
+    "check_tolerance",
     "concrete",
     "is_concrete",
     "nan_unless",
@@ -58,6 +61,18 @@ def check_positive_int(name: str, value: Any, *, minimum: int = 1) -> int:
     if value < minimum:
         raise ValueError(f"`{name}` must be an integer >= {minimum}; got {value}.")
     return int(value)
+
+
+def check_tolerance(name: str, value: Any) -> Any:
+    """Return a tolerance, or raise unless it is None or a finite number >= 0 (concrete)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Real | jax.Array):
+        raise TypeError(f"`{name}` must be a number >= 0 or None; got {type(value).__name__}.")
+    array = concrete(value)
+    if array is not None and (array.ndim or not (math.isfinite(array) and array >= 0)):
+        raise ValueError(f"`{name}` must be a finite scalar >= 0; got {value!r}.")
+    return value
 
 
 def check_finite(name: str, value: Any) -> None:

@@ -5,7 +5,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from numpyro_parallel import Associative, Blocked, Sequential, fixed_point
 from numpyro_parallel.fixed_point import (
+    Jacobi,
+    Newton,
+    OnlinePicard,
+    QuasiNewton,
     certify,
     default_tolerances,
     sequential_recursion,
@@ -13,7 +18,7 @@ from numpyro_parallel.fixed_point import (
 )
 from numpyro_parallel.scan import affine_recursion
 
-SOLVERS = ["newton", "quasi_newton", "jacobi"]
+SOLVERS = ["newton", "quasi_newton", "jacobi", "online_picard"]
 
 
 def _rnn(d, num_steps, seed=0, scale=0.6):
@@ -82,8 +87,8 @@ def test_damping_and_initial_guess():
     fn, x0, inputs = _rnn(2, 17, seed=3)
     states, _ = sequential_recursion(fn, x0, inputs)
     guess = states + 0.1
-    for damping in (0.5, 1.0):
-        result = solve_recursion(fn, x0, inputs, damping=damping, initial_guess=guess)
+    for solver in (Newton(damping=0.5), Newton(), Jacobi(damping=0.5), QuasiNewton(0.8)):
+        result = solve_recursion(fn, x0, inputs, solver=solver, initial_guess=guess)
         assert bool(result.converged)
         np.testing.assert_allclose(result.states, states, rtol=1e-9, atol=1e-9)
 
@@ -117,7 +122,9 @@ def test_nan_never_counts_as_converged(solver):
         result = solve_recursion(fn, x0, inputs, solver=solver, max_iterations=25)
     states, _ = sequential_recursion(fn, x0, inputs)
     assert not bool(result.converged) and bool(result.fallback)
-    assert int(result.num_iterations) == 25
+    assert int(result.status) == fixed_point.NON_FINITE
+    # The loop stops as soon as the state after the converged prefix is NaN.
+    assert int(result.num_iterations) <= 11
     np.testing.assert_allclose(result.states, states, equal_nan=True)
     assert np.all(np.isnan(result.states[10:]))
 
@@ -157,7 +164,8 @@ def test_sensitive_step_flagged():
     result = solve_recursion(fn, x0, thresholds)
     assert int(result.num_sensitive_steps) == 0
     thresholds = thresholds.at[5].set(states[4, 0])
-    result = solve_recursion(fn, x0, thresholds)
+    with pytest.warns(RuntimeWarning, match="num_sensitive_steps"):
+        result = solve_recursion(fn, x0, thresholds)
     assert int(result.num_sensitive_steps) == 1
 
 
@@ -193,8 +201,16 @@ def test_bad_input():
         solve_recursion(fn, x0[None], inputs)
     with pytest.raises(ValueError, match="window"):
         solve_recursion(fn, x0, inputs, window=0)
-    with pytest.raises(ValueError, match="damping"):
-        solve_recursion(fn, x0, inputs, damping=1.5)
+    with pytest.raises(ValueError, match=r"Newton\.damping"):
+        solve_recursion(fn, x0, inputs, solver=Newton(damping=1.5))
+    with pytest.raises(TypeError, match=r"Jacobi\.damping"):
+        Jacobi(damping="half")
+    with pytest.raises(ValueError, match="exact_diagonal_max_dim"):
+        QuasiNewton(exact_diagonal_max_dim=-1)
+    with pytest.raises(TypeError, match="solver"):
+        solve_recursion(fn, x0, inputs, solver=Associative())
+    with pytest.raises(ValueError, match="strategy"):
+        solve_recursion(fn, x0, inputs, strategy="parallel")
     with pytest.raises(ValueError, match="initial_guess"):
         solve_recursion(fn, x0, inputs, initial_guess=jnp.zeros((4, 2)))
     with pytest.raises(TypeError, match="floating"):
@@ -207,3 +223,32 @@ def test_bad_input():
         solve_recursion(fn, x0, inputs, max_iterations=0)
     with pytest.raises(TypeError, match="`window`"):
         solve_recursion(fn, x0, inputs, window=2.0)
+
+
+@pytest.mark.parametrize(
+    "strategy,solver",
+    [
+        (Sequential(), Newton()),
+        (Associative(), QuasiNewton()),
+        (Blocked(3), OnlinePicard()),
+        ("auto", Newton()),
+        (Associative(), Newton()),
+    ],
+)
+def test_every_strategy_gives_the_sequential_solution(strategy, solver):
+    # The strategy runs the solver's linear recursions (Sequential(): no iteration at all).
+    fn, x0, inputs = _rnn(3, 13, seed=8)
+    expected = _naive(fn, x0, inputs)
+    result = solve_recursion(fn, x0, inputs, solver=solver, strategy=strategy)
+    np.testing.assert_allclose(result.states, expected, rtol=1e-10, atol=1e-12)
+    assert int(result.status) == fixed_point.OK and bool(result.converged)
+    if isinstance(strategy, Sequential):
+        assert int(result.num_sequential_steps) == 13 and float(result.residual) == 0.0
+    else:
+        assert int(result.num_sequential_steps) == 0
+
+
+def test_status_names_and_solver_shorthands():
+    assert fixed_point.STATUS_NAMES[fixed_point.FALLBACK] == "fallback"
+    assert fixed_point.as_solver("online_picard") == OnlinePicard()
+    assert fixed_point.as_solver("quasi_newton") == QuasiNewton()

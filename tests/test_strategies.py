@@ -174,7 +174,7 @@ def _pendulum(T):
 def test_nonlinear_every_strategy_equals_sequential(T):
     model, y = _pendulum(T)
     run = jax.jit(
-        lambda y, s: iterated_smoother(model, y, max_iterations=5, tol=0.0, strategy=s),
+        lambda y, s: iterated_smoother(model, y, max_iterations=5, atol=0.0, strategy=s),
         static_argnums=1,
     )
     reference = run(y, Sequential())

@@ -24,7 +24,7 @@ from blackjax.mcmc.mala import MALAState
 from numpyro.infer.hmc_util import build_adaptation_schedule, dual_averaging
 
 from numpyro_parallel._checks import check_positive_int, concrete
-from numpyro_parallel.mcmc.parallel_chain import check_solver_options
+from numpyro_parallel.mcmc.chain import check_solver_options
 
 MAX_STEPS_FACTOR = 4
 
@@ -102,21 +102,23 @@ def mala_step(logdensity_fn: Callable) -> Callable:
     return step
 
 
-def hmc_step(logdensity_fn: Callable, num_steps: int, random_num_steps: bool) -> Callable:
+def hmc_step(
+    logdensity_fn: Callable, num_integration_steps: int, random_integration_steps: bool
+) -> Callable:
     """BlackJAX's HMC step with unit mass, optionally a random number of leapfrog steps.
 
-    With ``random_num_steps`` the number of leapfrog steps is geometric with mean
-    ``num_steps``, truncated at ``MAX_STEPS_FACTOR * num_steps``, drawn with a key split off
-    the step's key (randomized integration time, Bou-Rabee & Sanz-Serna 2017): a fixed path
-    length makes near-Gaussian posteriors give antithetic (negatively correlated) draws
-    whenever it is close to half a period, and uniform jitter around it does not remove that
-    (a geometric, memoryless length keeps the lag-1 correlation of Gaussian coordinates
-    near or above zero for every step size).
+    With ``random_integration_steps`` the number of leapfrog steps is geometric with mean
+    ``num_integration_steps``, truncated at ``MAX_STEPS_FACTOR * num_integration_steps``,
+    drawn with a key split off the step's key (randomized integration time, Bou-Rabee &
+    Sanz-Serna 2017): a fixed path length makes near-Gaussian posteriors give antithetic
+    (negatively correlated) draws whenever it is close to half a period, and uniform jitter
+    around it does not remove that (a geometric, memoryless length keeps the lag-1
+    correlation of Gaussian coordinates near or above zero for every step size).
 
     Args:
         logdensity_fn: log-density of the flat (whitened) position.
-        num_steps: (mean) number of leapfrog steps.
-        random_num_steps: randomize the number of leapfrog steps.
+        num_integration_steps: (mean) number of leapfrog steps.
+        random_integration_steps: randomize the number of leapfrog steps.
 
     Returns:
         ``step(rng_key, state, step_size) -> (state, StepInfo)``.
@@ -124,11 +126,11 @@ def hmc_step(logdensity_fn: Callable, num_steps: int, random_num_steps: bool) ->
     kernel = blackjax.hmc.build_kernel()
 
     def step(rng_key, state, step_size):
-        length = num_steps
-        if random_num_steps and num_steps > 1:
+        length = num_integration_steps
+        if random_integration_steps and num_integration_steps > 1:
             key_length, rng_key = jax.random.split(rng_key)
-            length = jax.random.geometric(key_length, 1.0 / num_steps, dtype=jnp.int32)
-            length = jnp.minimum(length, MAX_STEPS_FACTOR * num_steps)
+            length = jax.random.geometric(key_length, 1.0 / num_integration_steps, dtype=jnp.int32)
+            length = jnp.minimum(length, MAX_STEPS_FACTOR * num_integration_steps)
         unit = jnp.ones_like(state.position)
         new_state, info = kernel(rng_key, state, logdensity_fn, step_size, unit, length)
         divergent = info.is_divergent | _non_finite(state) | _non_finite(info.proposal)
@@ -208,8 +210,8 @@ def _check_positive_number(name: str, value: Any, *, below_one: bool = False) ->
 
 
 def check_kernel_options(
-    model: Any, potential_fn: Any, step_size: Any, block_size: Any, solver: Any, tol: Any,
-    max_iterations: Any, target_accept_prob: Any,
+    model: Any, potential_fn: Any, step_size: Any, num_steps_per_block: Any, solver: Any,
+    strategy: Any, atol: Any, rtol: Any, max_iterations: Any, target_accept_prob: Any,
 ) -> None:  # fmt: skip
     """Raise `ValueError`/`TypeError` naming the argument for invalid kernel options."""
     if (model is None) == (potential_fn is None):
@@ -218,8 +220,8 @@ def check_kernel_options(
         if fn is not None and not callable(fn):
             raise TypeError(f"`{name}` must be callable; got {type(fn).__name__}.")
     _check_positive_number("step_size", step_size)
-    check_positive_int("block_size", block_size)
-    check_solver_options(solver, tol, max_iterations)
+    check_positive_int("num_steps_per_block", num_steps_per_block)
+    check_solver_options(solver, strategy, atol, rtol, max_iterations)
     _check_positive_number("target_accept_prob", target_accept_prob, below_one=True)
 
 

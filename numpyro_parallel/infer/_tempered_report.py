@@ -15,7 +15,7 @@ from numpyro_parallel.infer._tempered_result import (
 )
 from numpyro_parallel.smc.resampling import get_resampler
 
-__all__ = ["to_arviz", "warn_on_failure"]
+__all__ = ["tempered_smc_to_arviz", "warn_on_failure"]
 
 
 def warn_on_failure(result: TemperedSMCResult, max_stages: int) -> None:
@@ -55,7 +55,7 @@ def warn_on_failure(result: TemperedSMCResult, max_stages: int) -> None:
     )
 
 
-def to_arviz(result: TemperedSMCResult, rng_key: jax.Array | None = None):
+def tempered_smc_to_arviz(result: TemperedSMCResult, rng_key: jax.Array | None = None):
     """ArviZ 1.x DataTree: resampled ``posterior`` plus an ``smc`` group.
 
     Args:

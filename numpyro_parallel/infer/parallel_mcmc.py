@@ -2,9 +2,9 @@
 
 Warmup runs preconditioned MALA one step at a time, adapting the step size by dual averaging
 (target acceptance 0.574) and a diagonal inverse mass matrix over Stan's windows. The sampling
-phase is a buffer: the state holds a block of ``block_size`` draws; ``sample`` hands out the
-next one and, when the block is used up, refills it with one parallel-in-time solve of
-``block_size`` MALA steps (`numpyro_parallel.mcmc.parallel_chain.parallel_chain`). The draws
+phase is a buffer: the state holds a block of ``num_steps_per_block`` draws; ``sample`` hands
+out the next one and, when the block is used up, refills it with one parallel-in-time solve of
+``num_steps_per_block`` MALA steps (`numpyro_parallel.mcmc.run_chain`). The draws
 are those of sequential MALA with the block's random numbers, to solver tolerance.
 
 Failures are reported as NumPyro reports them: a transition that starts at, or proposes, a
@@ -40,13 +40,12 @@ from numpyro_parallel.infer._parallel_steps import (
     adapt,
     check_initial_point,
     check_kernel_options,
-    hmc_step,
     mala_step,
     welford_init,
 )
-from numpyro_parallel.mcmc.parallel_chain import parallel_chain
+from numpyro_parallel.mcmc.chain import run_chain
 
-__all__ = ["ParallelHMC", "ParallelMALA", "ParallelMALAState"]
+__all__ = ["ParallelMALA", "ParallelMALAState"]
 
 TARGET_ACCEPT_PROB = 0.574
 
@@ -60,18 +59,22 @@ class ParallelMALA(MCMCKernel):
         step_size: initial step size.
         adapt_step_size: adapt the step size by dual averaging during warmup.
         adapt_mass_matrix: adapt a diagonal inverse mass matrix during warmup.
-        block_size: MALA steps per parallel solve.
-        solver: ``"newton"``, ``"quasi_newton"``, ``"jacobi"`` or ``"online_picard"``.
-        tol: solver tolerance (dtype-dependent default).
+        num_steps_per_block: MALA steps per parallel solve.
+        solver: a `numpyro_parallel.fixed_point` solver or its name (``"newton"``,
+            ``"quasi_newton"``, ``"jacobi"``, ``"online_picard"``).
+        strategy: strategy of the solver's linear recursions (`numpyro_parallel.strategy`);
+            `Sequential()` runs each block as a plain `lax.scan` chain.
+        atol: absolute solver tolerance (dtype-dependent default).
+        rtol: relative solver tolerance (dtype-dependent default).
         max_iterations: cap on solver iterations per block (then sequential fallback).
         target_accept_prob: acceptance probability targeted by the adaptation.
 
     Raises:
-        ValueError: invalid option (non-positive ``step_size``/``block_size``, unknown
-            ``solver``, negative ``tol``, ``target_accept_prob`` outside (0, 1), ...), named
-            in the message; from ``init``: ``init_params`` where the potential or its
-            gradient is not finite.
-        TypeError: non-callable ``model``/``potential_fn``, non-integer ``block_size``.
+        ValueError: invalid option (non-positive ``step_size``/``num_steps_per_block``,
+            unknown ``solver``, negative ``atol``/``rtol``, ``target_accept_prob`` outside
+            (0, 1), ...), named in the message; from ``init``: ``init_params`` where the
+            potential or its gradient is not finite.
+        TypeError: non-callable ``model``/``potential_fn``, non-integer ``num_steps_per_block``.
     """
 
     sample_field = "z"
@@ -83,15 +86,17 @@ class ParallelMALA(MCMCKernel):
         step_size: float = 0.1,
         adapt_step_size: bool = True,
         adapt_mass_matrix: bool = True,
-        block_size: int = 100,
-        solver: str = "newton",
-        tol: float | None = None,
+        num_steps_per_block: int = 100,
+        solver: Any = "newton",
+        strategy: Any = "auto",
+        atol: float | None = None,
+        rtol: float | None = None,
         max_iterations: int | None = None,
         target_accept_prob: float = TARGET_ACCEPT_PROB,
     ):
         check_kernel_options(
-            model, potential_fn, step_size, block_size, solver, tol, max_iterations,
-            target_accept_prob,
+            model, potential_fn, step_size, num_steps_per_block, solver, strategy, atol, rtol,
+            max_iterations, target_accept_prob,
         )  # fmt: skip
         self._model = model
         self._potential_fn = potential_fn
@@ -100,8 +105,11 @@ class ParallelMALA(MCMCKernel):
         self._step_size = step_size
         self._adapt_step_size = adapt_step_size
         self._adapt_mass_matrix = adapt_mass_matrix
-        self._block_size = block_size
-        self._solver_options = {"solver": solver, "tol": tol, "max_iterations": max_iterations}
+        self._num_steps_per_block = num_steps_per_block
+        self._solver_options = {
+            "solver": solver, "strategy": strategy, "atol": atol, "rtol": rtol,
+            "max_iterations": max_iterations,
+        }  # fmt: skip
         self._target_accept_prob = target_accept_prob
         self._num_warmup = 0
         self._unravel = None
@@ -194,7 +202,7 @@ class ParallelMALA(MCMCKernel):
     def _init_one(self, z, rng_key, potential) -> ParallelMALAState:
         flat, _ = ravel_pytree(z)
         d, dtype = flat.shape[0], flat.dtype
-        block_size = self._block_size
+        num_steps_per_block = self._num_steps_per_block
         step_size = jnp.asarray(self._step_size, dtype)
         adapt = (dual_averaging()[0](jnp.log(10 * step_size)), welford_init(d, dtype), _int(0))
         return ParallelMALAState(
@@ -202,10 +210,11 @@ class ParallelMALA(MCMCKernel):
             accept_prob=jnp.zeros((), dtype), diverging=~jnp.isfinite(potential(z)),
             step_size=step_size,
             inverse_mass_matrix=jnp.ones(d, dtype), adapt_state=adapt,
-            block=jnp.zeros((block_size, d), dtype), block_potential=jnp.zeros(block_size, dtype),
-            block_accept_prob=jnp.zeros(block_size, dtype),
-            block_diverging=jnp.zeros(block_size, bool),
-            block_index=_int(block_size), num_iterations=_int(0),
+            block=jnp.zeros((num_steps_per_block, d), dtype),
+            block_potential=jnp.zeros(num_steps_per_block, dtype),
+            block_accept_prob=jnp.zeros(num_steps_per_block, dtype),
+            block_diverging=jnp.zeros(num_steps_per_block, bool),
+            block_index=_int(num_steps_per_block), num_iterations=_int(0),
             converged=jnp.asarray(True), rng_key=rng_key,
         )  # fmt: skip
 
@@ -229,7 +238,7 @@ class ParallelMALA(MCMCKernel):
 
         def sampling(s):
             # All vectorized chains move in step: decide the refill from the first chain.
-            s = lax.cond(first(s.block_index) >= self._block_size, refill, identity, s)
+            s = lax.cond(first(s.block_index) >= self._num_steps_per_block, refill, identity, s)
             return hand_out(s)
 
         if self._num_warmup == 0:
@@ -269,14 +278,14 @@ class ParallelMALA(MCMCKernel):
         key, key_block = jax.random.split(state.rng_key)
         step, init, scale = self._base_kernel(potential, state.inverse_mass_matrix)
         flat, _ = ravel_pytree(state.z)
-        states, info = parallel_chain(
+        states, info = run_chain(
             lambda k, s: step(k, s, state.step_size), init(flat / scale), key_block,
-            self._block_size, init_fn=init, **self._solver_options,
+            self._num_steps_per_block, init_fn=init, **self._solver_options,
         )  # fmt: skip
         return state._replace(
             block=states.position * scale[None, :], block_potential=-states.logdensity,
-            block_accept_prob=info.step_info.acceptance_rate,
-            block_diverging=info.step_info.is_divergent, block_index=_int(0),
+            block_accept_prob=info.aux.acceptance_rate,
+            block_diverging=info.aux.is_divergent, block_index=_int(0),
             num_iterations=_int(info.num_iterations), converged=info.converged, rng_key=key,
         )  # fmt: skip
 
@@ -291,65 +300,3 @@ class ParallelMALA(MCMCKernel):
 
 def _int(value: Any) -> jax.Array:
     return jnp.asarray(value, dtype=jnp.int32)
-
-
-class ParallelHMC(ParallelMALA):
-    """HMC with a short (jittered) trajectory; warmup as `ParallelMALA`, parallel blocks.
-
-    Uses the `ParallelMALAState` layout. Long trajectories make the coupled chains chaotic
-    and the solver slow: keep ``num_steps`` small (a few leapfrog steps). By default the
-    number of leapfrog steps of each transition is drawn uniformly from
-    ``{1, ..., 2 num_steps - 1}`` (mean ``num_steps``; Neal 2011, Stan's step-size jitter
-    serves the same purpose) with a key split off the transition's key, so the parallel
-    chain still equals the sequential one: a fixed path length gives antithetic,
-    negatively correlated draws on near-Gaussian posteriors (lag-1 autocorrelation near
-    -0.8, effective sample sizes above the number of draws).
-
-    Args:
-        model: NumPyro model (or None with ``potential_fn``).
-        potential_fn: potential energy of the unconstrained parameters (with ``init_params``).
-        step_size: initial leapfrog step size.
-        num_steps: leapfrog steps per HMC step (the mean, with ``random_num_steps``).
-        adapt_step_size: adapt the step size by dual averaging during warmup.
-        adapt_mass_matrix: adapt a diagonal inverse mass matrix during warmup.
-        block_size: HMC steps per parallel solve.
-        solver: ``"newton"``, ``"quasi_newton"`` or ``"jacobi"``.
-        tol: solver tolerance (dtype-dependent default).
-        max_iterations: cap on solver iterations per block (then sequential fallback).
-        target_accept_prob: acceptance probability targeted by the adaptation.
-        random_num_steps: draw the number of leapfrog steps of each transition uniformly
-            from ``{1, ..., 2 num_steps - 1}``; False for exactly ``num_steps``.
-    """
-
-    def __init__(
-        self,
-        model: Callable | None = None,
-        potential_fn: Callable | None = None,
-        step_size: float = 0.1,
-        num_steps: int = 4,
-        adapt_step_size: bool = True,
-        adapt_mass_matrix: bool = True,
-        block_size: int = 100,
-        solver: str = "newton",
-        tol: float | None = None,
-        max_iterations: int | None = None,
-        target_accept_prob: float = 0.8,
-        random_num_steps: bool = True,
-    ):
-        check_positive_int("num_steps", num_steps)
-        if not isinstance(random_num_steps, bool):
-            raise TypeError(f"`random_num_steps` must be a bool; got {random_num_steps!r}.")
-        super().__init__(
-            model, potential_fn, step_size, adapt_step_size, adapt_mass_matrix, block_size,
-            solver, tol, max_iterations, target_accept_prob,
-        )  # fmt: skip
-        self._num_leapfrog_steps = num_steps
-        self._random_num_steps = random_num_steps
-
-    def _base_kernel(self, potential, inverse_mass_matrix):
-        """HMC with unit mass in whitened coordinates u = z / sqrt(m)."""
-        scale = jnp.sqrt(inverse_mass_matrix)
-        logdensity = lambda u: -potential(self._unravel(scale * u))
-        init = lambda u: blackjax.hmc.init(u, logdensity)
-        step = hmc_step(logdensity, self._num_leapfrog_steps, self._random_num_steps)
-        return step, init, scale

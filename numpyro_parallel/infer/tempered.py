@@ -31,10 +31,11 @@ from jax.scipy.special import logsumexp
 from numpyro.infer import Predictive
 from numpyro.infer.util import unconstrain_fn
 
+from numpyro_parallel._progress import StageProgress, progress_enabled
 from numpyro_parallel.infer import _tempered_mutation as mutation
 from numpyro_parallel.infer._tempered_checks import check_options, check_rng_key
 from numpyro_parallel.infer._tempered_model import check_model_arguments, latent_sites, split_model
-from numpyro_parallel.infer._tempered_report import to_arviz, warn_on_failure
+from numpyro_parallel.infer._tempered_report import tempered_smc_to_arviz, warn_on_failure
 from numpyro_parallel.infer._tempered_result import (
     MIN_ACCEPTANCE,
     MIN_JUMP,
@@ -43,7 +44,13 @@ from numpyro_parallel.infer._tempered_result import (
 )
 from numpyro_parallel.smc.resampling import get_resampler
 
-__all__ = ["TemperedSMCResult", "build_tempered_smc", "split_model", "tempered_smc", "to_arviz"]
+__all__ = [
+    "TemperedSMCResult",
+    "build_tempered_smc",
+    "split_model",
+    "tempered_smc",
+    "tempered_smc_to_arviz",
+]
 
 
 class _Carry(NamedTuple):
@@ -73,6 +80,7 @@ def build_tempered_smc(
     resampling_fn: str | Callable = "systematic",
     max_stages: int = 200,
     dense_mass: bool | None = None,
+    on_stage: Callable[[Any, Any, Any], None] | None = None,
 ) -> Callable[[jax.Array], TemperedSMCResult]:
     """Build a pure, jittable and vmappable ``run(rng_key) -> TemperedSMCResult``.
 
@@ -94,6 +102,8 @@ def build_tempered_smc(
         max_stages: maximum number of tempering stages (``hit_max_stages`` if reached).
         dense_mass: precondition with the dense particle covariance (True) or its diagonal
             (False); default: dense when D <= 64 and N >= 4 D.
+        on_stage: host function ``on_stage(stage, lambda, acceptance)`` called after every
+            stage through an unordered `jax.debug.callback` (a progress bar); None for none.
 
     Returns:
         ``run(rng_key)``; vmap it over keys for independent runs.
@@ -212,6 +222,8 @@ def build_tempered_smc(
                 ess_hist.at[i].set(ess),
                 jumps.at[i].set(jump),
             )
+            if on_stage is not None:
+                jax.debug.callback(on_stage, i + 1, lam, rate)
             return _Carry(
                 key, moved, loglik, lam, c.log_z + increment, eps, i + 1, nan, zero, history
             )
@@ -267,6 +279,7 @@ def tempered_smc(
     resampling_fn: str | Callable = "systematic",
     max_stages: int = 200,
     dense_mass: bool | None = None,
+    progress_bar: bool = True,
     **model_kwargs: Any,
 ) -> TemperedSMCResult:
     """Run adaptive tempered SMC on a NumPyro model (jitted).
@@ -285,12 +298,15 @@ def tempered_smc(
         resampling_fn: resampler name or function.
         max_stages: maximum number of tempering stages.
         dense_mass: dense (True) or diagonal (False) particle-covariance preconditioning.
+        progress_bar: show the tempering exponent's progress, the stage and the acceptance
+            rate as the run goes (off when the ``CI`` environment variable is set).
         **model_kwargs: keyword arguments of the model.
 
     Returns:
         A `TemperedSMCResult`; a `RuntimeWarning` is issued for each failure flag set.
     """
     check_rng_key(rng_key)
+    progress = StageProgress("tempered SMC") if progress_enabled(progress_bar) else None
     run = build_tempered_smc(
         model,
         model_args,
@@ -304,7 +320,13 @@ def tempered_smc(
         resampling_fn=resampling_fn,
         max_stages=max_stages,
         dense_mass=dense_mass,
+        on_stage=progress,
     )
-    result = jax.jit(run)(rng_key)
+    try:
+        result = jax.jit(run)(rng_key)
+        jax.block_until_ready(result)
+    finally:
+        if progress is not None:
+            progress.close()
     warn_on_failure(result, max_stages)
     return result

@@ -3,8 +3,9 @@
 ``parallel_mala(logdensity_fn, step_size, num_steps_per_block)`` etc. return a
 `blackjax.base.SamplingAlgorithm`; one call of its ``step`` runs ``num_steps_per_block`` steps
 of the base kernel (BlackJAX MALA, HMC with a fixed number of integration steps, or an additive
-Gaussian random walk) with `numpyro_parallel.mcmc.parallel_chain.parallel_chain`, and returns
-the last state of the block; the whole block is in ``info.states``. Running the block
+Gaussian random walk) with `numpyro_parallel.mcmc.run_chain`, and returns the last
+state of the block; the whole block is in ``info.states`` (a
+`numpyro_parallel.fixed_point.FixedPointResult`). Running the block
 sampler for n steps gives the same draws as the base sampler run sequentially with keys
 ``jax.random.split(block_key, num_steps_per_block)`` inside each block.
 
@@ -18,7 +19,7 @@ Reference: Zoltowski et al. (2025), "Parallelizing MCMC across the sequence leng
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any
 
 import blackjax
 import jax
@@ -28,10 +29,10 @@ from blackjax.base import SamplingAlgorithm
 from blackjax.mcmc import random_walk
 
 from numpyro_parallel._checks import check_covariance, check_positive_int, concrete, nan_unless
-from numpyro_parallel.mcmc.parallel_chain import check_solver_options, parallel_chain
+from numpyro_parallel.fixed_point.result import NON_FINITE, OK, FixedPointResult
+from numpyro_parallel.mcmc.chain import check_solver_options, run_chain
 
 __all__ = [
-    "BlockInfo",
     "as_top_level_api",
     "build_kernel",
     "init",
@@ -39,25 +40,6 @@ __all__ = [
     "parallel_mala",
     "parallel_rwm",
 ]
-
-
-class BlockInfo(NamedTuple):
-    """Information about one parallel block.
-
-    Attributes:
-        states: the block's states, stacked (leading axis ``num_steps_per_block``).
-        step_info: the base kernel's info for every step of the block.
-        num_iterations: parallel solver iterations.
-        converged: whether the solve converged (else a sequential fallback was used), the
-            states are finite and the parameters valid.
-        residual: certified residual of the block.
-    """
-
-    states: Any
-    step_info: Any
-    num_iterations: jax.Array
-    converged: jax.Array
-    residual: jax.Array
 
 
 def init(position: Any, logdensity_fn: Callable, base_init: Callable = blackjax.mala.init) -> Any:
@@ -97,8 +79,10 @@ def build_kernel(
     base_init: Callable,
     num_steps_per_block: int,
     *,
-    solver: str = "newton",
-    tol: float | None = None,
+    solver: Any = "newton",
+    strategy: Any = "auto",
+    atol: float | None = None,
+    rtol: float | None = None,
     max_iterations: int | None = None,
     window: int | None = None,
     params_ok: Callable[..., jax.Array] | None = None,
@@ -110,39 +94,43 @@ def build_kernel(
             (e.g. ``blackjax.mala.build_kernel()``).
         base_init: the base ``init(position, logdensity_fn)``.
         num_steps_per_block: steps per block (a Python int).
-        solver: ``"newton"``, ``"quasi_newton"``, ``"jacobi"`` or ``"online_picard"``.
-        tol: solver tolerance (dtype-dependent default).
+        solver: a `numpyro_parallel.fixed_point` solver or its name (``"newton"``,
+            ``"quasi_newton"``, ``"jacobi"``, ``"online_picard"``).
+        strategy: strategy of the solver's linear recursions (`numpyro_parallel.strategy`);
+            `Sequential()` runs the block as a plain `lax.scan` chain.
+        atol: absolute solver tolerance (dtype-dependent default).
+        rtol: relative solver tolerance (dtype-dependent default).
         max_iterations: cap on solver iterations (then sequential fallback).
         window: sliding-window length.
         params_ok: ``params_ok(*params) -> bool`` validity of the parameters (under tracing
             invalid parameters make the block's states NaN and ``converged`` False).
 
     Returns:
-        ``kernel(rng_key, state, logdensity_fn, *params) -> (state, BlockInfo)``.
+        ``kernel(rng_key, state, logdensity_fn, *params) -> (state, info)`` with ``info`` a
+        `numpyro_parallel.fixed_point.FixedPointResult` over the block (``states``: the
+        block's states; ``aux``: the base kernel's info for every step).
 
     Raises:
         ValueError: ``num_steps_per_block``, ``max_iterations`` or ``window`` < 1, unknown
-            ``solver``, negative ``tol``.
+            ``solver``/``strategy``, negative ``atol``/``rtol``.
         TypeError: non-integer ``num_steps_per_block``/``max_iterations``/``window``.
     """
     check_positive_int("num_steps_per_block", num_steps_per_block)
-    check_solver_options(solver, tol, max_iterations, window)
+    check_solver_options(solver, strategy, atol, rtol, max_iterations, window)
 
-    def kernel(rng_key, state, logdensity_fn, *params):
+    def kernel(rng_key, state, logdensity_fn, *params) -> tuple[Any, FixedPointResult]:
         step = lambda key, s: base_kernel(key, s, logdensity_fn, *params)
-        states, info = parallel_chain(
-            step, state, rng_key, num_steps_per_block, solver=solver, tol=tol,
-            max_iterations=max_iterations, window=window,
+        states, info = run_chain(
+            step, state, rng_key, num_steps_per_block, solver=solver, strategy=strategy,
+            atol=atol, rtol=rtol, max_iterations=max_iterations, window=window,
             init_fn=lambda position: base_init(position, logdensity_fn),
         )  # fmt: skip
         ok = jnp.asarray(True) if params_ok is None else params_ok(*params)
         poison = lambda x: nan_unless(ok, x) if jnp.issubdtype(x.dtype, jnp.inexact) else x
         states = jax.tree_util.tree_map(poison, states)
         last = jax.tree_util.tree_map(lambda x: x[-1], states)
-        block_info = BlockInfo(
-            states, info.step_info, info.num_iterations, info.converged & ok, info.residual
-        )
-        return last, block_info
+        status = jnp.where(ok, info.status, NON_FINITE).astype(jnp.int32)
+        return last, info._replace(states=states, status=status, converged=status == OK)
 
     return kernel
 
@@ -165,7 +153,8 @@ def as_top_level_api(
         params: the base kernel's parameters after ``logdensity_fn``.
         num_steps_per_block: steps per block.
         params_ok: validity of the parameters under tracing (see `build_kernel`).
-        **solver_options: ``solver``, ``tol``, ``max_iterations``, ``window``.
+        **solver_options: ``solver``, ``strategy``, ``atol``, ``rtol``, ``max_iterations``,
+            ``window``.
 
     Returns:
         ``SamplingAlgorithm(init, step)``.
@@ -188,7 +177,8 @@ def parallel_mala(
         logdensity_fn: log-density of the target.
         step_size: MALA step size.
         num_steps_per_block: steps per block.
-        **solver_options: ``solver``, ``tol``, ``max_iterations``, ``window``.
+        **solver_options: ``solver``, ``strategy``, ``atol``, ``rtol``, ``max_iterations``,
+            ``window``.
 
     Returns:
         ``SamplingAlgorithm(init, step)``.
@@ -220,7 +210,8 @@ def parallel_hmc(
         inverse_mass_matrix: inverse mass matrix (diagonal or dense) as in BlackJAX.
         num_integration_steps: leapfrog steps per HMC step.
         num_steps_per_block: steps per block.
-        **solver_options: ``solver``, ``tol``, ``max_iterations``, ``window``.
+        **solver_options: ``solver``, ``strategy``, ``atol``, ``rtol``, ``max_iterations``,
+            ``window``.
 
     Returns:
         ``SamplingAlgorithm(init, step)``.
@@ -246,7 +237,7 @@ def parallel_rwm(
     """Blocks of Gaussian random-walk Metropolis steps solved in parallel.
 
     The default solver is ``"online_picard"`` (Grazzi & Zanella's Picard map on the accept
-    decisions, `numpyro_parallel.mcmc.online_picard`): random-walk chains contract slowly
+    decisions, `numpyro_parallel.fixed_point.OnlinePicard`): random-walk chains contract slowly
     under common random numbers, so Jacobi and Newton need close to ``num_steps_per_block``
     iterations, while online Picard confirms several steps per iteration (see the
     documentation).
@@ -255,8 +246,8 @@ def parallel_rwm(
         logdensity_fn: log-density of the target.
         sigma: proposal standard deviation(s).
         num_steps_per_block: steps per block.
-        **solver_options: ``solver`` (default ``"online_picard"``), ``tol``,
-            ``max_iterations``, ``window``.
+        **solver_options: ``solver`` (default ``"online_picard"``), ``strategy``, ``atol``,
+            ``rtol``, ``max_iterations``, ``window``.
 
     Returns:
         ``SamplingAlgorithm(init, step)``.

@@ -12,9 +12,9 @@ estimates is an unbiased estimate of the likelihood p(y_{0:T-1}); the final N tr
 (equally weighted) approximate draws from the smoothing distribution.
 
 Non-power-of-two T is padded with dummy time steps that carry no transition, no potential and
-no randomness, and removed at the end. Memory: ``block_size=None`` forms each N x N matrix at
-once; an integer ``block_size`` processes rows in blocks with ``lax.map`` (peak memory
-``pairs x block_size x N`` per level) and draws pairs as ``i`` from the row sums, then ``j``
+no randomness, and removed at the end. Memory: ``row_chunk_size=None`` forms each N x N matrix at
+once; an integer ``row_chunk_size`` processes rows in chunks with ``lax.map`` (peak memory
+``pairs x row_chunk_size x N`` per level) and draws pairs as ``i`` from the row sums, then ``j``
 given ``i``. The conditional variant (``reference=...``) keeps trajectory 0 equal to the
 reference, for particle Gibbs.
 
@@ -51,7 +51,7 @@ class DSMCOutput(NamedTuple):
     Attributes:
         trajectories: ``(N, T, d)`` smoothing trajectories.
         log_weights: ``(N,)`` normalised log-weights (uniform unless T = 1).
-        log_evidence: scalar estimate of ``log p(y_{0:T-1})``.
+        log_likelihood: scalar estimate of ``log p(y_{0:T-1})``.
         mean_trials: lazy stitching only (else 0): mean number of rejection trials per
             drawn pair, over all stitches of the tree.
         num_fallback: lazy stitching only: number of pairs drawn by the exact fallback
@@ -61,12 +61,12 @@ class DSMCOutput(NamedTuple):
             output is biased.
         status: int32 worst status (`numpyro_parallel.smc.status`): 0 ok, 1 collapsed
             (the importance weights of some time step have ESS < ``min(collapse_ess, N/2)``),
-            2 impossible (log-evidence ``-inf``), 3 invalid (log-evidence NaN).
+            2 impossible (log-likelihood ``-inf``), 3 invalid (log-likelihood NaN).
     """
 
     trajectories: jax.Array
     log_weights: jax.Array
-    log_evidence: jax.Array
+    log_likelihood: jax.Array
     mean_trials: jax.Array | float = 0.0
     num_fallback: jax.Array | int = 0
     num_bound_violations: jax.Array | int = 0
@@ -99,7 +99,7 @@ def dsmc(
     proposal_mean: jax.Array,
     proposal_chol: jax.Array,
     resampling_fn: str | Callable = "multinomial",
-    block_size: int | None = None,
+    row_chunk_size: int | None = None,
     reference: jax.Array | None = None,
     transition_log_bound: float | jax.Array | Callable | None = None,
     max_trials: int = 64,
@@ -111,12 +111,12 @@ def dsmc(
     by rejection from proposals ``i ~ w^L``, ``j ~ w^R`` accepted with probability
     ``exp(log f(x_j | x_i) - bound)``, at most ``max_trials`` trials per pair (O(N) work per
     trial instead of N^2). Pairs still not accepted are drawn from the exact N x N pair weights
-    (all at once or by ``block_size`` rows); that O(N^2) fallback runs only for the stitches
-    that have such a pair. Rejection followed by an independent exact fallback is an
+    (all at once or ``row_chunk_size`` rows at a time); that O(N^2) fallback runs only for
+    the stitches that have such a pair. Rejection followed by an independent exact fallback is an
     exact sampler of the pair target (a mixture of two exact samplers whose mixing event is
     independent of the fallback's draw), so lazy stitching is exact multinomial pair
     resampling. The normalising-constant increment of a stitch is then estimated by the mean of
-    ``f`` over N separate proposed pairs: unbiased, so ``exp(log_evidence)`` stays an unbiased
+    ``f`` over N separate proposed pairs: unbiased, so ``exp(log_likelihood)`` stays an unbiased
     estimate of ``p(y)``, but with a larger variance than the exact N^2 average (much larger
     when ``f`` is peaked relative to the particle spread). The bound must hold for all
     ``x, x'``: if a proposal exceeds it, the pairs are biased; such proposals are counted in
@@ -138,8 +138,8 @@ def dsmc(
         proposal_chol: ``(T, d, d)`` lower Cholesky factors of their covariances.
         resampling_fn: resampler (name or function) for the pair indices; lazy stitching is
             multinomial by construction and accepts only ``"multinomial"``.
-        block_size: ``None`` for the full N x N pair matrix, or a divisor of N to process
-            rows in blocks of that size (bounded memory; pairs drawn row-then-column). Also
+        row_chunk_size: ``None`` for the full N x N pair matrix, or a divisor of N to process
+            rows in chunks of that size (bounded memory; pairs drawn row-then-column). Also
             used by the lazy fallback.
         reference: optional ``(T, d)`` trajectory for the conditional (particle Gibbs)
             variant; trajectory 0 of the output then equals it.
@@ -152,9 +152,9 @@ def dsmc(
             weights is below ``min(collapse_ess, N / 2)`` (0 disables it).
 
     Returns:
-        A `DSMCOutput`. Its ``status`` is ``impossible`` (log-evidence ``-inf``) when
+        A `DSMCOutput`. Its ``status`` is ``impossible`` (log-likelihood ``-inf``) when
         every particle of some time step, or every pair of some stitch, has weight zero, and
-        ``invalid`` (log-evidence NaN) for NaN / ``+inf`` weights; outside ``jit`` a
+        ``invalid`` (log-likelihood NaN) for NaN / ``+inf`` weights; outside ``jit`` a
         non-OK status emits a `RuntimeWarning`.
 
     Raises:
@@ -170,7 +170,7 @@ def dsmc(
             "transition_log_prob": transition_log_prob,
             "observation_log_prob": observation_log_prob,
         },
-        block_size=block_size,
+        row_chunk_size=row_chunk_size,
         reference=reference,
         max_trials=max_trials,
         collapse_ess=collapse_ess,
@@ -231,9 +231,9 @@ def dsmc(
             v,
             transition_log_prob=transition_log_prob,
             resample=resample,
-            block_size=block_size,
+            row_chunk_size=row_chunk_size,
         )
-        if cond and block_size is not None:
+        if cond and row_chunk_size is not None:
             j = j.at[0].set(0)
         return i, j, total
 
@@ -265,7 +265,7 @@ def dsmc(
                 log_bounds[jnp.clip(right_start, 0, num_steps - 1)],
                 transition_log_prob=transition_log_prob,
                 max_trials=max_trials,
-                block_size=block_size,
+                row_chunk_size=row_chunk_size,
                 cond=cond,
             )
             counters = counters + level_counters
@@ -275,11 +275,11 @@ def dsmc(
         xs, lws, log_zs = jax.vmap(stitch)(left, right, i, j, log_inc)
     mean_trials = counters[0] / jnp.maximum(counters[3], 1)
     status = jnp.maximum(jnp.max(leaf_status), stitch_status).astype(jnp.int32)
-    log_evidence = jnp.where(status == INVALID, jnp.full_like(log_zs[0], jnp.nan), log_zs[0])
+    log_likelihood = jnp.where(status == INVALID, jnp.full_like(log_zs[0], jnp.nan), log_zs[0])
     output = DSMCOutput(
         xs[0][:, :num_steps],
         lws[0],
-        log_evidence,
+        log_likelihood,
         jnp.asarray(mean_trials, dtype),
         counters[2],
         counters[1],

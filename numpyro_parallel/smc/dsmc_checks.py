@@ -50,7 +50,7 @@ def check_dsmc_inputs(
     proposal_chol: Any,
     *,
     functions: dict[str, Callable],
-    block_size: Any,
+    row_chunk_size: Any,
     reference: Any,
     max_trials: Any,
     collapse_ess: Any,
@@ -82,11 +82,12 @@ def check_dsmc_inputs(
             f"`proposal_chol` must have shape {(num_steps, d, d)}; got {proposal_chol.shape}."
         )
     _check_chol(proposal_chol)
-    if block_size is not None:
-        check_positive_int("block_size", block_size)
-        if num_particles % block_size:
+    if row_chunk_size is not None:
+        check_positive_int("row_chunk_size", row_chunk_size)
+        if num_particles % row_chunk_size:
             raise ValueError(
-                f"`block_size` must divide `num_particles`={num_particles}; got {block_size}."
+                f"`row_chunk_size` must divide `num_particles`={num_particles}; "
+                f"got {row_chunk_size}."
             )
     if reference is not None:
         reference = jnp.asarray(reference)

@@ -7,7 +7,7 @@ states ``x_j^R``) draws N pairs i.i.d. from the *pair target*
 
     pi(i, j)  proportional to  w_i^L  w_j^R  f(x_j^R | x_i^L).
 
-`exact_pairs` forms the N x N weights (all at once, or ``block_size`` rows at a time)
+`exact_pairs` forms the N x N weights (all at once, or ``row_chunk_size`` rows at a time)
 and also returns ``log sum_ij w_i^L w_j^R f_ij``, the block's normalising-constant increment.
 
 `lazy_pairs` needs an upper bound ``log f <= log_bound``: each output slot proposes
@@ -90,9 +90,9 @@ def pair_log_matrix(rows, cols, lw_left, lw_right, time, valid, transition_log_p
     return lw_left[:, None] + lw_right[None, :] + log_f
 
 
-def _blocks_of(a: jax.Array, block_size: int) -> jax.Array:
-    """Reshape the leading axis N into (N // block_size, block_size)."""
-    return a.reshape(a.shape[0] // block_size, block_size, *a.shape[1:])
+def _blocks_of(a: jax.Array, row_chunk_size: int) -> jax.Array:
+    """Reshape the leading axis N into (N // row_chunk_size, row_chunk_size)."""
+    return a.reshape(a.shape[0] // row_chunk_size, row_chunk_size, *a.shape[1:])
 
 
 def _drawable(log_weights: jax.Array) -> jax.Array:
@@ -104,7 +104,17 @@ def _drawable(log_weights: jax.Array) -> jax.Array:
 
 
 def exact_pairs(
-    key, last, first, lw_left, lw_right, time, valid, *, transition_log_prob, resample, block_size
+    key,
+    last,
+    first,
+    lw_left,
+    lw_right,
+    time,
+    valid,
+    *,
+    transition_log_prob,
+    resample,
+    row_chunk_size,
 ):
     """N i.i.d. pairs from the exact pair target and ``log sum_ij w_i^L w_j^R f_ij``.
 
@@ -118,22 +128,22 @@ def exact_pairs(
         valid: False for a padding stitch (``f = 1``).
         transition_log_prob: ``(x_prev, x, time) -> log f(x | x_prev)``.
         resample: ``(key, log_weights, n, is_log=True) -> indices``; draws the flat pair
-            index, or the row when ``block_size`` is an int (the column is then drawn given
+            index, or the row when ``row_chunk_size`` is an int (the column is then drawn given
             the row).
-        block_size: ``None`` (full N x N matrix) or a divisor of N (rows in blocks).
+        row_chunk_size: ``None`` (full N x N matrix) or a divisor of N (rows in chunks).
 
     Returns:
         ``(i (N,), j (N,), log_increment)``; when no pair has a positive finite weight the
         pairs are drawn uniformly and ``log_increment`` is ``-inf`` (all zero) or NaN.
     """
     n = lw_left.shape[0]
-    if block_size is None:
+    if row_chunk_size is None:
         log_m = pair_log_matrix(last, first, lw_left, lw_right, time, valid, transition_log_prob)
         flat = log_m.reshape(-1)
         idx = resample(key, _drawable(flat), n, is_log=True)
         return idx // n, idx % n, jax.nn.logsumexp(flat)
-    blocks = _blocks_of(last, block_size)
-    lw_blocks = _blocks_of(lw_left, block_size)
+    blocks = _blocks_of(last, row_chunk_size)
+    lw_blocks = _blocks_of(lw_left, row_chunk_size)
 
     def row_sums(args):
         rows, lw_rows = args
@@ -149,8 +159,8 @@ def exact_pairs(
         m = pair_log_matrix(rows, first, lw_rows, lw_right, time, valid, transition_log_prob)
         return jax.vmap(jax.random.categorical)(keys, m).astype(jnp.int32)
 
-    keys = _blocks_of(jax.random.split(key_j, n), block_size)
-    chosen = (_blocks_of(last[i], block_size), _blocks_of(lw_left[i], block_size), keys)
+    keys = _blocks_of(jax.random.split(key_j, n), row_chunk_size)
+    chosen = (_blocks_of(last[i], row_chunk_size), _blocks_of(lw_left[i], row_chunk_size), keys)
     j = lax.map(pick_columns, chosen).reshape(n)
     return i, j, jax.nn.logsumexp(log_rows)
 
@@ -273,7 +283,7 @@ def lazy_level(
     *,
     transition_log_prob: Callable,
     max_trials: int,
-    block_size: int | None = None,
+    row_chunk_size: int | None = None,
     cond: bool = False,
 ) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
     """Lazy stitching of P block pairs of one tree level, with the exact fallback.
@@ -289,7 +299,7 @@ def lazy_level(
         log_bound: ``(P,)`` upper bounds on ``log f`` at ``times``.
         transition_log_prob: ``(x_prev, x, time) -> log f(x | x_prev)``.
         max_trials: maximal number of rejection trials per slot.
-        block_size: row-block size of the exact fallback (``None``: full N x N).
+        row_chunk_size: row-chunk size of the exact fallback (``None``: full N x N).
         cond: conditional variant (slot 0 is the pair ``(0, 0)``).
 
     Returns:
@@ -327,7 +337,7 @@ def lazy_level(
                 v,
                 transition_log_prob=transition_log_prob,
                 resample=multinomial,
-                block_size=block_size,
+                row_chunk_size=row_chunk_size,
             )[:2]
         )(keys_fb[idx], last[idx], first[idx], lw_left[idx], lw_right[idx], times[idx], valid[idx])
 

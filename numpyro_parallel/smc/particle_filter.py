@@ -9,17 +9,17 @@ proposal for a guided filter), ``init_log_potential`` and ``log_potential`` weig
 ``observations[t]`` is seen by ``x_t``; a time step whose observation is all NaN is missing and
 its potential is skipped.
 
-Gradients of the log-evidence use the stop-gradient ("score-form") estimator of Ścibior & Wood
+Gradients of the log-likelihood use the stop-gradient ("score-form") estimator of Ścibior & Wood
 (2021, "Differentiable particle filtering without modifying the forward pass"): resampled
 weights are ``w[a] / stop_gradient(w[a])`` times their value, which leaves the forward pass
-unchanged and makes ``jax.grad`` of the log-evidence the Fisher-identity score estimate
+unchanged and makes ``jax.grad`` of the log-likelihood the Fisher-identity score estimate
 (Poyiadjis, Doucet & Singh 2011). ``gradient_estimator="none"`` drops that term (biased).
 
 Failure modes (`numpyro_parallel.smc.status`): every step gets a status. An observation
-impossible under every particle (all log-weights ``-inf``) makes the log-evidence ``-inf``
+impossible under every particle (all log-weights ``-inf``) makes the log-likelihood ``-inf``
 (status ``impossible``); NaN or ``+inf`` log-weights make it NaN (``invalid``); an ESS below
 ``min(collapse_ess, N / 2)`` is reported as ``collapsed``. After an impossible or invalid step
-the filter restarts from uniform weights (the log-evidence keeps its ``-inf`` / NaN). Outside
+the filter restarts from uniform weights (the log-likelihood keeps its ``-inf`` / NaN). Outside
 ``jit`` a non-OK status emits a `RuntimeWarning`. Concrete bad arguments raise `ValueError` /
 `TypeError` naming the argument.
 
@@ -99,8 +99,8 @@ def _init(rng_key, model, observation, num_particles, collapse_ess) -> ParticleF
             particles, observation
         )
     normalised, total, _, status = _weigh(log_g, collapse_ess)
-    log_evidence = total - jnp.log(num_particles).astype(total.dtype)
-    return ParticleFilterState(particles, normalised, log_evidence, jnp.int32(0), status)
+    log_likelihood = total - jnp.log(num_particles).astype(total.dtype)
+    return ParticleFilterState(particles, normalised, log_likelihood, jnp.int32(0), status)
 
 
 def init(
@@ -175,7 +175,7 @@ def _kernel(model, resample, gradient_estimator, collapse_ess):
         new_state = ParticleFilterState(
             particles,
             normalised,
-            state.log_evidence + increment,
+            state.log_likelihood + increment,
             time,
             jnp.maximum(jnp.asarray(state.status, jnp.int32), status),
         )
@@ -326,9 +326,9 @@ def run(
         log_weights=stack(state0.log_weights, states.log_weights),
         ancestors=ancestors,
         ess=stack(ess(state0.log_weights), infos.ess),
-        log_evidence_increments=stack(state0.log_evidence, infos.log_evidence_increment),
+        log_likelihood_terms=stack(state0.log_likelihood, infos.log_likelihood_term),
         resampled=stack(jnp.bool_(False), infos.resampled),
-        log_evidence=final.log_evidence,
+        log_likelihood=final.log_likelihood,
         step_status=step_statuses,
         status=jnp.max(step_statuses),
     )

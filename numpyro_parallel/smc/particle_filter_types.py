@@ -19,18 +19,18 @@ class ParticleFilterState(NamedTuple):
     Attributes:
         particles: ``(N, ...)`` particles.
         log_weights: ``(N,)`` normalised log-weights.
-        log_evidence: running log-evidence estimate up to ``time``.
+        log_likelihood: running log-likelihood estimate up to ``time``.
         time: int32 index of the last assimilated observation.
         status: worst status so far (int32, see `numpyro_parallel.smc.status`).
 
     After an ``impossible`` or ``invalid`` step the log-weights are NaN (the filtering
     distribution is undefined) and the next step restarts from uniform weights; the
-    log-evidence stays ``-inf`` / NaN.
+    log-likelihood stays ``-inf`` / NaN.
     """
 
     particles: Any
     log_weights: jax.Array
-    log_evidence: jax.Array
+    log_likelihood: jax.Array
     time: jax.Array
     status: jax.Array | int = 0
 
@@ -41,29 +41,29 @@ class ParticleFilterInfo(NamedTuple):
     Attributes:
         ancestors: ``(N,)`` ancestor indices used to propagate (identity if not resampled).
         ess: effective sample size of the weights after the step.
-        log_evidence_increment: log of the incremental likelihood estimate.
+        log_likelihood_term: log of the incremental likelihood estimate.
         resampled: whether resampling happened before propagation.
         status: int32 status of the step (0 ok, 1 collapsed, 2 impossible, 3 invalid).
     """
 
     ancestors: jax.Array
     ess: jax.Array
-    log_evidence_increment: jax.Array
+    log_likelihood_term: jax.Array
     resampled: jax.Array
     status: jax.Array
 
 
 class ParticleFilterOutput(NamedTuple):
-    """Result of `run` (leading axis T on all but ``log_evidence``).
+    """Result of `run` (leading axis T on all but ``log_likelihood``).
 
     Attributes:
         particles: ``(T, N, ...)`` filtering particles.
         log_weights: ``(T, N)`` normalised filtering log-weights.
         ancestors: ``(T, N)`` ancestors; row 0 is the identity.
         ess: ``(T,)`` effective sample sizes.
-        log_evidence_increments: ``(T,)`` incremental log-likelihood estimates.
+        log_likelihood_terms: ``(T,)`` incremental log-likelihood estimates.
         resampled: ``(T,)`` resampling flags (False at t = 0).
-        log_evidence: scalar log-evidence estimate: ``-inf`` if some step was impossible
+        log_likelihood: scalar log-likelihood estimate: ``-inf`` if some step was impossible
             (every particle had zero weight), NaN if some log-weight was NaN or ``+inf``.
         step_status: ``(T,)`` int32 status of each step (0 ok, 1 collapsed: ESS below
             ``min(collapse_ess, N / 2)``, 2 impossible, 3 invalid; see
@@ -75,9 +75,9 @@ class ParticleFilterOutput(NamedTuple):
     log_weights: jax.Array
     ancestors: jax.Array
     ess: jax.Array
-    log_evidence_increments: jax.Array
+    log_likelihood_terms: jax.Array
     resampled: jax.Array
-    log_evidence: jax.Array
+    log_likelihood: jax.Array
     step_status: jax.Array
     status: jax.Array
 

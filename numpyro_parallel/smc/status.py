@@ -6,11 +6,11 @@ A status is an int32, ordered by severity; a run's status is the worst over its 
 - ``COLLAPSED`` (1): the weights degenerated (ESS below ``min(collapse_ess, N / 2)``): the
   estimates rest on very few particles;
 - ``IMPOSSIBLE`` (2): every particle had weight zero (all log-weights ``-inf``), for example an
-  observation impossible under every particle; the log-evidence is ``-inf``, the right value
+  observation impossible under every particle; the log-likelihood is ``-inf``, the right value
   of ``log p(y)`` if the model really gives the data zero density (else a sign of too few
   particles or a poor proposal);
 - ``INVALID`` (3): NaN or ``+inf`` log-weights (a NaN potential, a bad parameter); the
-  log-evidence is NaN.
+  log-likelihood is NaN.
 
 Outside ``jit`` the functions that return a status emit a `RuntimeWarning` when it is not OK
 (`warn_status`); under ``jit`` the status field is the only report.
@@ -36,8 +36,8 @@ _EXPLAIN = {
     COLLAPSED: "the weights collapsed (ESS below the `collapse_ess` threshold): the estimates "
     "rest on very few particles; use more particles or a better proposal",
     IMPOSSIBLE: "every particle got zero weight (all log-weights -inf, e.g. an observation "
-    "impossible under every particle): log_evidence is -inf",
-    INVALID: "NaN or +inf log-weights (a NaN potential or log-density?): log_evidence is NaN",
+    "impossible under every particle): log_likelihood is -inf",
+    INVALID: "NaN or +inf log-weights (a NaN potential or log-density?): log_likelihood is NaN",
 }
 
 

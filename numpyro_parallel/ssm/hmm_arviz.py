@@ -62,9 +62,9 @@ def hmm_to_datatree(
     viterbi_path=None,
     state_samples=None,
     *,
-    time: Sequence | None = None,
+    time_coords: Sequence | None = None,
     state_names: Sequence | None = None,
-    group: str = "hidden_states",
+    latent_group: str = "hidden_states",
     datatree: xr.DataTree | None = None,
 ) -> xr.DataTree:
     """Hidden-state posteriors as an ArviZ DataTree group with dims (chain, draw, time, state).
@@ -74,25 +74,26 @@ def hmm_to_datatree(
             probabilities ``p(z_t = k | y, theta)`` for each posterior draw ``theta``.
         viterbi_path: ``(chain, draw, T)`` (or ``(draw, T)``) most likely paths, one per draw.
         state_samples: ``(chain, draw, T)`` (or ``(draw, T)``) posterior state paths.
-        time: coordinate values of the ``time`` dimension (default ``0..T-1``).
+        time_coords: coordinate values of the ``time`` dimension (default ``0..T-1``).
         state_names: coordinate values of the ``state`` dimension (default ``0..K-1``).
-        group: name of the DataTree group that receives the variables.
+        latent_group: name of the DataTree group that receives the variables (the same
+            argument as in `numpyro_parallel.diagnostics.from_numpyro`).
         datatree: an existing DataTree (e.g. from `arviz.from_numpyro`) to add the group to;
             it is not modified, a new tree is returned.
 
     Returns:
         A DataTree with variables ``state_probs`` (chain, draw, time, state),
         ``viterbi_path`` and ``state_samples`` (chain, draw, time), whichever were given,
-        in the group ``group``.
+        in the group ``latent_group``.
 
     Raises:
         TypeError: non-float ``state_probs``, non-integer paths, a ``datatree`` that is not an
-            `xarray.DataTree`, an empty or non-string ``group``.
+            `xarray.DataTree`, an empty or non-string ``latent_group``.
         ValueError: wrong shapes, T = 0 or K = 0, non-finite or non-normalised
             ``state_probs``, states outside ``0..K-1``, coordinates of the wrong length.
     """
-    if not isinstance(group, str) or not group:
-        raise TypeError(f"`group` must be a non-empty str; got {group!r}.")
+    if not isinstance(latent_group, str) or not latent_group:
+        raise TypeError(f"`latent_group` must be a non-empty str; got {latent_group!r}.")
     import xarray as xr
 
     if datatree is not None and not isinstance(datatree, xr.DataTree):
@@ -119,10 +120,12 @@ def hmm_to_datatree(
     coords = {
         "chain": np.arange(num_chains),
         "draw": np.arange(num_draws),
-        "time": np.arange(num_steps) if time is None else np.asarray(time),
+        "time": np.arange(num_steps) if time_coords is None else np.asarray(time_coords),
     }
     if len(coords["time"]) != num_steps:
-        raise ValueError(f"`time` must have length T = {num_steps}; got {len(coords['time'])}.")
+        raise ValueError(
+            f"`time_coords` must have length T = {num_steps}; got {len(coords['time'])}."
+        )
     if state_probs is not None:
         num_states = shapes["state_probs"][3]
         coords["state"] = np.arange(num_states) if state_names is None else np.asarray(state_names)
@@ -132,5 +135,5 @@ def hmm_to_datatree(
             )
     dataset = xr.Dataset(variables, coords=coords)
     tree = xr.DataTree() if datatree is None else datatree.copy()
-    tree[group] = xr.DataTree(dataset)
+    tree[latent_group] = xr.DataTree(dataset)
     return tree

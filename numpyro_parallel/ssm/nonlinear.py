@@ -24,14 +24,12 @@ Särkkä & Svensson (2020), "Levenberg–Marquardt and line-search extended Kalm
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
-from numpyro_parallel._checks import check_finite, check_positive_int, concrete, warn_if
+from numpyro_parallel._checks import check_finite, check_positive_int
 from numpyro_parallel.ssm.kalman import kalman_filter, kalman_smoother
 from numpyro_parallel.ssm.nonlinear_checks import (
     check_method,
@@ -43,6 +41,11 @@ from numpyro_parallel.ssm.nonlinear_linearization import (
     damped_model,
     filter_linearization,
     linearize_model,
+)
+from numpyro_parallel.ssm.nonlinear_types import (
+    IteratedSmootherResult,
+    NonlinearGaussianModel,
+    warn_not_converged,
 )
 from numpyro_parallel.strategy import StrategyLike, resolve_strategy
 
@@ -56,75 +59,6 @@ __all__ = [
     "linearized_log_likelihood",
     "warn_not_converged",
 ]
-
-
-class NonlinearGaussianModel(NamedTuple):
-    """Nonlinear state-space model with additive Gaussian noise (square-root form).
-
-    Attributes:
-        initial_mean: ``(d,)`` mean of ``x_0``.
-        initial_chol: ``(d, d)`` Cholesky factor of the covariance of ``x_0``.
-        transition_fn: ``f: (d,) -> (d,)``; ``x_{t+1} = f(x_t) + w_t``.
-        transition_chol: ``(d, d)`` or ``(T, d, d)`` Cholesky factor(s) of ``Q``.
-        observation_fn: ``h: (d,) -> (p,)``; ``y_t = h(x_t) + v_t``.
-        observation_chol: ``(p, p)`` or ``(T, p, p)`` Cholesky factor(s) of ``R``.
-    """
-
-    initial_mean: jax.Array
-    initial_chol: jax.Array
-    transition_fn: Callable[[jax.Array], jax.Array]
-    transition_chol: jax.Array
-    observation_fn: Callable[[jax.Array], jax.Array]
-    observation_chol: jax.Array
-
-
-class IteratedSmootherResult(NamedTuple):
-    """Output of `iterated_smoother`.
-
-    Attributes:
-        mean: ``(T, d)`` smoothed means of the final linearised model.
-        chol: ``(T, d, d)`` Cholesky factors of the smoothed covariances.
-        converged: ``()`` bool: ``change <= tol`` within ``max_iterations`` iterations and
-            every iterate finite. False means the result is unusable (and
-            `NonlinearGaussianSSM.log_prob` is NaN).
-        num_iterations: ``()`` int, iterations run (0 when the start was already non-finite).
-        change: ``()`` max-abs change of the mean trajectory in the last iteration; NaN when
-            an iterate became non-finite.
-    """
-
-    mean: jax.Array
-    chol: jax.Array
-    converged: jax.Array
-    num_iterations: jax.Array
-    change: jax.Array
-
-    @property
-    def cov(self) -> jax.Array:
-        """``(T, d, d)`` smoothed covariances."""
-        return self.chol @ jnp.swapaxes(self.chol, -1, -2)
-
-
-def warn_not_converged(
-    result: IteratedSmootherResult, max_iterations: int, tol: float, *, stacklevel: int = 3
-) -> bool:
-    """Emit a `RuntimeWarning` when a concrete ``result`` did not converge (any batch entry).
-
-    Returns whether a warning was emitted (never under tracing: the flag is the report).
-    """
-    converged = concrete(result.converged)
-    if converged is None or bool(np.all(converged)):
-        return False
-    change = np.asarray(result.change, dtype=float)
-    last = f"{np.nanmax(change):.3g}" if np.any(np.isfinite(change)) else "NaN"
-    return warn_if(
-        True,
-        f"The iterated smoother did not converge ({int(np.sum(~converged))} of "
-        f"{converged.size} sequence(s)): ran {int(np.max(result.num_iterations))} of "
-        f"max_iterations={max_iterations}, largest last change {last} (tol={tol}; NaN: an "
-        "iterate became non-finite). The result is unreliable and `NonlinearGaussianSSM."
-        "log_prob` is NaN: raise `max_iterations`, add `damping` or check the inputs.",
-        stacklevel=stacklevel + 1,
-    )
 
 
 def _check_inputs(model: NonlinearGaussianModel, y: Any, method: Any):
@@ -188,7 +122,8 @@ def iterated_smoother(
     *,
     method: str = "extended",
     max_iterations: int = 50,
-    tol: float | None = None,
+    atol: float | None = None,
+    rtol: float = 0.0,
     damping: float | None = None,
     initial_trajectory: str | jax.Array | tuple[jax.Array, jax.Array] = "filter",
     order: int = 3,
@@ -197,9 +132,10 @@ def iterated_smoother(
     """Iterated extended / sigma-point Kalman smoother (parallel in time).
 
     Iterates "linearise around the current posterior, run the square-root Kalman smoother"
-    in a `lax.while_loop` until the max-abs change of the mean trajectory is ``<= tol`` or
-    ``max_iterations`` iterations ran (the loop is always bounded). Every ``strategy`` gives
-    the same iterates up to rounding; `Sequential()` is the sequential reference.
+    in a `lax.while_loop` until every entry of the mean trajectory changes by at most
+    ``atol + rtol |mean|`` or ``max_iterations`` iterations ran (the loop is always
+    bounded). Every ``strategy`` gives the same iterates up to rounding; `Sequential()` is
+    the sequential reference.
 
     Failure reporting: ``converged`` is False when the cap was reached first or an iterate
     became non-finite (NaN inputs under `jax.jit`, a diverging Gauss–Newton step); outside
@@ -213,10 +149,13 @@ def iterated_smoother(
         method: ``"extended"`` (Gauss–Newton), ``"unscented"``, ``"cubature"`` or
             ``"gauss_hermite"`` (iterated posterior linearisation).
         max_iterations: maximum number of iterations (``>= 1``).
-        tol: convergence tolerance (``>= 0``) on the max-abs change of the mean; default
-            ``1e-6`` (float64) or ``1e-4`` (float32). ``0`` runs ``max_iterations``
-            iterations unless an exact fixed point is hit (then ``converged`` is usually
-            False).
+        atol: absolute tolerance (``>= 0``) on the change of the mean; default ``1e-6``
+            (float64) or ``1e-4`` (float32): the smoother's fixed point is an estimate whose
+            statistical error is far larger, unlike the fixed-point driver's recursions,
+            which reproduce a sequential computation (default 1e-10). ``atol=0`` with
+            ``rtol=0`` runs ``max_iterations`` iterations unless an exact fixed point is hit
+            (then ``converged`` is usually False).
+        rtol: relative tolerance (``>= 0``) of the same rule; default 0.
         damping: Levenberg–Marquardt strength ``λ > 0`` (pseudo-observation of the previous
             iterate with covariance ``I / λ``); ``None`` for plain Gauss–Newton. The fixed
             point (the MAP for ``"extended"``) does not depend on it.
@@ -239,7 +178,8 @@ def iterated_smoother(
     check_options(
         method=method,
         max_iterations=max_iterations,
-        tol=tol,
+        atol=atol,
+        rtol=rtol,
         damping=damping,
         order=order,
         initial_trajectory=initial_trajectory,
@@ -247,8 +187,8 @@ def iterated_smoother(
     model, y = _check_inputs(model, y, method)
     strategy = resolve_strategy(strategy, y)
     dtype = jnp.result_type(y.dtype, model.initial_mean.dtype, float)
-    if tol is None:
-        tol = 1e-6 if dtype == jnp.float64 else 1e-4
+    if atol is None:
+        atol = 1e-6 if dtype == jnp.float64 else 1e-4
     y = y.astype(dtype)
     model = _cast(model, dtype)
     start = _check_start(initial_trajectory, y.shape[0], model.initial_mean.shape[0], dtype)
@@ -269,31 +209,33 @@ def iterated_smoother(
             return smoothed.mean, smoothed.chol
 
         def cond(carry):
-            i, _, _, change = carry
-            return (i < max_iterations) & (change > tol)
+            i, _, _, change, done = carry
+            return (i < max_iterations) & ~done & ~jnp.isneginf(change)
 
         def body(carry):
-            i, mean, chol, _ = carry
+            i, mean, chol, _, _ = carry
             new_mean, new_chol = step(mean, chol)
-            change = jnp.max(jnp.abs(new_mean - mean))
+            delta = jnp.abs(new_mean - mean)
+            change = jnp.max(delta)
+            done = jnp.all(delta <= atol + rtol * jnp.abs(new_mean))
             # A non-finite iterate (or covariance) stops the loop; reported as not converged.
             finite = jnp.isfinite(change) & jnp.all(jnp.isfinite(new_chol))
             change = jnp.where(finite, change, -jnp.inf)
-            return i + 1, new_mean, new_chol, change
+            return i + 1, new_mean, new_chol, change, done & finite
 
         start_finite = jnp.all(jnp.isfinite(mean0)) & jnp.all(jnp.isfinite(chol0))
         initial_change = jnp.where(start_finite, jnp.asarray(jnp.inf, dtype), -jnp.inf)
-        init = (jnp.asarray(0), mean0, chol0, initial_change)
-        i, mean, chol, change = jax.lax.while_loop(cond, body, init)
+        init = (jnp.asarray(0), mean0, chol0, initial_change, jnp.asarray(False))
+        i, mean, chol, change, done = jax.lax.while_loop(cond, body, init)
         finite = jnp.isfinite(change)
         change = jnp.where(finite, change, jnp.nan)
-        return IteratedSmootherResult(mean, chol, finite & (change <= tol), i, change)
+        return IteratedSmootherResult(mean, chol, finite & done, i, change)
 
     # One compiled program (also when called eagerly); the model's arrays are arguments, not
     # embedded constants.
     arrays = (model.initial_mean, model.initial_chol, model.transition_chol, model.observation_chol)
     result = jax.jit(run)(arrays, y, None if isinstance(start, str) else start)
-    warn_not_converged(result, max_iterations, tol)
+    warn_not_converged(result, max_iterations, atol)
     return result
 
 
@@ -315,7 +257,7 @@ def linearized_log_likelihood(
     ``unrolled_steps=0`` gradients are those of the linearised likelihood at a fixed point;
     each unrolled step adds one term of the Neumann series of the implicit derivative of the
     fixed point (``dx*/dθ``), which Gauss–Newton makes small, so ``1`` already removes most
-    of the neglected dependence. At convergence the value is unchanged (to ``tol``).
+    of the neglected dependence. At convergence the value is unchanged (to ``atol``).
 
     Args:
         model: the model.

@@ -159,8 +159,9 @@ def check_options(
     *,
     method: Any,
     max_iterations: Any,
-    tol: Any,
-    damping: Any,
+    atol: Any,
+    rtol: Any = None,
+    damping: Any = None,
     order: Any,
     initial_trajectory: Any = None,
 ) -> None:
@@ -168,8 +169,9 @@ def check_options(
     check_method(method)
     check_positive_int("max_iterations", max_iterations)
     check_positive_int("order", order)
-    if tol is not None:
-        _check_scalar("tol", tol, positive=False)
+    for name, value in (("atol", atol), ("rtol", rtol)):
+        if value is not None:
+            _check_scalar(name, value, positive=False)
     if damping is not None:
         _check_scalar("damping", damping, positive=True)
     if isinstance(initial_trajectory, str) and initial_trajectory not in INITIAL_TRAJECTORIES:

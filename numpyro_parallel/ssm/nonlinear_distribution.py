@@ -99,7 +99,8 @@ class NonlinearGaussianSSM(Distribution):
         num_steps: number of time steps T (``>= 1``).
         method: ``"extended"``, ``"unscented"``, ``"cubature"`` or ``"gauss_hermite"``.
         max_iterations: maximum smoother iterations (``>= 1``).
-        tol: convergence tolerance ``>= 0`` (see `iterated_smoother`).
+        atol: absolute convergence tolerance ``>= 0`` (see `iterated_smoother`).
+        rtol: relative convergence tolerance ``>= 0`` (see `iterated_smoother`).
         damping: Levenberg–Marquardt damping strength ``> 0``, or None.
         initial_trajectory: ``"filter"`` (default: start from the classical extended /
             sigma-point smoother, one sequential sweep, robust) or ``"prior"`` (fully
@@ -130,7 +131,8 @@ class NonlinearGaussianSSM(Distribution):
         "num_steps",
         "method",
         "max_iterations",
-        "tol",
+        "atol",
+        "rtol",
         "damping",
         "initial_trajectory",
         "order",
@@ -150,7 +152,8 @@ class NonlinearGaussianSSM(Distribution):
         *,
         method: str = "extended",
         max_iterations: int = 50,
-        tol: float | None = None,
+        atol: float | None = None,
+        rtol: float = 0.0,
         damping: float | None = None,
         initial_trajectory: str = "filter",
         order: int = 3,
@@ -161,7 +164,8 @@ class NonlinearGaussianSSM(Distribution):
         check_options(
             method=method,
             max_iterations=max_iterations,
-            tol=tol,
+            atol=atol,
+            rtol=rtol,
             damping=damping,
             order=order,
             initial_trajectory=initial_trajectory,
@@ -199,7 +203,8 @@ class NonlinearGaussianSSM(Distribution):
         self.observation_fn = observation_fn
         self.method = method
         self.max_iterations = max_iterations
-        self.tol = tol
+        self.atol = atol
+        self.rtol = rtol
         self.damping = damping
         self.initial_trajectory = initial_trajectory
         self.order = order
@@ -244,7 +249,8 @@ class NonlinearGaussianSSM(Distribution):
             y,
             method=self.method,
             max_iterations=self.max_iterations,
-            tol=self.tol,
+            atol=self.atol,
+            rtol=self.rtol,
             damping=self.damping,
             initial_trajectory=self.initial_trajectory,
             order=self.order,
@@ -305,7 +311,7 @@ class NonlinearGaussianSSM(Distribution):
         log_lik, result = jax.jit(run)(self._arrays(), y.reshape(-1, *self.event_shape))
         log_lik = log_lik.reshape(batch)
         result = jax.tree_util.tree_map(lambda a: a.reshape(*batch, *a.shape[1:]), result)
-        warn_not_converged(result, self.max_iterations, self.tol)
+        warn_not_converged(result, self.max_iterations, self.atol)
         return log_lik, result
 
     def log_prob(self, value: jax.Array) -> jax.Array:
@@ -347,7 +353,7 @@ class NonlinearGaussianSSM(Distribution):
             return nan_unless(result.converged, draws), result
 
         draws, result = jax.jit(run)(self._arrays(), rng_key, y)
-        warn_not_converged(result, self.max_iterations, self.tol)
+        warn_not_converged(result, self.max_iterations, self.atol)
         return draws
 
     def simulate(

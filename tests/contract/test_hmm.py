@@ -229,6 +229,12 @@ CASES: list[Case] = [
     Case("bad-datatree", SSM + "hmm_to_datatree",
          lambda: hmm_to_datatree(np.full((2, T, K), 0.5), datatree={"posterior": 1}),
          raises(TypeError, "`datatree`")),
+    Case("empty-latent_group", SSM + "hmm_to_datatree",
+         lambda: hmm_to_datatree(np.full((2, T, K), 0.5), latent_group=""),
+         raises(TypeError, "`latent_group`")),
+    Case("short-time_coords", SSM + "hmm_to_datatree",
+         lambda: hmm_to_datatree(np.full((2, T, K), 0.5), time_coords=np.arange(T - 1)),
+         raises(ValueError, "`time_coords`")),
 ]  # fmt: skip
 
 

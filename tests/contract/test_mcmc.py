@@ -7,8 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from numpyro_parallel import fixed_point, mcmc
-from numpyro_parallel.infer.parallel_mcmc import ParallelHMC, ParallelMALA
+from numpyro_parallel import Associative, fixed_point, mcmc
+from numpyro_parallel.infer import ParallelHMC, ParallelMALA
 from tests.contract.matrix import Case, case_id, raises, returns, run_case
 
 KEY = jax.random.key(0)
@@ -52,7 +52,7 @@ def exact_buffer():
 
 
 def chain(**options):
-    return lambda: mcmc.parallel_chain(MALA, STATE, KEY, 8, **options)
+    return lambda: mcmc.run_chain(MALA, STATE, KEY, 8, **options)
 
 
 def solve(**options):
@@ -61,7 +61,7 @@ def solve(**options):
 
 def logistic_matches_sequential(result):
     states, info = result
-    expected, _ = mcmc.sequential_chain(logistic_step, jnp.array([0.3]), KEY, 64)
+    expected, _ = mcmc.run_chain(logistic_step, jnp.array([0.3]), KEY, 64, strategy="sequential")
     finite = bool(np.all(np.isfinite(states)))
     return finite and not bool(info.converged) and np.array_equal(states, expected)
 
@@ -76,7 +76,7 @@ def jitted_diverging(kernel_cls):
 
     def run(z):
         potential = lambda p: jnp.nan * jnp.sum(p["x"] ** 2)
-        kernel = kernel_cls(potential_fn=potential, block_size=3, solver="jacobi")
+        kernel = kernel_cls(potential_fn=potential, num_steps_per_block=3, solver="jacobi")
         state = kernel.init(KEY, 3, {"x": z})
         flags = []
         for _ in range(6):  # 3 warmup steps, then two blocks of 3
@@ -105,7 +105,25 @@ CASES = [
     Case("max-iterations-float", FP + "solve_recursion", solve(max_iterations=2.0),
          raises(TypeError, "`max_iterations`")),
     Case("window-0", FP + "solve_recursion", solve(window=0), raises(ValueError, "`window`")),
-    Case("damping-0", FP + "solve_recursion", solve(damping=0.0), raises(ValueError, "`damping`")),
+    Case("damping-0", FP + "solve_recursion", lambda: solve(solver=fixed_point.Newton(damping=0.0))(),
+         raises(ValueError, "`Newton.damping`")),
+    Case("strategy-as-solver", FP + "solve_recursion", solve(solver=Associative()),
+         raises(TypeError, "`solver`")),
+    Case("unknown-strategy", FP + "solve_recursion", solve(strategy="parallel"),
+         raises(ValueError, "`strategy`")),
+    Case("bool-damping", FP + "Jacobi", lambda: fixed_point.Jacobi(damping=True),
+         raises(TypeError, "`Jacobi.damping`")),
+    Case("damping-above-1", FP + "Newton", lambda: fixed_point.Newton(damping=1.5),
+         raises(ValueError, "`Newton.damping`")),
+    Case("negative-diagonal-dim", FP + "QuasiNewton",
+         lambda: fixed_point.QuasiNewton(exact_diagonal_max_dim=-1),
+         raises(ValueError, "`QuasiNewton.exact_diagonal_max_dim`")),
+    Case("unexpected-argument", FP + "OnlinePicard", lambda: fixed_point.OnlinePicard(0.5),
+         raises(TypeError, "")),
+    Case("unknown-name", FP + "as_solver", lambda: fixed_point.as_solver("picard"),
+         raises(ValueError, "`solver`")),
+    Case("not-a-solver", FP + "as_solver", lambda: fixed_point.as_solver(3),
+         raises(TypeError, "`solver`")),
     Case("2d-initial-state", FP + "solve_recursion",
          lambda: fixed_point.solve_recursion(tanh_fn, X0[None], INPUTS),
          raises(ValueError, "`initial_state`")),
@@ -119,8 +137,8 @@ CASES = [
                  warns=RuntimeWarning)),
     Case("nan-recursion-flagged", FP + "solve_recursion",
          lambda: fixed_point.solve_recursion(lambda x, u: (x * jnp.nan, None), X0, INPUTS),
-         returns(lambda r: not bool(r.converged) and bool(np.all(np.isnan(r.states))),
-                 warns=RuntimeWarning)),
+         returns(lambda r: int(r.status) == fixed_point.NON_FINITE
+                 and bool(np.all(np.isnan(r.states))), warns=RuntimeWarning)),
     Case("jit-nan-recursion-flag", FP + "solve_recursion",
          lambda: jax.jit(lambda s: fixed_point.solve_recursion(tanh_fn, s, INPUTS))(X0 * jnp.nan),
          returns(lambda r: not bool(r.converged) and bool(r.fallback))),
@@ -139,53 +157,53 @@ CASES = [
          returns(lambda r: int(r.num_sequential_steps) == 8 and bool(np.all(np.isfinite(r.states))))),
     Case("int-dtype", FP + "default_tolerances", lambda: fixed_point.default_tolerances(jnp.int32),
          raises(TypeError, "`dtype`")),
-    Case("zero-steps", FP + "default_max_iterations",
-         lambda: fixed_point.default_max_iterations(0, 4), raises(ValueError, "`num_steps`")),
-    Case("float-window", FP + "default_max_iterations",
-         lambda: fixed_point.default_max_iterations(10, 2.5), raises(TypeError, "`window`")),
-    # ---- mcmc.parallel_chain / sequential_chain ------------------------------------------------
-    Case("num-steps-0", MC + "parallel_chain", lambda: mcmc.parallel_chain(MALA, STATE, KEY, 0),
+    # ---- mcmc.run_chain ---------------------------------------------------------------------
+    Case("num-steps-0", MC + "run_chain", lambda: mcmc.run_chain(MALA, STATE, KEY, 0),
          raises(ValueError, "`num_steps`")),
-    Case("num-steps-float", MC + "parallel_chain",
-         lambda: mcmc.parallel_chain(MALA, STATE, KEY, 8.0), raises(TypeError, "`num_steps`")),
-    Case("unknown-solver", MC + "parallel_chain", chain(solver="picard"),
+    Case("num-steps-float", MC + "run_chain",
+         lambda: mcmc.run_chain(MALA, STATE, KEY, 8.0), raises(TypeError, "`num_steps`")),
+    Case("unknown-solver", MC + "run_chain", chain(solver="picard"),
          raises(ValueError, "`solver`")),
-    Case("negative-tol", MC + "parallel_chain", chain(tol=-1e-8), raises(ValueError, "`tol`")),
-    Case("max-iterations-0", MC + "parallel_chain", chain(max_iterations=0),
+    Case("negative-atol", MC + "run_chain", chain(atol=-1e-8), raises(ValueError, "`atol`")),
+    Case("inf-rtol", MC + "run_chain", chain(rtol=float("inf")), raises(ValueError, "`rtol`")),
+    Case("unknown-strategy", MC + "run_chain", chain(strategy="fast"),
+         raises(ValueError, "`strategy`")),
+    Case("max-iterations-0", MC + "run_chain", chain(max_iterations=0),
          raises(ValueError, "`max_iterations`")),
-    Case("window-negative", MC + "parallel_chain", chain(window=-2), raises(ValueError, "`window`")),
-    Case("damping-2", MC + "parallel_chain", chain(damping=2.0), raises(ValueError, "`damping`")),
-    Case("position-not-state", MC + "parallel_chain",
-         lambda: mcmc.parallel_chain(MALA, jnp.ones(2), KEY, 8),
+    Case("window-negative", MC + "run_chain", chain(window=-2), raises(ValueError, "`window`")),
+    Case("damping-2", MC + "run_chain", lambda: chain(solver=fixed_point.Jacobi(2.0))(),
+         raises(ValueError, "`Jacobi.damping`")),
+    Case("position-not-state", MC + "run_chain",
+         lambda: mcmc.run_chain(MALA, jnp.ones(2), KEY, 8),
          raises(TypeError, r"init_fn\(position\)")),
-    Case("int-key", MC + "parallel_chain", lambda: mcmc.parallel_chain(MALA, STATE, 0, 8),
+    Case("int-key", MC + "run_chain", lambda: mcmc.run_chain(MALA, STATE, 0, 8),
          raises(TypeError, "`rng_key`")),
-    Case("not-callable-step", MC + "parallel_chain", lambda: mcmc.parallel_chain(3, STATE, KEY, 8),
+    Case("not-callable-step", MC + "run_chain", lambda: mcmc.run_chain(3, STATE, KEY, 8),
          raises(TypeError, "`step_fn`")),
-    Case("chaotic-map-fallback-exact", MC + "parallel_chain",
-         lambda: mcmc.parallel_chain(logistic_step, jnp.array([0.3]), KEY, 64, max_iterations=16),
+    Case("chaotic-map-fallback-exact", MC + "run_chain",
+         lambda: mcmc.run_chain(logistic_step, jnp.array([0.3]), KEY, 64, max_iterations=16),
          returns(logistic_matches_sequential, warns=RuntimeWarning)),
-    Case("nan-logdensity-flagged", MC + "parallel_chain",
-         lambda: mcmc.parallel_chain(NAN_MALA, NAN_STATE, KEY, 8, solver="jacobi"),
+    Case("nan-logdensity-flagged", MC + "run_chain",
+         lambda: mcmc.run_chain(NAN_MALA, NAN_STATE, KEY, 8, solver="jacobi"),
          returns(not_ok_nan, warns=RuntimeWarning)),
-    Case("jit-nan-logdensity-flag", MC + "parallel_chain",
-         lambda: jax.jit(lambda s: mcmc.parallel_chain(NAN_MALA, s, KEY, 8))(NAN_STATE),
+    Case("jit-nan-logdensity-flag", MC + "run_chain",
+         lambda: jax.jit(lambda s: mcmc.run_chain(NAN_MALA, s, KEY, 8))(NAN_STATE),
          returns(not_ok_nan)),
-    Case("position-not-state", MC + "sequential_chain",
-         lambda: mcmc.sequential_chain(MALA.step, jnp.ones(2), KEY, 8),
+    Case("position-not-state", MC + "run_chain",
+         lambda: mcmc.run_chain(MALA.step, jnp.ones(2), KEY, 8, strategy="sequential"),
          raises(TypeError, r"init_fn\(position\)")),
-    Case("algorithm-with-position", MC + "sequential_chain",
-         lambda: mcmc.sequential_chain(MALA, jnp.ones(2), KEY, 8),
+    Case("algorithm-with-position", MC + "run_chain",
+         lambda: mcmc.run_chain(MALA, jnp.ones(2), KEY, 8, strategy="sequential"),
          raises(TypeError, r"init_fn\(position\)")),
-    Case("num-steps-negative", MC + "sequential_chain",
-         lambda: mcmc.sequential_chain(MALA, STATE, KEY, -3), raises(ValueError, "`num_steps`")),
-    Case("num-steps-bool", MC + "sequential_chain",
-         lambda: mcmc.sequential_chain(MALA, STATE, KEY, True), raises(TypeError, "`num_steps`")),
-    Case("nan-logdensity-flagged", MC + "sequential_chain",
-         lambda: mcmc.sequential_chain(NAN_MALA, NAN_STATE, KEY, 8),
+    Case("num-steps-negative", MC + "run_chain",
+         lambda: mcmc.run_chain(MALA, STATE, KEY, -3, strategy="sequential"), raises(ValueError, "`num_steps`")),
+    Case("num-steps-bool", MC + "run_chain",
+         lambda: mcmc.run_chain(MALA, STATE, KEY, True, strategy="sequential"), raises(TypeError, "`num_steps`")),
+    Case("nan-logdensity-flagged", MC + "run_chain",
+         lambda: mcmc.run_chain(NAN_MALA, NAN_STATE, KEY, 8, strategy="sequential"),
          returns(not_ok_nan, warns=RuntimeWarning)),
-    Case("jit-nan-logdensity-flag", MC + "sequential_chain",
-         lambda: jax.jit(lambda s: mcmc.sequential_chain(NAN_MALA, s, KEY, 8))(NAN_STATE),
+    Case("jit-nan-logdensity-flag", MC + "run_chain",
+         lambda: jax.jit(lambda s: mcmc.run_chain(NAN_MALA, s, KEY, 8, strategy="sequential"))(NAN_STATE),
          returns(not_ok_nan)),
     # ---- mcmc block samplers -------------------------------------------------------------------
     Case("negative-step-size", MC + "parallel_mala", lambda: mcmc.parallel_mala(gaussian, -0.1, 8),
@@ -212,12 +230,15 @@ CASES = [
     # ---- NumPyro kernels ----------------------------------------------------------------------
     Case("negative-step-size", INF + "ParallelMALA",
          lambda: ParallelMALA(potential_fn=gaussian, step_size=-0.1), raises(ValueError, "`step_size`")),
-    Case("block-0", INF + "ParallelMALA", lambda: ParallelMALA(potential_fn=gaussian, block_size=0),
-         raises(ValueError, "`block_size`")),
+    Case("block-0", INF + "ParallelMALA",
+         lambda: ParallelMALA(potential_fn=gaussian, num_steps_per_block=0),
+         raises(ValueError, "`num_steps_per_block`")),
     Case("unknown-solver", INF + "ParallelMALA",
          lambda: ParallelMALA(potential_fn=gaussian, solver="nuts"), raises(ValueError, "`solver`")),
-    Case("negative-tol", INF + "ParallelMALA", lambda: ParallelMALA(potential_fn=gaussian, tol=-1.0),
-         raises(ValueError, "`tol`")),
+    Case("negative-rtol", INF + "ParallelMALA", lambda: ParallelMALA(potential_fn=gaussian, rtol=-1.0),
+         raises(ValueError, "`rtol`")),
+    Case("unknown-strategy", INF + "ParallelMALA",
+         lambda: ParallelMALA(potential_fn=gaussian, strategy="gpu"), raises(ValueError, "`strategy`")),
     Case("accept-prob-1", INF + "ParallelMALA",
          lambda: ParallelMALA(potential_fn=gaussian, target_accept_prob=1.0),
          raises(ValueError, "`target_accept_prob`")),
@@ -229,10 +250,12 @@ CASES = [
          kernel_init(ParallelMALA, jnp.array([jnp.nan, 0.0])), raises(ValueError, "`init_params`")),
     Case("jit-nan-potential-diverging", INF + "ParallelMALA", jitted_diverging(ParallelMALA),
          returns(lambda flags: bool(np.all(flags)))),
-    Case("num-steps-0", INF + "ParallelHMC", lambda: ParallelHMC(potential_fn=gaussian, num_steps=0),
-         raises(ValueError, "`num_steps`")),
-    Case("num-steps-float", INF + "ParallelHMC",
-         lambda: ParallelHMC(potential_fn=gaussian, num_steps=2.5), raises(TypeError, "`num_steps`")),
+    Case("integration-steps-0", INF + "ParallelHMC",
+         lambda: ParallelHMC(potential_fn=gaussian, num_integration_steps=0),
+         raises(ValueError, "`num_integration_steps`")),
+    Case("integration-steps-float", INF + "ParallelHMC",
+         lambda: ParallelHMC(potential_fn=gaussian, num_integration_steps=2.5),
+         raises(TypeError, "`num_integration_steps`")),
     Case("max-iterations-0", INF + "ParallelHMC",
          lambda: ParallelHMC(potential_fn=gaussian, max_iterations=0),
          raises(ValueError, "`max_iterations`")),

@@ -137,14 +137,14 @@ def _jit_run(bad):
 
 def _impossible(out):
     return (
-        bool(np.isneginf(out.log_evidence))
+        bool(np.isneginf(out.log_likelihood))
         and int(out.status) == 2
         and int(out.step_status[2]) == 2
     )
 
 
 def _invalid(out):
-    return is_nan(out.log_evidence) and int(out.status) == 3 and int(out.step_status[2]) == 3
+    return is_nan(out.log_likelihood) and int(out.status) == 3 and int(out.step_status[2]) == 3
 
 
 def _collapsing_model():
@@ -179,7 +179,7 @@ def _dsmc(obs=None, ys=YS, num_particles=N, mean=MEAN, chol=CHOL, **kwargs):
 
 
 def _dsmc_status(code, check_value):
-    return lambda out: int(out.status) == code and check_value(out.log_evidence)
+    return lambda out: int(out.status) == code and check_value(out.log_likelihood)
 
 
 def _kalman_params():
@@ -428,7 +428,8 @@ CASES += [
         P + "init_particle_filter",
         lambda: smc.init_particle_filter(KEY, _model_bad_at_zero(), YS[0], N),
         returns(
-            lambda s: bool(np.isneginf(s.log_evidence)) and int(s.status) == 2, warns=RuntimeWarning
+            lambda s: bool(np.isneginf(s.log_likelihood)) and int(s.status) == 2,
+            warns=RuntimeWarning,
         ),
     ),
     Case(
@@ -495,8 +496,8 @@ CASES += [
     Case(
         "block_size_not_divisor",
         P + "dsmc",
-        lambda: _dsmc(block_size=3),
-        raises(ValueError, "`block_size`"),
+        lambda: _dsmc(row_chunk_size=3),
+        raises(ValueError, "`row_chunk_size`"),
     ),
     Case(
         "impossible_observation",

@@ -16,7 +16,7 @@ from numpyro_parallel.infer.tempered import (
     build_tempered_smc,
     split_model,
     tempered_smc,
-    to_arviz,
+    tempered_smc_to_arviz,
 )
 from tests.contract.matrix import Case, case_id, is_nan, raises, returns, run_case
 
@@ -148,6 +148,7 @@ CASES = [
         raises(ValueError, "`resampling_fn`"),
     ),
     Case("resampling int", TSMC, _with(resampling_fn=3), raises(TypeError, "`resampling_fn`")),
+    Case("progress_bar str", TSMC, _with(progress_bar="yes"), raises(TypeError, "`progress_bar`")),
     Case(
         "model not callable",
         TSMC,
@@ -295,16 +296,19 @@ CASES = [
     Case(
         "result not a TemperedSMCResult",
         ARVIZ,
-        lambda: to_arviz((1, 2)),
+        lambda: tempered_smc_to_arviz((1, 2)),
         raises(TypeError, "`result`"),
     ),
     Case(
-        "vmapped result", ARVIZ, lambda: to_arviz(_vmapped_result()), raises(ValueError, "`result`")
+        "vmapped result",
+        ARVIZ,
+        lambda: tempered_smc_to_arviz(_vmapped_result()),
+        raises(ValueError, "`result`"),
     ),
     Case(
         "NaN run keeps its flags",
         ARVIZ,
-        lambda: to_arviz(nan_run()),
+        lambda: tempered_smc_to_arviz(nan_run()),
         returns(
             lambda tree: (
                 bool(tree["smc"]["nan_potential"])
@@ -329,4 +333,5 @@ def test_module_and_function_names_do_not_collide():
 
     module = importlib.import_module("numpyro_parallel.infer.tempered")
     assert callable(infer.tempered_smc) and infer.tempered_smc is module.tempered_smc
-    assert module.to_arviz is infer.tempered_smc_to_arviz
+    assert module.tempered_smc_to_arviz is infer.tempered_smc_to_arviz
+    assert not hasattr(module, "to_arviz")  # one name per function

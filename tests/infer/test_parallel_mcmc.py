@@ -11,9 +11,9 @@ import pytest
 from numpyro.diagnostics import autocorrelation, effective_sample_size
 from numpyro.infer import MCMC
 
+from numpyro_parallel.infer import ParallelHMC, ParallelMALA
 from numpyro_parallel.infer._parallel_steps import hmc_step
-from numpyro_parallel.infer.parallel_mcmc import ParallelHMC, ParallelMALA
-from numpyro_parallel.mcmc.parallel_chain import parallel_chain, sequential_chain
+from numpyro_parallel.mcmc import run_chain
 
 PRIOR_SCALE, NOISE_SCALE = 3.0, 2.0
 Y = np.random.default_rng(0).normal(1.0, NOISE_SCALE, size=15)
@@ -44,7 +44,7 @@ def posterior_moments():
 
 @pytest.fixture(scope="module")
 def conjugate_run():
-    kernel = ParallelMALA(conjugate_model, block_size=100)
+    kernel = ParallelMALA(conjugate_model, num_steps_per_block=100)
     mcmc = MCMC(
         kernel, num_warmup=300, num_samples=1200, num_chains=2, chain_method="vectorized",
         progress_bar=False,
@@ -77,7 +77,7 @@ def test_arviz_and_summary(conjugate_run):
 def test_sequential_chain_method():
     # Same keys as the vectorized run, but vmapped and unvmapped arithmetic round differently,
     # and one flipped accept decision decorrelates the chains: compare statistically.
-    kernel = ParallelMALA(conjugate_model, block_size=100)
+    kernel = ParallelMALA(conjugate_model, num_steps_per_block=100)
     mcmc = MCMC(
         kernel, num_warmup=300, num_samples=600, num_chains=2, chain_method="sequential",
         progress_bar=False,
@@ -94,13 +94,13 @@ def test_constrained_sites_and_potential_fn():
     def model():
         numpyro.sample("sigma", dist.HalfNormal(1.0))
 
-    mcmc = MCMC(ParallelMALA(model, block_size=20), num_warmup=50, num_samples=40,
+    mcmc = MCMC(ParallelMALA(model, num_steps_per_block=20), num_warmup=50, num_samples=40,
                 progress_bar=False)  # fmt: skip
     mcmc.run(jax.random.key(2))
     assert bool(np.all(mcmc.get_samples()["sigma"] > 0))
 
     # potential_fn front end, and no warmup: straight to the parallel blocks
-    kernel = ParallelMALA(potential_fn=lambda z: 0.5 * jnp.sum(z["x"] ** 2), block_size=20)
+    kernel = ParallelMALA(potential_fn=lambda z: 0.5 * jnp.sum(z["x"] ** 2), num_steps_per_block=20)
     mcmc = MCMC(kernel, num_warmup=0, num_samples=30, progress_bar=False)
     mcmc.run(jax.random.key(5), init_params={"x": jnp.zeros(2)})
     assert mcmc.get_samples()["x"].shape == (30, 2)
@@ -108,8 +108,8 @@ def test_constrained_sites_and_potential_fn():
 
 def test_parallel_hmc_conjugate():
     mcmc = MCMC(
-        ParallelHMC(conjugate_model, num_steps=3, block_size=100), num_warmup=300,
-        num_samples=800, progress_bar=False,
+        ParallelHMC(conjugate_model, num_integration_steps=3, num_steps_per_block=100),
+        num_warmup=300, num_samples=800, progress_bar=False,
     )  # fmt: skip
     mcmc.run(jax.random.key(6), Y, extra_fields=("accept_prob", "converged"))
     assert_moments(mcmc.get_samples(group_by_chain=True)["mu"])
@@ -117,12 +117,12 @@ def test_parallel_hmc_conjugate():
 
 
 def test_bad_input():
-    with pytest.raises(ValueError, match="block_size"):
-        ParallelMALA(conjugate_model, block_size=0)
+    with pytest.raises(ValueError, match="num_steps_per_block"):
+        ParallelMALA(conjugate_model, num_steps_per_block=0)
     with pytest.raises(ValueError, match="exactly one"):
         ParallelMALA()
-    with pytest.raises(ValueError, match="num_steps"):
-        ParallelHMC(conjugate_model, num_steps=0)
+    with pytest.raises(ValueError, match="num_integration_steps"):
+        ParallelHMC(conjugate_model, num_integration_steps=0)
 
 
 def half_nan_potential(z):
@@ -133,7 +133,7 @@ def half_nan_potential(z):
 
 @pytest.mark.parametrize("kernel_cls", [ParallelMALA, ParallelHMC])
 def test_nan_potential_at_init_raises(kernel_cls):
-    kernel = kernel_cls(potential_fn=half_nan_potential, block_size=10)
+    kernel = kernel_cls(potential_fn=half_nan_potential, num_steps_per_block=10)
     with pytest.raises(ValueError, match="init_params"):
         kernel.init(jax.random.key(0), 10, {"x": jnp.array([0.5, 0.0])})
     with pytest.raises(ValueError, match="init_params"):  # one bad chain of two
@@ -145,7 +145,7 @@ def test_nan_potential_at_init_raises(kernel_cls):
 
 def test_divergences_reported_for_nan_proposals():
     # Proposals into the NaN half are rejected (the chain stays finite) and counted divergent.
-    kernel = ParallelMALA(potential_fn=half_nan_potential, block_size=25, solver="jacobi")
+    kernel = ParallelMALA(potential_fn=half_nan_potential, num_steps_per_block=25, solver="jacobi")
     mcmc = MCMC(kernel, num_warmup=50, num_samples=100, progress_bar=False)
     mcmc.run(jax.random.key(1), init_params={"x": jnp.array([-1.0, 0.0])},
              extra_fields=("diverging", "accept_prob"))  # fmt: skip
@@ -160,16 +160,16 @@ def test_divergences_reported_for_nan_proposals():
 def test_parallel_hmc_random_path_length_equals_sequential():
     # The jittered number of leapfrog steps comes from each step's key: parallel == sequential.
     logdensity = lambda x: -0.5 * jnp.sum(x**2)
-    step = hmc_step(logdensity, 4, random_num_steps=True)
+    step = hmc_step(logdensity, 4, random_integration_steps=True)
     init = lambda x: blackjax.hmc.init(x, logdensity)
     state, key = init(jnp.array([1.0, -0.5, 0.3])), jax.random.key(3)
     chain = lambda k, s: step(k, s, 0.5)
-    expected, expected_info = sequential_chain(chain, state, key, 32)
+    expected, expected_info = run_chain(chain, state, key, 32, strategy="sequential")
     # Jacobi keeps this fast; Newton through the random-length loop runs in the MCMC tests.
-    states, info = parallel_chain(chain, state, key, 32, solver="jacobi", init_fn=init)
+    states, info = run_chain(chain, state, key, 32, solver="jacobi", init_fn=init)
     assert bool(info.converged)
     np.testing.assert_allclose(states.position, expected.position, rtol=1e-8, atol=1e-8)
-    np.testing.assert_array_equal(info.step_info.is_accepted, expected_info.step_info.is_accepted)
+    np.testing.assert_array_equal(info.aux.is_accepted, expected_info.aux.is_accepted)
     lengths = jax.vmap(lambda k: step(k, state, 0.5)[0])(jax.random.split(key, 4))
     assert len(np.unique(np.asarray(lengths.position)[:, 0])) == 4  # the steps differ
 
@@ -203,11 +203,11 @@ def test_fixed_path_length_is_antithetic_control():
     logdensity = lambda x: -0.5 * jnp.sum(x**2)
     state = blackjax.hmc.init(jnp.zeros(6), logdensity)
     results = {}
-    for random_num_steps in (False, True):
-        step = hmc_step(logdensity, 4, random_num_steps)
+    for random_integration in (False, True):
+        step = hmc_step(logdensity, 4, random_integration)
         chain = lambda k, s, step=step: step(k, s, 0.7)
-        states, _ = sequential_chain(chain, state, jax.random.key(0), 2000)
-        results[random_num_steps] = lag_one_and_ess(np.asarray(states.position))
+        states, _ = run_chain(chain, state, jax.random.key(0), 2000, strategy="sequential")
+        results[random_integration] = lag_one_and_ess(np.asarray(states.position))
     assert results[False][0].mean() < -0.6 and results[False][1].mean() > 3 * 2000
     assert results[True][0].mean() > -0.1 and results[True][1].mean() <= 1.2 * 2000
 
@@ -217,9 +217,9 @@ def test_more_bad_input():
         ParallelMALA(conjugate_model, step_size=-0.1)
     with pytest.raises(ValueError, match="solver"):
         ParallelHMC(conjugate_model, solver="nuts")
-    with pytest.raises(ValueError, match="tol"):
-        ParallelMALA(conjugate_model, tol=-1.0)
+    with pytest.raises(ValueError, match="atol"):
+        ParallelMALA(conjugate_model, atol=-1.0)
     with pytest.raises(ValueError, match="max_iterations"):
         ParallelMALA(conjugate_model, max_iterations=0)
-    with pytest.raises(TypeError, match="num_steps"):
-        ParallelHMC(conjugate_model, num_steps=2.0)
+    with pytest.raises(TypeError, match="num_integration_steps"):
+        ParallelHMC(conjugate_model, num_integration_steps=2.0)

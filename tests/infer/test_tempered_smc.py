@@ -13,7 +13,7 @@ from numpyro_parallel.infer.tempered import (
     build_tempered_smc,
     split_model,
     tempered_smc,
-    to_arviz,
+    tempered_smc_to_arviz,
 )
 
 RNG = np.random.default_rng(0)
@@ -119,7 +119,7 @@ def test_split_model_matches_potential_and_arviz_output():
     result = tempered_smc(
         jax.random.key(3), normal_mean_model, jnp.asarray(Y_NORMAL), num_particles=200
     )
-    tree = to_arviz(result)
+    tree = tempered_smc_to_arviz(result)
     assert "posterior" in tree.children and "smc" in tree.children
     assert tree["posterior"]["mu"].shape == (1, 200)
     summary = az.summary(tree)
@@ -221,3 +221,16 @@ def test_diagonal_preconditioning_on_correlated_posterior_is_flagged():
             jax.random.key(2), ar_model, jnp.asarray(series), num_particles=200, dense_mass=False
         )
     assert bool(result.poor_mixing) and not bool(result.converged)
+
+
+def test_progress_bar_reports_stages_and_is_off_in_ci(monkeypatch, capsys):
+    monkeypatch.delenv("CI", raising=False)
+    result = tempered_smc(jax.random.key(2), normal_mean_model, Y_NORMAL, num_particles=100)
+    shown = capsys.readouterr().err
+    assert "tempered SMC" in shown and f"stage {int(result.num_stages)}" in shown
+    assert "100%" in shown  # the tempering exponent reached 1
+    monkeypatch.setenv("CI", "true")
+    tempered_smc(jax.random.key(2), normal_mean_model, Y_NORMAL, num_particles=100)
+    tempered_smc(jax.random.key(2), normal_mean_model, Y_NORMAL, num_particles=100,
+                 progress_bar=False)  # fmt: skip
+    assert capsys.readouterr().err == ""

@@ -6,8 +6,8 @@ import jax.numpy as jnp
 import numpy as np
 from blackjax.mcmc import random_walk
 
-from numpyro_parallel.mcmc import parallel_hmc, parallel_mala, parallel_rwm, sequential_chain
-from tests.mcmc.test_parallel_chain import logistic_logdensity
+from numpyro_parallel.mcmc import parallel_hmc, parallel_mala, parallel_rwm, run_chain
+from tests.mcmc.test_chain import logistic_logdensity
 
 
 def _check_block(block_algorithm, base_algorithm, num_steps_per_block):
@@ -15,13 +15,14 @@ def _check_block(block_algorithm, base_algorithm, num_steps_per_block):
     state = block_algorithm.init(x0)
     key = jax.random.key(7)
     last, info = jax.jit(block_algorithm.step)(key, state)
-    expected, expected_info = sequential_chain(base_algorithm, base_algorithm.init(x0), key,
-                                               num_steps_per_block)  # fmt: skip
+    expected, expected_info = run_chain(
+        base_algorithm, base_algorithm.init(x0), key, num_steps_per_block, strategy="sequential"
+    )
     np.testing.assert_allclose(info.states.position, expected.position, rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(last.position, expected.position[-1], rtol=1e-6, atol=1e-6)
-    np.testing.assert_array_equal(info.step_info.is_accepted, expected_info.step_info.is_accepted)
+    np.testing.assert_array_equal(info.aux.is_accepted, expected_info.aux.is_accepted)
     assert bool(info.converged) and 0 < int(info.num_iterations) <= num_steps_per_block
-    assert float(info.residual) < 1e-6
+    assert float(info.residual) < 1e-6 and int(info.status) == 0
 
 
 def test_parallel_mala_block():

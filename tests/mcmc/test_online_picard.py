@@ -7,14 +7,10 @@ import numpy as np
 import pytest
 from blackjax.mcmc import random_walk
 
-from numpyro_parallel.fixed_point import sequential_recursion
+from numpyro_parallel.fixed_point import OnlinePicard, sequential_recursion, solve_recursion
+from numpyro_parallel.fixed_point.result import warn_result
+from numpyro_parallel.mcmc import run_chain
 from numpyro_parallel.mcmc.kernels import parallel_rwm
-from numpyro_parallel.mcmc.online_picard import picard_recursion
-from numpyro_parallel.mcmc.parallel_chain import (
-    _warn_if_fallback,
-    parallel_chain,
-    sequential_chain,
-)
 from tests.reference.mcmc import rwm_chain, ula_step
 
 
@@ -45,9 +41,9 @@ def rwm(logdensity_fn, dim, scale=2.0):
 
 
 def run_jitted(algorithm, state, key, num_steps, **options):
-    """`parallel_chain` and `sequential_chain` under one `jax.jit` each (fast to compile)."""
-    parallel = jax.jit(lambda k, s: parallel_chain(algorithm, s, k, num_steps, **options))
-    sequential = jax.jit(lambda k, s: sequential_chain(algorithm, s, k, num_steps))
+    """The parallel and the sequential chain under one `jax.jit` each (fast to compile)."""
+    parallel = jax.jit(lambda k, s: run_chain(algorithm, s, k, num_steps, **options))
+    sequential = jax.jit(lambda k, s: run_chain(algorithm, s, k, num_steps, strategy="sequential"))
     return parallel(key, state), sequential(key, state)
 
 
@@ -55,7 +51,7 @@ def assert_exact(result, expected, num_steps):
     (states, info), (expected_states, expected_info) = result, expected
     np.testing.assert_allclose(states.position, expected_states.position, rtol=0, atol=1e-12)
     np.testing.assert_allclose(states.logdensity, expected_states.logdensity, rtol=1e-12)
-    np.testing.assert_array_equal(info.step_info.is_accepted, expected_info.step_info.is_accepted)
+    np.testing.assert_array_equal(info.aux.is_accepted, expected_info.aux.is_accepted)
     assert bool(info.converged) and not bool(info.fallback)
     assert int(info.num_sequential_steps) == 0 and float(info.residual) < 1e-12
     assert 1 <= int(info.num_iterations) <= num_steps
@@ -70,7 +66,7 @@ def test_equals_sequential(target, dim):
     key = jax.random.key(dim + num_steps)
     result, expected = run_jitted(algorithm, state, key, num_steps, solver="online_picard")
     assert_exact(result, expected, num_steps)
-    assert 0.05 < float(np.mean(expected[1].step_info.is_accepted)) < 0.95
+    assert 0.05 < float(np.mean(expected[1].aux.is_accepted)) < 0.95
 
 
 LENGTHS = [(1, "gaussian", 1), (7, "logistic", 5), (15, "gaussian", 5), (16, "logistic", 1),
@@ -96,10 +92,10 @@ def test_naive_reference():
     ref_positions, ref_accepted = rwm_chain(lambda x: -0.5 * x @ precision @ x, x0, key, 50, 0.7)
     logdensity = lambda x: -0.5 * x @ (jnp.asarray(precision) @ x)
     algorithm = blackjax.additive_step_random_walk(logdensity, random_walk.normal(0.7))
-    run = jax.jit(lambda s: parallel_chain(algorithm, s, key, 50, solver="online_picard"))
+    run = jax.jit(lambda s: run_chain(algorithm, s, key, 50, solver="online_picard"))
     states, info = run(algorithm.init(jnp.asarray(x0)))
     np.testing.assert_allclose(states.position, ref_positions, rtol=0, atol=1e-12)
-    np.testing.assert_array_equal(info.step_info.is_accepted, ref_accepted)
+    np.testing.assert_array_equal(info.aux.is_accepted, ref_accepted)
 
 
 def test_far_fewer_iterations_than_jacobi():
@@ -113,7 +109,7 @@ def test_far_fewer_iterations_than_jacobi():
         algorithm, state, key, num_steps, solver="online_picard", window=64
     )
     jacobi = jax.jit(
-        lambda k, s: parallel_chain(
+        lambda k, s: run_chain(
             algorithm, s, k, num_steps, solver="jacobi", max_iterations=num_steps
         )
     )(key, state)
@@ -137,7 +133,7 @@ def test_each_iteration_confirms_a_step():
     assert not bool(info.converged) and bool(info.fallback)
     assert int(info.num_iterations) == 3 and 0 < int(info.num_sequential_steps) <= 48 - 3
     np.testing.assert_allclose(result[0].position, expected[0].position, rtol=0, atol=1e-12)
-    np.testing.assert_array_equal(info.step_info.is_accepted, expected[1].step_info.is_accepted)
+    np.testing.assert_array_equal(info.aux.is_accepted, expected[1].aux.is_accepted)
 
 
 def test_non_additive_kernel_is_a_certified_fixed_point_iteration():
@@ -150,7 +146,7 @@ def test_non_additive_kernel_is_a_certified_fixed_point_iteration():
         algorithm, state, jax.random.key(6), 40, solver="online_picard"
     )
     np.testing.assert_allclose(states.position, expected[0].position, rtol=1e-8, atol=1e-8)
-    np.testing.assert_array_equal(info.step_info.is_accepted, expected[1].step_info.is_accepted)
+    np.testing.assert_array_equal(info.aux.is_accepted, expected[1].aux.is_accepted)
     assert bool(info.converged) and float(info.residual) < 1e-8
     print(f"MALA, T=40: online Picard {int(info.num_iterations)} iterations")
 
@@ -161,11 +157,11 @@ def test_nan_not_reported_converged():
     step = ula_step(logdensity, 0.5)
     x0 = jnp.zeros(2)
     key = jax.random.key(0)
-    expected, _ = sequential_chain(step, x0, key, 60)
+    expected, _ = run_chain(step, x0, key, 60, strategy="sequential")
     assert np.any(np.isnan(expected))
-    states, info = jax.jit(lambda k: parallel_chain(step, x0, k, 60, solver="online_picard"))(key)
-    with pytest.warns(RuntimeWarning, match="did not converge"):
-        _warn_if_fallback(info)  # what `parallel_chain` warns outside `jit`
+    states, info = jax.jit(lambda k: run_chain(step, x0, k, 60, solver="online_picard"))(key)
+    with pytest.warns(RuntimeWarning, match="non-finite"):
+        warn_result(info, "run_chain")  # what `run_chain` warns outside `jit`
     assert not bool(info.converged) and bool(info.fallback)
     assert int(info.num_iterations) < 60
     np.testing.assert_allclose(states, expected, rtol=0, atol=1e-12, equal_nan=True)
@@ -180,21 +176,23 @@ def test_nan_log_density_in_random_walk():
     (states, info), expected = run_jitted(algorithm, state, key, 30, solver="online_picard")
     assert np.any(np.isnan(expected[0].logdensity))
     with pytest.warns(RuntimeWarning, match="non-finite"):
-        _warn_if_fallback(info)  # what `parallel_chain` warns outside `jit`
+        warn_result(info, "run_chain")  # what `run_chain` warns outside `jit`
     np.testing.assert_allclose(states.position, expected[0].position, rtol=0, atol=1e-12)
     assert not bool(info.converged)
 
 
 def test_jit_and_vmap_over_chains():
     algorithm = rwm(logistic_target(3), 3)
-    run = lambda key, x0: parallel_chain(
+    run = lambda key, x0: run_chain(
         algorithm, algorithm.init(x0), key, 40, solver="online_picard", window=16
     )
     keys = jax.random.split(jax.random.key(9), 3)
     x0s = jax.random.normal(jax.random.key(10), (3, 3))
     states, info = jax.jit(jax.vmap(run))(keys, x0s)
     assert info.converged.shape == (3,) and bool(jnp.all(info.converged))
-    sequential = lambda key, x0: sequential_chain(algorithm, algorithm.init(x0), key, 40)[0]
+    sequential = lambda key, x0: run_chain(
+        algorithm, algorithm.init(x0), key, 40, strategy="sequential"
+    )[0]
     expected = jax.jit(jax.vmap(sequential))(keys, x0s)
     np.testing.assert_allclose(states.position, expected.position, rtol=0, atol=1e-12)
 
@@ -207,7 +205,7 @@ def test_float32():
         (states, info), expected = run_jitted(algorithm, state, key, 200, solver="online_picard")
     assert states.position.dtype == jnp.float32
     assert bool(jnp.all(jnp.isfinite(states.position))) and bool(info.converged)
-    agree = np.mean(info.step_info.is_accepted == expected[1].step_info.is_accepted)
+    agree = np.mean(info.aux.is_accepted == expected[1].aux.is_accepted)
     assert agree >= 0.95
     if agree == 1.0:
         np.testing.assert_allclose(states.position, expected[0].position, rtol=1e-4, atol=1e-4)
@@ -219,7 +217,8 @@ def test_generic_recursion_matches_sequential():
     inputs = jax.random.normal(jax.random.key(2), (37, 2))
     x0 = jnp.array([1.0, -2.0])
     expected, _ = sequential_recursion(fn, x0, inputs)
-    result = jax.jit(lambda x0, u: picard_recursion(fn, x0, u, window=5))(x0, inputs)
+    solve = lambda x0, u: solve_recursion(fn, x0, u, solver=OnlinePicard(), window=5)
+    result = jax.jit(solve)(x0, inputs)
     np.testing.assert_allclose(result.states, expected, rtol=1e-9, atol=1e-9)
     assert bool(result.converged) and int(result.num_iterations) <= 37
 
@@ -231,10 +230,10 @@ def test_parallel_rwm_block_defaults_to_online_picard():
     key = jax.random.key(7)
     last, info = jax.jit(block.step)(key, block.init(x0))
     base = blackjax.additive_step_random_walk(logdensity, random_walk.normal(0.5))
-    expected, expected_info = sequential_chain(base, base.init(x0), key, 25)
+    expected, expected_info = run_chain(base, base.init(x0), key, 25, strategy="sequential")
     np.testing.assert_allclose(info.states.position, expected.position, rtol=0, atol=1e-12)
     np.testing.assert_allclose(last.position, expected.position[-1], rtol=0, atol=1e-12)
-    np.testing.assert_array_equal(info.step_info.is_accepted, expected_info.step_info.is_accepted)
+    np.testing.assert_array_equal(info.aux.is_accepted, expected_info.aux.is_accepted)
     assert bool(info.converged) and 0 < int(info.num_iterations) <= 25
 
 
@@ -242,15 +241,19 @@ def test_bad_input():
     algorithm = rwm(gaussian_target(2), 2)
     state = algorithm.init(jnp.ones(2))
     key = jax.random.key(0)
-    with pytest.raises(ValueError, match="damping"):
-        parallel_chain(algorithm, state, key, 5, solver="online_picard", damping=0.5)
+    with pytest.raises(TypeError, match="damping"):
+        OnlinePicard(damping=0.5)
     with pytest.raises(ValueError, match="window"):
-        parallel_chain(algorithm, state, key, 5, solver="online_picard", window=0)
+        run_chain(algorithm, state, key, 5, solver="online_picard", window=0)
     with pytest.raises(ValueError, match="max_iterations"):
-        parallel_chain(algorithm, state, key, 5, solver="online_picard", max_iterations=-1)
+        run_chain(algorithm, state, key, 5, solver="online_picard", max_iterations=-1)
     with pytest.raises(ValueError, match="solver"):
-        parallel_chain(algorithm, state, key, 5, solver="picard")
+        run_chain(algorithm, state, key, 5, solver="picard")
     with pytest.raises(ValueError, match="decisions_fn"):
-        picard_recursion(
-            lambda x, u: (x + u, x), jnp.zeros(2), jnp.ones((4, 2)), decisions_fn=lambda a: a
+        solve_recursion(
+            lambda x, u: (x + u, x),
+            jnp.zeros(2),
+            jnp.ones((4, 2)),
+            solver="online_picard",
+            decisions_fn=lambda a: a,
         )

@@ -5,7 +5,7 @@
 - `pendulum`: the noisy pendulum of Särkkä's book (as in Yaghoobi et al. 2021) + a simulator.
 - `cuthbert_extended_smoother`: cuthbert's sequential extended (EKF + RTS) smoother, adapted to
   this package's convention (the first observation sees x_0).
-- `bootstrap_log_evidence`: a naive bootstrap particle filter's log-evidence estimate
+- `bootstrap_log_likelihood`: a naive bootstrap particle filter's log-likelihood estimate
   (systematic resampling at every step, NumPy loop over time).
 """
 
@@ -104,7 +104,7 @@ def _run_cuthbert(
     return smoothed.mean[1:]
 
 
-def bootstrap_log_evidence(rng, y, m0, P0, f, Q, h, R, num_particles):
+def bootstrap_log_likelihood(rng, y, m0, P0, f, Q, h, R, num_particles):
     """Bootstrap particle filter estimate of log p(y_{0:T-1}) (y_0 sees x_0).
 
     The evidence estimate is unbiased; its log has a small negative bias (about minus half its
@@ -119,7 +119,7 @@ def bootstrap_log_evidence(rng, y, m0, P0, f, Q, h, R, num_particles):
         num_particles: N.
 
     Returns:
-        float log-evidence estimate.
+        float log-likelihood estimate.
     """
     y = np.asarray(y, float)
     num_steps, p = y.shape
@@ -154,7 +154,7 @@ def numerical_grad(fn, theta, eps=1e-6):
 
 
 __all__ = [
-    "bootstrap_log_evidence",
+    "bootstrap_log_likelihood",
     "cuthbert_extended_smoother",
     "gaussian_moment3",
     "joint_log_density",

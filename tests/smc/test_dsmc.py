@@ -29,15 +29,15 @@ def test_reference_rts_matches_brute_force():
 
 
 @pytest.mark.parametrize(
-    "kwargs", [{}, {"block_size": 16}, {"resampling_fn": "systematic"}], ids=str
+    "kwargs", [{}, {"row_chunk_size": 16}, {"resampling_fn": "systematic"}], ids=str
 )
 def test_dsmc_log_evidence_unbiased_and_smoothing_means(kwargs):
     keys = jax.random.split(jax.random.key(0), 200)
     out = jax.jit(jax.vmap(lambda k: _run(k, 64, **kwargs)))(keys)
     assert out.trajectories.shape == (200, 64, T, 1)
-    lgssm.assert_log_evidence_unbiased(out.log_evidence, EXACT_LOGLIK)
+    lgssm.assert_log_evidence_unbiased(out.log_likelihood, EXACT_LOGLIK)
     means = np.asarray(out.trajectories[..., 0].mean(1))  # (seeds, T)
-    est, se = lgssm.weighted_mean_and_se(out.log_evidence, means)
+    est, se = lgssm.weighted_mean_and_se(out.log_likelihood, means)
     np.testing.assert_array_less(np.abs(est - RTS_MEAN[:, 0]), 4 * se)
 
 
@@ -46,7 +46,7 @@ def test_dsmc_single_step_and_float32():
     out = jax.jit(
         jax.vmap(lambda k: _run(k, 32, ys=YS[:1], mean=PROPOSAL_MEAN[:1], chol=PROPOSAL_CHOL[:1]))
     )(keys)
-    lgssm.assert_log_evidence_unbiased(out.log_evidence, lgssm.exact(YS[:1])[0])
+    lgssm.assert_log_evidence_unbiased(out.log_likelihood, lgssm.exact(YS[:1])[0])
     out32 = jax.jit(_run, static_argnums=1)(
         jax.random.key(2),
         256,
@@ -55,7 +55,7 @@ def test_dsmc_single_step_and_float32():
         chol=PROPOSAL_CHOL.astype(jnp.float32),
     )
     assert out32.trajectories.dtype == jnp.float32
-    assert abs(float(out32.log_evidence) - EXACT_LOGLIK) < 0.5
+    assert abs(float(out32.log_likelihood) - EXACT_LOGLIK) < 0.5
 
 
 def test_conditional_dsmc_keeps_posterior_invariant():
@@ -70,7 +70,7 @@ def test_ffbs_smoothing_means():
         key_pf, key_bs = jax.random.split(key)
         out = pf.run(key_pf, model, jnp.asarray(YS), 100)
         paths = backward_sampling(key_bs, out, lgssm.transition_log_prob, 20)
-        return out.log_evidence, paths[..., 0].mean(0)
+        return out.log_likelihood, paths[..., 0].mean(0)
 
     keys = jax.random.split(jax.random.key(5), 200)
     log_z, means = jax.jit(jax.vmap(smooth))(keys)
@@ -96,7 +96,7 @@ def test_kalman_proposal_helper_and_bad_input():
     np.testing.assert_allclose(jnp.abs(chol), PROPOSAL_CHOL, rtol=1e-8)
     with pytest.raises(ValueError, match="proposal_mean"):
         _run(jax.random.key(0), 8, mean=PROPOSAL_MEAN[:3])
-    with pytest.raises(ValueError, match="block_size"):
-        _run(jax.random.key(0), 8, block_size=3)
+    with pytest.raises(ValueError, match="row_chunk_size"):
+        _run(jax.random.key(0), 8, row_chunk_size=3)
     with pytest.raises(ValueError, match="observations"):
         _run(jax.random.key(0), 8, ys=YS[:, 0])

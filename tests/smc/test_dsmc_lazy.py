@@ -38,7 +38,7 @@ PERM_LEFT = np.stack([np.roll(np.arange(3), s) for s in range(4)])
 PERM_RIGHT = np.stack([np.roll(np.arange(3), 2 * s) for s in range(4)])
 
 
-def _draw_pairs(key, max_trials, log_bound=LOG_BOUND, block_size=None, num_draws=2500):
+def _draw_pairs(key, max_trials, log_bound=LOG_BOUND, row_chunk_size=None, num_draws=2500):
     """Pair cells (draws, P, 3) of P = 4 stitches with per-stitch bounds."""
     bounds = jnp.broadcast_to(jnp.asarray(log_bound, jnp.float64), (4,))
 
@@ -54,7 +54,7 @@ def _draw_pairs(key, max_trials, log_bound=LOG_BOUND, block_size=None, num_draws
             bounds,
             transition_log_prob=lgssm.transition_log_prob,
             max_trials=max_trials,
-            block_size=block_size,
+            row_chunk_size=row_chunk_size,
         )
         return 3 * i + j, log_inc, counters
 
@@ -71,14 +71,14 @@ LOOSE = [LOG_BOUND, LOG_BOUND, LOG_BOUND + 2.5, LOG_BOUND]  # stitch 2 mostly fa
 
 
 @pytest.mark.parametrize(
-    ("max_trials", "bounds", "block_size"),
+    ("max_trials", "bounds", "row_chunk_size"),
     [(64, LOG_BOUND, None), (1, LOG_BOUND, 1), (8, LOOSE, None)],
     ids=["many_trials", "one_trial_blocked", "few_stitches_fall_back"],
 )
-def test_lazy_pair_frequencies_match_pair_target(max_trials, bounds, block_size):
+def test_lazy_pair_frequencies_match_pair_target(max_trials, bounds, row_chunk_size):
     """Each stitch's pairs follow pi(i, j) ~ w_i w_j f_ij, whichever fallback branch ran."""
     target, total = _pair_target()
-    cells, log_inc, counters = _draw_pairs(jax.random.key(10), max_trials, bounds, block_size)
+    cells, log_inc, counters = _draw_pairs(jax.random.key(10), max_trials, bounds, row_chunk_size)
     fallback_share = counters[:, 2].sum() / cells.size
     if max_trials == 1:
         assert fallback_share > 0.3  # the exact fallback draws many slots
@@ -109,9 +109,9 @@ def test_lazy_dsmc_log_evidence_unbiased_and_smoothing_means():
     assert int(out.num_bound_violations.sum()) == 0
     mean_trials = float(out.mean_trials.mean())
     assert 1.0 <= mean_trials <= max_trials
-    lgssm.assert_log_evidence_unbiased(out.log_evidence, EXACT_LOGLIK)
+    lgssm.assert_log_evidence_unbiased(out.log_likelihood, EXACT_LOGLIK)
     means = np.asarray(out.trajectories[..., 0].mean(1))  # (seeds, T)
-    est, se = lgssm.weighted_mean_and_se(out.log_evidence, means)
+    est, se = lgssm.weighted_mean_and_se(out.log_likelihood, means)
     np.testing.assert_array_less(np.abs(est - RTS_MEAN[:, 0]), 4 * se)
 
 
@@ -159,7 +159,7 @@ def test_lazy_jit_float32_and_bad_input():
     assert np.all(np.isfinite(out32.trajectories))
     assert int(out32.num_bound_violations) == 0
     assert float(out32.mean_trials) >= 1.0
-    assert abs(float(out32.log_evidence) - EXACT_LOGLIK) < 1.0
+    assert abs(float(out32.log_likelihood) - EXACT_LOGLIK) < 1.0
 
     key = jax.random.key(30)
     with pytest.raises(ValueError, match="transition_log_bound"):

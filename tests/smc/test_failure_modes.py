@@ -59,8 +59,8 @@ def test_filter_restarts_after_impossible_step_and_keeps_minus_inf():
     assert np.all(np.isnan(out.log_weights[4]))
     # Steps after the impossible one are finite and normalised again (restart from uniform).
     np.testing.assert_allclose(jax.nn.logsumexp(out.log_weights[5:], axis=1), 0.0, atol=1e-12)
-    assert np.all(np.isfinite(out.log_evidence_increments[5:]))
-    assert np.isneginf(float(out.log_evidence))
+    assert np.all(np.isfinite(out.log_likelihood_terms[5:]))
+    assert np.isneginf(float(out.log_likelihood))
 
 
 def test_step_api_status_and_past_the_end():
@@ -78,4 +78,4 @@ def test_step_api_status_and_past_the_end():
         algorithm.step(jax.random.key(3), state)
     # Under jit the step past the end is reported, not silently clamped to the last one.
     _, info = jax.jit(algorithm.step)(jax.random.key(3), state)
-    assert int(info.status) == 3 and np.isnan(float(info.log_evidence_increment))
+    assert int(info.status) == 3 and np.isnan(float(info.log_likelihood_term))

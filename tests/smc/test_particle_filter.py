@@ -1,4 +1,4 @@
-"""Particle filter: unbiased log-evidence on a linear-Gaussian model, gradients, invariances."""
+"""Particle filter: unbiased log-likelihood on a linear-Gaussian model, gradients, invariances."""
 
 import jax
 import jax.numpy as jnp
@@ -17,7 +17,9 @@ EXACT_LOGLIK = lgssm.exact(YS)[0]
 def _log_z(model, seeds=SEEDS, ys=YS, num_particles=N, **kwargs):
     keys = jax.random.split(jax.random.key(42), seeds)
     run = jax.jit(
-        jax.vmap(lambda k: pf.run(k, model, jnp.asarray(ys), num_particles, **kwargs).log_evidence)
+        jax.vmap(
+            lambda k: pf.run(k, model, jnp.asarray(ys), num_particles, **kwargs).log_likelihood
+        )
     )
     return np.asarray(run(keys))
 
@@ -43,20 +45,22 @@ def test_output_shapes_and_missing_step():
     out = pf.run(jax.random.key(0), lgssm.bootstrap_model(), jnp.asarray(YS), N)
     assert out.particles.shape == (T, N, 1)
     assert out.log_weights.shape == out.ancestors.shape == (T, N)
-    assert out.ess.shape == out.resampled.shape == out.log_evidence_increments.shape == (T,)
+    assert out.ess.shape == out.resampled.shape == out.log_likelihood_terms.shape == (T,)
     np.testing.assert_array_equal(out.ancestors[0], np.arange(N))
     np.testing.assert_allclose(jax.nn.logsumexp(out.log_weights, axis=1), 0.0, atol=1e-12)
-    np.testing.assert_allclose(out.log_evidence, out.log_evidence_increments.sum(), rtol=1e-12)
+    np.testing.assert_allclose(out.log_likelihood, out.log_likelihood_terms.sum(), rtol=1e-12)
     # Missing observation at t = 3: no potential, so the increment is exactly zero.
-    assert float(out.log_evidence_increments[3]) == 0.0
+    assert float(out.log_likelihood_terms[3]) == 0.0
     np.testing.assert_allclose(out.ess[3], N)
 
 
 def test_jit_vmap_invariance_and_step_api():
     model = lgssm.bootstrap_model()
     keys = jax.random.split(jax.random.key(1), 3)
-    batched = jax.jit(jax.vmap(lambda k: pf.run(k, model, jnp.asarray(YS), 50).log_evidence))(keys)
-    jitted = jax.jit(lambda k: pf.run(k, model, jnp.asarray(YS), 50).log_evidence)
+    batched = jax.jit(jax.vmap(lambda k: pf.run(k, model, jnp.asarray(YS), 50).log_likelihood))(
+        keys
+    )
+    jitted = jax.jit(lambda k: pf.run(k, model, jnp.asarray(YS), 50).log_likelihood)
     single = [jitted(k) for k in keys]
     np.testing.assert_allclose(batched, np.array(single), rtol=1e-12)
     # The BlackJAX-style init/step API reproduces run().
@@ -67,7 +71,7 @@ def test_jit_vmap_invariance_and_step_api():
     for key in jax.random.split(key_steps, T - 1):
         state, info = step(key, state)
     assert isinstance(info, pf.ParticleFilterInfo)
-    np.testing.assert_allclose(state.log_evidence, single[0], rtol=1e-12)
+    np.testing.assert_allclose(state.log_likelihood, single[0], rtol=1e-12)
     assert int(state.time) == T - 1
 
 
@@ -78,8 +82,8 @@ def test_single_time_step_and_float32():
     model32 = lgssm.bootstrap_model(dtype=jnp.float32)
     out = pf.run(jax.random.key(0), model32, jnp.asarray(YS, jnp.float32), 1000)
     assert out.particles.dtype == jnp.float32 and out.log_weights.dtype == jnp.float32
-    assert np.isfinite(float(out.log_evidence))
-    assert abs(float(out.log_evidence) - EXACT_LOGLIK) < 1.0
+    assert np.isfinite(float(out.log_likelihood))
+    assert abs(float(out.log_likelihood) - EXACT_LOGLIK) < 1.0
 
 
 def test_score_gradient_of_evidence_is_unbiased():
@@ -98,7 +102,7 @@ def test_score_gradient_of_evidence_is_unbiased():
             resampling_fn="multinomial",
             gradient_estimator=estimator,
         )
-        return out.log_evidence
+        return out.log_likelihood
 
     keys = jax.random.split(jax.random.key(7), 400)
     values, grads = jax.jit(

@@ -23,7 +23,7 @@ def test_hidden_state_group_has_named_dims_and_values():
     probs, paths = jax.vmap(jax.vmap(per_draw))(means)
     posterior = az.from_dict({"posterior": {"means": np.asarray(means)}})
     tree = hmm_to_datatree(
-        probs, paths, time=np.arange(10, 15), state_names=["low", "high"], datatree=posterior
+        probs, paths, time_coords=np.arange(10, 15), state_names=["low", "high"], datatree=posterior
     )
     assert "posterior" in tree.children and "hidden_states" in tree.children
     assert "hidden_states" not in posterior.children  # input not modified
@@ -46,7 +46,7 @@ def test_single_chain_input_and_errors():
         hmm_to_datatree()
     uniform = np.full((1, 2, 5, 2), 0.5)
     with pytest.raises(ValueError, match="time"):
-        hmm_to_datatree(uniform, time=np.arange(4))
+        hmm_to_datatree(uniform, time_coords=np.arange(4))
     with pytest.raises(ValueError, match="inconsistent"):
         hmm_to_datatree(uniform, np.zeros((1, 2, 4), int))
     with pytest.raises(ValueError, match="state_probs"):  # not normalised

@@ -65,13 +65,13 @@ def test_linear_model_exact_in_one_iteration(method):
 
     @jax.jit
     def run(y):
-        kw = dict(method=method, tol=0.0, initial_trajectory="prior")
+        kw = dict(method=method, atol=0.0, initial_trajectory="prior")
         ones = [
             iterated_smoother(model, y, max_iterations=1, strategy=s, **kw)
             for s in ("associative", "sequential")
         ]
         loop = iterated_smoother(
-            model, y, method=method, max_iterations=5, tol=1e-9, initial_trajectory="prior"
+            model, y, method=method, max_iterations=5, atol=1e-9, initial_trajectory="prior"
         )
         return ones, loop
 
@@ -97,7 +97,7 @@ def test_parallel_equals_sequential_every_iteration(method):
                 y,
                 method=method,
                 max_iterations=1,
-                tol=0.0,
+                atol=0.0,
                 initial_trajectory=(mean, chol),
                 strategy=strategy,
             )
@@ -114,7 +114,7 @@ def test_parallel_equals_sequential_every_iteration(method):
     # Chaining single iterations reproduces the while-loop's iterates.
     looped = jax.jit(
         lambda y: iterated_smoother(
-            model, y, method=method, max_iterations=3, tol=0.0, initial_trajectory="prior"
+            model, y, method=method, max_iterations=3, atol=0.0, initial_trajectory="prior"
         )
     )(y)
     assert int(looped.num_iterations) == 3
@@ -129,7 +129,7 @@ def test_extended_fixed_point_is_map_with_and_without_damping():
 
     @jax.jit
     def run(y):
-        kw = dict(max_iterations=300, tol=1e-11, initial_trajectory="filter")
+        kw = dict(max_iterations=300, atol=1e-11, initial_trajectory="filter")
         return iterated_smoother(model, y, **kw), iterated_smoother(model, y, damping=0.5, **kw)
 
     plain, damped = run(jnp.asarray(y))
@@ -214,7 +214,7 @@ def test_short_sequences_and_missing():
     _, y = _pendulum_data(13)
     y[3] = np.nan
     model = _pendulum_model()
-    kw = dict(method="unscented", max_iterations=6, tol=0.0, initial_trajectory="filter")
+    kw = dict(method="unscented", max_iterations=6, atol=0.0, initial_trajectory="filter")
     par, seq = jax.jit(
         lambda y: [iterated_smoother(model, y, strategy=s, **kw) for s in ("auto", "sequential")]
     )(jnp.asarray(y))
@@ -245,7 +245,7 @@ def test_float32_and_vmap_jit():
 def test_non_convergence_is_reported():
     _, y = _pendulum_data(30)
     model = _pendulum_model()
-    res = jax.jit(lambda y: iterated_smoother(model, y, max_iterations=1, tol=1e-12))(
+    res = jax.jit(lambda y: iterated_smoother(model, y, max_iterations=1, atol=1e-12))(
         jnp.asarray(y)
     )
     assert not bool(res.converged) and int(res.num_iterations) == 1
@@ -256,7 +256,7 @@ def test_default_start_is_filter_and_eager_non_convergence_warns():
     _, y = _pendulum_data(30)
     y = jnp.asarray(y)
     model = _pendulum_model()
-    kw = dict(max_iterations=1, tol=0.0)
+    kw = dict(max_iterations=1, atol=0.0)
     default, filtered = jax.jit(
         lambda y: [
             iterated_smoother(model, y, **kw),
@@ -265,7 +265,7 @@ def test_default_start_is_filter_and_eager_non_convergence_warns():
     )(y)
     np.testing.assert_array_equal(default.mean, filtered.mean)
     with pytest.warns(RuntimeWarning, match="did not converge.*max_iterations=1"):
-        res = iterated_smoother(model, y, max_iterations=1, tol=1e-12)
+        res = iterated_smoother(model, y, max_iterations=1, atol=1e-12)
     assert not bool(res.converged) and int(res.num_iterations) == 1
 
 
@@ -284,8 +284,8 @@ def test_bad_inputs():
         iterated_smoother(model._replace(observation_fn=lambda x: x[None, :1]), y)
     with pytest.raises(ValueError, match="`max_iterations`"):
         iterated_smoother(model, y, max_iterations=0)
-    with pytest.raises(ValueError, match="`tol`"):
-        iterated_smoother(model, y, tol=-1e-3)
+    with pytest.raises(ValueError, match="`atol`"):
+        iterated_smoother(model, y, atol=-1e-3)
     with pytest.raises(ValueError, match="method"):
         iterated_smoother(model, y, method="ukf")
     with pytest.raises(ValueError, match="initial_trajectory"):

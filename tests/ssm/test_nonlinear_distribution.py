@@ -11,7 +11,7 @@ from numpyro.infer.util import log_density
 from numpyro_parallel.ssm.nonlinear import linearized_log_likelihood
 from numpyro_parallel.ssm.nonlinear_distribution import NonlinearGaussianSSM
 from tests.reference import kalman as ref_kalman
-from tests.reference.nonlinear import bootstrap_log_evidence, numerical_grad, pendulum, simulate
+from tests.reference.nonlinear import bootstrap_log_likelihood, numerical_grad, pendulum, simulate
 
 NUM_STEPS = 12
 
@@ -42,7 +42,7 @@ def test_linear_log_prob_is_exact(method):
     np.testing.assert_allclose(jax.jit(d.log_prob)(jnp.asarray(y)), terms.sum(), rtol=1e-10)
 
 
-def _mild_dist(theta, method="extended", tol=1e-12, gradient_steps=1):
+def _mild_dist(theta, method="extended", atol=1e-12, gradient_steps=1):
     a, log_q, log_r = theta[0], theta[1], theta[2]
     dtype = theta.dtype
 
@@ -58,7 +58,7 @@ def _mild_dist(theta, method="extended", tol=1e-12, gradient_steps=1):
         jnp.exp(log_r) * jnp.eye(1, dtype=dtype),
         NUM_STEPS,
         method=method,
-        tol=tol,
+        atol=atol,
         max_iterations=50,
         gradient_steps=gradient_steps,
     )
@@ -129,7 +129,7 @@ def test_sampling_shapes_and_state_samples():
 
 def test_float32_jit_and_numpyro_model():
     theta = jnp.asarray([0.7, np.log(0.3), np.log(0.2)], jnp.float32)
-    d32 = _mild_dist(theta, tol=None)  # default float32 tolerance
+    d32 = _mild_dist(theta, atol=None)  # default float32 tolerance
     y = d32.sample(jax.random.PRNGKey(2))
     assert y.dtype == jnp.float32
     lp32 = jax.jit(d32.log_prob)(y)
@@ -195,10 +195,10 @@ def test_rotating_pendulum_default_log_prob_matches_particle_filter():
     ssm, y, args = _rotating_pendulum(num_steps)
     log_prob, result = jax.jit(ssm.log_prob_and_smooth)(y)
     assert bool(result.converged) and int(result.num_iterations) < ssm.max_iterations
-    # Bootstrap PF with N = 1e4: its log-evidence has standard deviation about 0.10 here (12
+    # Bootstrap PF with N = 1e4: its log-likelihood has standard deviation about 0.10 here (12
     # seeds); the linearised likelihood is 0.09 above the mean of 1e5-particle runs. The
     # tolerance is 0.09 + 4 standard deviations.
-    reference = bootstrap_log_evidence(np.random.default_rng(1), y, *args, num_particles=10_000)
+    reference = bootstrap_log_likelihood(np.random.default_rng(1), y, *args, num_particles=10_000)
     assert abs(float(log_prob) - reference) < 0.5, (float(log_prob), reference)
     # The scenario discriminates: started from the prior, the smoother converges to a wrong
     # mode hundreds of nats away (the old default; still available as an option).
@@ -220,7 +220,7 @@ def _args_of(ssm):
 
 def test_non_convergence_gives_nan_log_prob_and_warning():
     # Sequential scans: same iterates, shorter compilation (four programs are compiled here).
-    ssm, y, _ = _rotating_pendulum(30, max_iterations=1, tol=1e-10, strategy="sequential")
+    ssm, y, _ = _rotating_pendulum(30, max_iterations=1, atol=1e-10, strategy="sequential")
     with pytest.warns(RuntimeWarning, match="did not converge"):
         log_prob = ssm.log_prob(y)
     assert np.isnan(float(log_prob))
@@ -234,6 +234,6 @@ def test_non_convergence_gives_nan_log_prob_and_warning():
     log_prob, result = jax.jit(ssm.log_prob_and_smooth)(y)
     assert np.isnan(float(log_prob)) and not bool(result.converged)
     # Enough iterations: finite and converged, no warning.
-    ok, _, _ = _rotating_pendulum(30, tol=1e-10, strategy="sequential")
+    ok, _, _ = _rotating_pendulum(30, atol=1e-10, strategy="sequential")
     log_prob, result = jax.jit(ok.log_prob_and_smooth)(y)
     assert np.isfinite(float(log_prob)) and bool(result.converged)

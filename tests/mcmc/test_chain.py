@@ -1,4 +1,5 @@
-"""parallel_chain == sequential_chain == naive reference for MALA, RWM and HMC."""
+"""run_chain: every solver and strategy == the sequential chain == naive reference (MALA, RWM,
+HMC)."""
 
 import warnings
 
@@ -9,7 +10,8 @@ import numpy as np
 import pytest
 from blackjax.mcmc import random_walk
 
-from numpyro_parallel.mcmc import parallel_chain, sequential_chain
+from numpyro_parallel import Associative, Blocked, Sequential, fixed_point
+from numpyro_parallel.mcmc import run_chain
 from tests.reference.mcmc import mala_chain, rwm_chain, ula_step
 
 SOLVERS = ["newton", "quasi_newton", "jacobi"]
@@ -50,7 +52,7 @@ def make_algorithm(kernel, logdensity_fn):
 def assert_same_chain(parallel, sequential):
     (p_states, p_info), (s_states, s_info) = parallel, sequential
     np.testing.assert_allclose(p_states.position, s_states.position, rtol=1e-6, atol=1e-6)
-    np.testing.assert_array_equal(p_info.step_info.is_accepted, s_info.step_info.is_accepted)
+    np.testing.assert_array_equal(p_info.aux.is_accepted, s_info.aux.is_accepted)
 
 
 @pytest.mark.parametrize("solver", SOLVERS)
@@ -60,19 +62,17 @@ def test_parallel_equals_sequential(solver, kernel, target):
     algorithm = make_algorithm(kernel, TARGETS[target])
     state = algorithm.init(jnp.array([1.0, -0.5, 0.3]))
     key = jax.random.key(5)
-    expected = sequential_chain(algorithm.step, state, key, 64)
-    result = parallel_chain(algorithm.step, state, key, 64, solver=solver, init_fn=algorithm.init)
+    expected = run_chain(algorithm.step, state, key, 64, strategy="sequential")
+    result = run_chain(algorithm.step, state, key, 64, solver=solver, init_fn=algorithm.init)
     assert_same_chain(result, expected)
     info = result[1]
     assert bool(info.converged) and not bool(info.fallback)
     assert int(info.num_iterations) <= 64 and float(info.residual) < 1e-6
-    acceptance = np.mean(expected[1].step_info.is_accepted)
+    acceptance = np.mean(expected[1].aux.is_accepted)
     assert 0.1 < acceptance < 1.0  # the tests see both accepts and rejects
 
 
-LENGTH_CASES = [("newton", n) for n in (1, 7, 15, 16, 17)] + [
-    ("quasi_newton", 1), ("quasi_newton", 17), ("jacobi", 1), ("jacobi", 15),
-]  # fmt: skip
+LENGTH_CASES = [("newton", 1), ("newton", 16), ("newton", 17), ("quasi_newton", 15), ("jacobi", 1)]
 
 
 @pytest.mark.parametrize("solver,num_steps", LENGTH_CASES)
@@ -80,8 +80,8 @@ def test_lengths_around_window(solver, num_steps):
     algorithm = make_algorithm("mala", logistic_logdensity)
     state = algorithm.init(jnp.zeros(3))
     key = jax.random.key(num_steps)
-    expected = sequential_chain(algorithm.step, state, key, num_steps)
-    result = parallel_chain(algorithm, state, key, num_steps, solver=solver, window=16)
+    expected = run_chain(algorithm.step, state, key, num_steps, strategy="sequential")
+    result = run_chain(algorithm, state, key, num_steps, solver=solver, window=16)
     assert_same_chain(result, expected)
     assert bool(result[1].converged)
 
@@ -90,8 +90,8 @@ def test_full_state_iteration_without_init_fn():
     algorithm = make_algorithm("mala", gaussian_logdensity)
     state = algorithm.init(jnp.ones(3))
     key = jax.random.key(2)
-    expected = sequential_chain(algorithm.step, state, key, 40)
-    result = parallel_chain(algorithm.step, state, key, 40)
+    expected = run_chain(algorithm.step, state, key, 40, strategy="sequential")
+    result = run_chain(algorithm.step, state, key, 40)
     assert_same_chain(result, expected)
     np.testing.assert_allclose(result[0].logdensity, expected[0].logdensity, rtol=1e-8)
 
@@ -103,15 +103,15 @@ def test_naive_reference_mala_and_rwm():
     logdensity = lambda x: -0.5 * x @ PRECISION @ x
     ref_positions, ref_accepted = mala_chain(logdensity, grad, x0, key, 50, 0.3)
     algorithm = make_algorithm("mala", gaussian_logdensity)
-    states, info = parallel_chain(algorithm, algorithm.init(jnp.asarray(x0)), key, 50)
+    states, info = run_chain(algorithm, algorithm.init(jnp.asarray(x0)), key, 50)
     np.testing.assert_allclose(states.position, ref_positions, rtol=1e-6, atol=1e-6)
-    np.testing.assert_array_equal(info.step_info.is_accepted, ref_accepted)
+    np.testing.assert_array_equal(info.aux.is_accepted, ref_accepted)
 
     ref_positions, ref_accepted = rwm_chain(logdensity, x0, key, 50, 0.7)
     algorithm = make_algorithm("rwm", gaussian_logdensity)
-    states, info = parallel_chain(algorithm, algorithm.init(jnp.asarray(x0)), key, 50)
+    states, info = run_chain(algorithm, algorithm.init(jnp.asarray(x0)), key, 50)
     np.testing.assert_allclose(states.position, ref_positions, rtol=1e-6, atol=1e-6)
-    np.testing.assert_array_equal(info.step_info.is_accepted, ref_accepted)
+    np.testing.assert_array_equal(info.aux.is_accepted, ref_accepted)
 
 
 def test_jacobi_with_max_iterations_T_is_exact():
@@ -119,8 +119,8 @@ def test_jacobi_with_max_iterations_T_is_exact():
     algorithm = make_algorithm("rwm", gaussian_logdensity)
     state = algorithm.init(jnp.ones(3))
     key = jax.random.key(4)
-    expected = sequential_chain(algorithm, state, key, 48)
-    result = parallel_chain(algorithm, state, key, 48, solver="jacobi", max_iterations=48)
+    expected = run_chain(algorithm, state, key, 48, strategy="sequential")
+    result = run_chain(algorithm, state, key, 48, solver="jacobi", max_iterations=48)
     assert_same_chain(result, expected)
     assert bool(result[1].converged) and int(result[1].num_iterations) <= 48
 
@@ -129,9 +129,9 @@ def test_non_convergence_reported_and_fallback_exact():
     algorithm = make_algorithm("rwm", gaussian_logdensity)
     state = algorithm.init(jnp.ones(3))
     key = jax.random.key(4)
-    expected = sequential_chain(algorithm, state, key, 48)
+    expected = run_chain(algorithm, state, key, 48, strategy="sequential")
     with pytest.warns(RuntimeWarning, match="did not converge"):
-        result = parallel_chain(algorithm, state, key, 48, solver="jacobi", max_iterations=3)
+        result = run_chain(algorithm, state, key, 48, solver="jacobi", max_iterations=3)
     assert not bool(result[1].converged) and bool(result[1].fallback)
     assert int(result[1].num_iterations) == 3
     assert_same_chain(result, expected)
@@ -143,24 +143,26 @@ def test_nan_target_not_reported_converged():
     step = ula_step(logdensity, 0.5)
     x0 = jnp.zeros(2)
     key = jax.random.key(0)
-    expected, _ = sequential_chain(step, x0, key, 60)
+    expected, _ = run_chain(step, x0, key, 60, strategy="sequential")
     assert np.any(np.isnan(expected))
-    with pytest.warns(RuntimeWarning, match="did not converge"):
-        states, info = parallel_chain(step, x0, key, 60, max_iterations=30)
+    with pytest.warns(RuntimeWarning, match="non-finite"):
+        states, info = run_chain(step, x0, key, 60, max_iterations=30)
     assert not bool(info.converged) and bool(info.fallback)
-    assert int(info.num_iterations) == 30
+    assert int(info.status) == fixed_point.NON_FINITE
+    # The loop stops once the state after the converged prefix is NaN (no iteration helps).
+    assert int(info.num_iterations) < 30
     np.testing.assert_allclose(states, expected, rtol=1e-6, atol=1e-6, equal_nan=True)
 
 
 def test_jit_and_vmap_over_chains():
     algorithm = make_algorithm("mala", logistic_logdensity)
-    run = lambda key, x0: parallel_chain(algorithm, algorithm.init(x0), key, 32)[0].position
+    run = lambda key, x0: run_chain(algorithm, algorithm.init(x0), key, 32)[0].position
     keys = jax.random.split(jax.random.key(9), 4)
     x0s = jax.random.normal(jax.random.key(10), (4, 3))
     batched = jax.jit(jax.vmap(run))(keys, x0s)
     for i in range(4):
-        expected = sequential_chain(algorithm, algorithm.init(x0s[i]), keys[i], 32)[0]
-        np.testing.assert_allclose(batched[i], expected.position, rtol=1e-6, atol=1e-6)
+        expected = run_chain(algorithm, algorithm.init(x0s[i]), keys[i], 32, strategy="sequential")
+        np.testing.assert_allclose(batched[i], expected[0].position, rtol=1e-6, atol=1e-6)
 
 
 @pytest.mark.parametrize("solver", SOLVERS)
@@ -170,13 +172,13 @@ def test_float32(solver):
         algorithm = blackjax.mala(gaussian_logdensity, 0.3)
         state = algorithm.init(jnp.ones(3))
         key = jax.random.key(1)
-        expected = sequential_chain(algorithm, state, key, 64)
+        expected = run_chain(algorithm, state, key, 64, strategy="sequential")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # a near-threshold flag is allowed
-            states, info = parallel_chain(algorithm, state, key, 64, solver=solver)
+            states, info = run_chain(algorithm, state, key, 64, solver=solver)
     assert states.position.dtype == jnp.float32
     assert bool(jnp.all(jnp.isfinite(states.position))) and bool(info.converged)
-    agree = np.mean(info.step_info.is_accepted == expected[1].step_info.is_accepted)
+    agree = np.mean(info.aux.is_accepted == expected[1].aux.is_accepted)
     assert agree >= 0.95
     if agree == 1.0:
         np.testing.assert_allclose(states.position, expected[0].position, rtol=1e-3, atol=1e-3)
@@ -186,29 +188,33 @@ def test_bad_input():
     algorithm = make_algorithm("mala", gaussian_logdensity)
     state = algorithm.init(jnp.ones(3))
     with pytest.raises(ValueError, match="num_steps"):
-        parallel_chain(algorithm, state, jax.random.key(0), 0)
+        run_chain(algorithm, state, jax.random.key(0), 0)
     with pytest.raises(ValueError, match="solver"):
-        parallel_chain(algorithm, state, jax.random.key(0), 5, solver="picard")
+        run_chain(algorithm, state, jax.random.key(0), 5, solver="picard")
     with pytest.raises(TypeError, match="step_fn"):
-        parallel_chain(3, state, jax.random.key(0), 5)
+        run_chain(3, state, jax.random.key(0), 5)
     with pytest.raises(TypeError, match="init_fn"):
-        parallel_chain(lambda k, s: (s, None), {"a": jnp.arange(3)}, jax.random.key(0), 5)
+        run_chain(lambda k, s: (s, None), {"a": jnp.arange(3)}, jax.random.key(0), 5)
     with pytest.raises(TypeError, match="num_steps"):
-        sequential_chain(algorithm, state, jax.random.key(0), 5.0)
-    with pytest.raises(ValueError, match="`tol`"):
-        parallel_chain(algorithm, state, jax.random.key(0), 5, tol=-1.0)
+        run_chain(algorithm, state, jax.random.key(0), 5.0, strategy="sequential")
+    with pytest.raises(ValueError, match="`atol`"):
+        run_chain(algorithm, state, jax.random.key(0), 5, atol=-1.0)
+    with pytest.raises(ValueError, match="`strategy`"):
+        run_chain(algorithm, state, jax.random.key(0), 5, strategy="parallel")
+    with pytest.raises(ValueError, match="damping"):
+        run_chain(algorithm, state, jax.random.key(0), 5, solver=fixed_point.Newton(damping=0))
     with pytest.raises(ValueError, match="`max_iterations`"):
-        parallel_chain(algorithm, state, jax.random.key(0), 5, max_iterations=0)
+        run_chain(algorithm, state, jax.random.key(0), 5, max_iterations=0)
     with pytest.raises(ValueError, match="`window`"):
-        parallel_chain(algorithm, state, jax.random.key(0), 5, window=0)
+        run_chain(algorithm, state, jax.random.key(0), 5, window=0)
 
 
-@pytest.mark.parametrize("chain", [parallel_chain, sequential_chain])
-def test_position_instead_of_state(chain):
+@pytest.mark.parametrize("strategy", ["auto", "sequential"])
+def test_position_instead_of_state(strategy):
     algorithm = make_algorithm("mala", gaussian_logdensity)
     for step in (algorithm, algorithm.step):
         with pytest.raises(TypeError, match=r"init_fn\(position\)"):
-            chain(step, jnp.ones(3), jax.random.key(0), 5)
+            run_chain(step, jnp.ones(3), jax.random.key(0), 5, strategy=strategy)
 
 
 def test_chaotic_deterministic_step_fallback_is_sequential():
@@ -216,10 +222,10 @@ def test_chaotic_deterministic_step_fallback_is_sequential():
     # stopping inequality, so certification must require finite values.
     step = lambda key, x: (3.99 * x * (1.0 - x), None)
     x0, key = jnp.array([0.3]), jax.random.key(0)
-    expected, expected_info = sequential_chain(step, x0, key, 64)
+    expected, expected_info = run_chain(step, x0, key, 64, strategy="sequential")
     assert bool(expected_info.converged)
     with pytest.warns(RuntimeWarning, match="did not converge"):
-        states, info = parallel_chain(step, x0, key, 64, max_iterations=16)
+        states, info = run_chain(step, x0, key, 64, max_iterations=16)
     assert not bool(info.converged) and bool(info.fallback)
     np.testing.assert_array_equal(states, expected)
 
@@ -228,8 +234,30 @@ def test_sequential_chain_with_nan_log_density_not_ok():
     algorithm = blackjax.mala(lambda x: jnp.nan * jnp.sum(x), 0.3)
     state = algorithm.init(jnp.ones(3))
     with pytest.warns(RuntimeWarning, match="non-finite"):
-        states, info = sequential_chain(algorithm, state, jax.random.key(0), 10)
+        states, info = run_chain(algorithm, state, jax.random.key(0), 10, strategy="sequential")
     assert not bool(info.converged) and np.all(np.isnan(states.logdensity))
     # under jit: no warning, the flag alone
-    _, info = jax.jit(lambda s: sequential_chain(algorithm, s, jax.random.key(0), 10))(state)
-    assert not bool(info.converged)
+    run = lambda s: run_chain(algorithm, s, jax.random.key(0), 10, strategy="sequential")
+    _, info = jax.jit(run)(state)
+    assert not bool(info.converged) and int(info.status) == fixed_point.NON_FINITE
+
+
+@pytest.mark.parametrize(
+    "strategy,solver",
+    [
+        (Associative(), fixed_point.Newton(damping=0.7)),
+        (Blocked(4), fixed_point.QuasiNewton(exact_diagonal_max_dim=0)),
+        ("blocked", fixed_point.Jacobi()),
+    ],
+)
+def test_every_strategy_and_solver_object_gives_the_sequential_chain(strategy, solver):
+    # Damped Newton, the Hutchinson-probe quasi-Newton (exact diagonal disabled) and Jacobi,
+    # with the linear recursions in every strategy: the same chain as Sequential().
+    algorithm = make_algorithm("mala", logistic_logdensity)
+    state = algorithm.init(jnp.array([0.5, -0.5, 0.2]))
+    key = jax.random.key(3)
+    expected = run_chain(algorithm, state, key, 29, strategy=Sequential())
+    result = run_chain(algorithm, state, key, 29, strategy=strategy, solver=solver)
+    assert_same_chain(result, expected)
+    assert int(result[1].status) == fixed_point.OK and bool(result[1].converged)
+    assert int(expected[1].num_sequential_steps) == 29

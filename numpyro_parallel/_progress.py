@@ -1,0 +1,52 @@
+"""Progress bars for long jitted loops, shown the way NumPyro's `MCMC` shows its own.
+
+The loop reports from inside `jit` with `jax.debug.callback` (unordered, so it also works
+under `vmap`; the bar only moves forward). Bars are off with ``progress_bar=False`` and when
+the ``CI`` environment variable is set.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+
+__all__ = ["StageProgress", "progress_enabled"]
+
+
+def progress_enabled(progress_bar: Any) -> bool:
+    """Whether to show a bar: ``progress_bar`` is True and ``CI`` is not set.
+
+    Raises:
+        TypeError: ``progress_bar`` is not a bool.
+    """
+    if not isinstance(progress_bar, bool):
+        raise TypeError(f"`progress_bar` must be a bool; got {progress_bar!r}.")
+    return progress_bar and not os.environ.get("CI")
+
+
+class StageProgress:
+    """A bar over a fraction in [0, 1] (e.g. a tempering exponent), with the stage count.
+
+    Args:
+        description: text before the bar.
+    """
+
+    def __init__(self, description: str):
+        from tqdm.auto import tqdm
+
+        self._bar = tqdm(total=1000, desc=description, bar_format="{l_bar}{bar}| {postfix}")
+
+    def __call__(self, stage: Any, fraction: Any, acceptance: Any) -> None:
+        """Host callback: move the bar to ``fraction`` and show the stage and acceptance."""
+        position = int(1000 * float(np.clip(np.max(fraction), 0.0, 1.0)))
+        if position > self._bar.n:
+            self._bar.update(position - self._bar.n)
+        self._bar.set_postfix_str(
+            f"stage {int(np.max(stage))}, acceptance {float(np.mean(acceptance)):.2f}"
+        )
+
+    def close(self) -> None:
+        """Close the bar."""
+        self._bar.close()

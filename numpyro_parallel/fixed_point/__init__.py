@@ -1,0 +1,50 @@
+"""Fixed-point iteration over a recursion's length: one driver, four solvers, one result.
+
+``solve_recursion(fn, initial_state, inputs, solver=Newton())`` computes
+``x_t = fn(x_{t-1}, inputs[t-1])`` for all t at once; `numpyro_parallel.mcmc.run_chain` uses
+it for whole MCMC chains. See `numpyro_parallel.fixed_point.driver` (the loop),
+`numpyro_parallel.fixed_point.solvers` (the update rules) and
+`numpyro_parallel.fixed_point.result` (the result, its status and the certification).
+"""
+
+from numpyro_parallel.fixed_point.driver import (
+    default_tolerances,
+    sequential_recursion,
+    solve_recursion,
+)
+from numpyro_parallel.fixed_point.result import (
+    FALLBACK,
+    NON_FINITE,
+    OK,
+    STATUS_NAMES,
+    FixedPointResult,
+    certify,
+)
+from numpyro_parallel.fixed_point.solvers import (
+    Jacobi,
+    Newton,
+    OnlinePicard,
+    QuasiNewton,
+    Solver,
+    SolverLike,
+    as_solver,
+)
+
+__all__ = [
+    "FALLBACK",
+    "NON_FINITE",
+    "OK",
+    "STATUS_NAMES",
+    "FixedPointResult",
+    "Jacobi",
+    "Newton",
+    "OnlinePicard",
+    "QuasiNewton",
+    "Solver",
+    "SolverLike",
+    "as_solver",
+    "certify",
+    "default_tolerances",
+    "sequential_recursion",
+    "solve_recursion",
+]

@@ -1,0 +1,90 @@
+"""The nonlinear Gaussian state-space model, the iterated smoother's result and its warning.
+
+Model (t = 0..T-1, same convention as `numpyro_parallel.ssm.kalman`)::
+
+    x_0 ~ N(initial_mean, initial_chol initial_chol^T)
+    x_{t+1} = f(x_t) + w_t,   w_t ~ N(0, Q_t)
+    y_t     = h(x_t) + v_t,   v_t ~ N(0, R_t)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from numpyro_parallel._checks import concrete, warn_if
+
+__all__ = ["IteratedSmootherResult", "NonlinearGaussianModel", "warn_not_converged"]
+
+
+class NonlinearGaussianModel(NamedTuple):
+    """Nonlinear state-space model with additive Gaussian noise (square-root form).
+
+    Attributes:
+        initial_mean: ``(d,)`` mean of ``x_0``.
+        initial_chol: ``(d, d)`` Cholesky factor of the covariance of ``x_0``.
+        transition_fn: ``f: (d,) -> (d,)``; ``x_{t+1} = f(x_t) + w_t``.
+        transition_chol: ``(d, d)`` or ``(T, d, d)`` Cholesky factor(s) of ``Q``.
+        observation_fn: ``h: (d,) -> (p,)``; ``y_t = h(x_t) + v_t``.
+        observation_chol: ``(p, p)`` or ``(T, p, p)`` Cholesky factor(s) of ``R``.
+    """
+
+    initial_mean: jax.Array
+    initial_chol: jax.Array
+    transition_fn: Callable[[jax.Array], jax.Array]
+    transition_chol: jax.Array
+    observation_fn: Callable[[jax.Array], jax.Array]
+    observation_chol: jax.Array
+
+
+class IteratedSmootherResult(NamedTuple):
+    """Output of `iterated_smoother`.
+
+    Attributes:
+        mean: ``(T, d)`` smoothed means of the final linearised model.
+        chol: ``(T, d, d)`` Cholesky factors of the smoothed covariances.
+        converged: ``()`` bool: the last change of every mean entry was ``<= atol + rtol
+            |mean|`` within ``max_iterations`` iterations and every iterate finite. False
+            means the result is unusable (and `NonlinearGaussianSSM.log_prob` is NaN).
+        num_iterations: ``()`` int, iterations run (0 when the start was already non-finite).
+        change: ``()`` max-abs change of the mean trajectory in the last iteration; NaN when
+            an iterate became non-finite.
+    """
+
+    mean: jax.Array
+    chol: jax.Array
+    converged: jax.Array
+    num_iterations: jax.Array
+    change: jax.Array
+
+    @property
+    def cov(self) -> jax.Array:
+        """``(T, d, d)`` smoothed covariances."""
+        return self.chol @ jnp.swapaxes(self.chol, -1, -2)
+
+
+def warn_not_converged(
+    result: IteratedSmootherResult, max_iterations: int, atol: Any, *, stacklevel: int = 3
+) -> bool:
+    """Emit a `RuntimeWarning` when a concrete ``result`` did not converge (any batch entry).
+
+    Returns whether a warning was emitted (never under tracing: the flag is the report).
+    """
+    converged = concrete(result.converged)
+    if converged is None or bool(np.all(converged)):
+        return False
+    change = np.asarray(result.change, dtype=float)
+    last = f"{np.nanmax(change):.3g}" if np.any(np.isfinite(change)) else "NaN"
+    return warn_if(
+        True,
+        f"The iterated smoother did not converge ({int(np.sum(~converged))} of "
+        f"{converged.size} sequence(s)): ran {int(np.max(result.num_iterations))} of "
+        f"max_iterations={max_iterations}, largest last change {last} (atol={atol}; NaN: an "
+        "iterate became non-finite). The result is unreliable and `NonlinearGaussianSSM."
+        "log_prob` is NaN: raise `max_iterations`, add `damping` or check the inputs.",
+        stacklevel=stacklevel + 1,
+    )
