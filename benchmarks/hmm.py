@@ -3,9 +3,9 @@
 Measures compile time (``jax.jit(f).lower(*args).compile()``) separately from run time (median
 of repeated runs with ``block_until_ready``) for
 
-- ``associative``: numpyro_parallel.ssm.hmm with O(log T)-depth associative scans of log-space
-  elements (``strategy=Associative()``; what ``"auto"`` picks on GPU/TPU); the log-likelihood uses
-  `hmm_log_likelihood` (what `DiscreteHMM.log_prob` runs),
+- ``associative``: numpyro_parallel.ssm.hmm.inference with O(log T)-depth associative scans of
+  log-space elements (``strategy=Associative()``; what ``"auto"`` picks on GPU/TPU); the
+  log-likelihood uses `hmm_log_likelihood` (what `DiscreteHMM.log_prob` runs),
 - ``blocked``: the blocked scaled-probability strategy with blocks of ~sqrt(T) steps (the
   ``Blocked()``; what ``"auto"`` picks on CPU),
 - ``sequential``: ``Sequential()`` (sequential scaled recursions; Viterbi: the same
@@ -30,7 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from numpyro_parallel.ssm.hmm import hmm_log_likelihood, hmm_smoother, hmm_viterbi
+from numpyro_parallel.ssm.hmm.inference import hmm_log_likelihood, hmm_smoother, hmm_viterbi
 from numpyro_parallel.strategy import Associative, Blocked, Sequential
 
 try:

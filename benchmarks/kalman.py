@@ -55,8 +55,8 @@ jax.config.update("jax_enable_x64", True)
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from numpyro_parallel.ssm.distributions import LinearGaussianSSM  # noqa: E402
-from numpyro_parallel.ssm.kalman import kalman_filter, kalman_smoother  # noqa: E402
+from numpyro_parallel.ssm.kalman.distribution import LinearGaussianSSM  # noqa: E402
+from numpyro_parallel.ssm.kalman.inference import kalman_filter, kalman_smoother  # noqa: E402
 from numpyro_parallel.strategy import Associative, Blocked, Sequential  # noqa: E402
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))

@@ -22,7 +22,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from numpyro_parallel.ssm.nonlinear import NonlinearGaussianModel, check_model, iterated_smoother
+from numpyro_parallel.ssm.nonlinear.smoother import (
+    NonlinearGaussianModel,
+    check_model,
+    iterated_smoother,
+)
 
 DT, G = 0.0125, 9.81
 

@@ -28,12 +28,12 @@ import numpy as np
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-from numpyro_parallel.ssm.kalman import kalman_smoother
-from numpyro_parallel.ssm.nonlinear import (
+from numpyro_parallel.ssm.kalman.inference import kalman_smoother
+from numpyro_parallel.ssm.nonlinear.distribution import NonlinearGaussianSSM
+from numpyro_parallel.ssm.nonlinear.smoother import (
     filter_linearization,
     iterated_smoother,
 )
-from numpyro_parallel.ssm.nonlinear_distribution import NonlinearGaussianSSM
 
 DT, G, Q_C, R_STD = 0.0125, 9.81, 1.0, 0.3
 

@@ -2,7 +2,7 @@
 
 A 2-state Gaussian Markov-switching model ("calm" / "turbulent" regimes with different means
 and volatilities) is simulated, then fitted with NumPyro's NUTS. The likelihood is
-`numpyro_parallel.ssm.hmm_distribution.DiscreteHMM`, whose log_prob sums over all 2^T regime
+`numpyro_parallel.ssm.hmm.distribution.DiscreteHMM`, whose log_prob sums over all 2^T regime
 paths with a parallel-in-time forward filter (Hassan, Särkkä & García-Fernández 2021). Label
 switching is removed by an ordering constraint on the regime means. Afterwards, for every
 posterior draw we compute smoothed regime probabilities and the Viterbi path, store them in
@@ -31,9 +31,9 @@ import numpyro.distributions as dist
 from numpyro.infer import MCMC, NUTS
 
 from numpyro_parallel import diagnostics
-from numpyro_parallel.ssm.hmm import hmm_sample_prior_states
-from numpyro_parallel.ssm.hmm_arviz import hmm_to_datatree
-from numpyro_parallel.ssm.hmm_distribution import DiscreteHMM
+from numpyro_parallel.ssm.hmm.datatree import hmm_to_datatree
+from numpyro_parallel.ssm.hmm.distribution import DiscreteHMM
+from numpyro_parallel.ssm.hmm.inference import hmm_sample_prior_states
 
 TRUE_MEANS = np.array([-1.0, 1.5])
 TRUE_SCALES = np.array([0.5, 1.0])

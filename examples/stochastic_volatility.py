@@ -36,7 +36,7 @@ import matplotlib.pyplot as plt
 from numpyro_parallel.smc.dsmc import dsmc, gaussian_proposals_from_kalman
 from numpyro_parallel.smc.ffbs import backward_sampling
 from numpyro_parallel.smc.particle_filter import bootstrap, run
-from numpyro_parallel.ssm.kalman import GaussianSSMParams
+from numpyro_parallel.ssm.kalman.inference import GaussianSSMParams
 
 jax.config.update("jax_enable_x64", True)
 

@@ -38,9 +38,9 @@ __all__ = [
 
 def _state_space_types() -> tuple[type, ...]:
     # Imported lazily: the distributions import jax-heavy modules and diagnostics is optional.
-    from numpyro_parallel.ssm.distributions import LinearGaussianSSM
-    from numpyro_parallel.ssm.hmm_distribution import DiscreteHMM
-    from numpyro_parallel.ssm.nonlinear_distribution import NonlinearGaussianSSM
+    from numpyro_parallel.ssm.hmm.distribution import DiscreteHMM
+    from numpyro_parallel.ssm.kalman.distribution import LinearGaussianSSM
+    from numpyro_parallel.ssm.nonlinear.distribution import NonlinearGaussianSSM
 
     return (LinearGaussianSSM, DiscreteHMM, NonlinearGaussianSSM)
 

@@ -85,7 +85,7 @@ def test_dataset_helpers_and_errors():
 
 
 def _hmm(mu):
-    from numpyro_parallel.ssm.hmm_distribution import DiscreteHMM
+    from numpyro_parallel.ssm.hmm.distribution import DiscreteHMM
 
     transition = jnp.log(jnp.array([[0.9, 0.1], [0.1, 0.9]]))
     return DiscreteHMM(jnp.zeros(2), transition, dist.Normal(jnp.stack([-mu, mu]), 0.5))

@@ -295,7 +295,7 @@ def gaussian_proposals_from_kalman(
     """dSMC proposals from the Kalman smoother of a linear-Gaussian approximation.
 
     Args:
-        params: a `numpyro_parallel.ssm.kalman.GaussianSSMParams` approximating the
+        params: a `numpyro_parallel.ssm.kalman.inference.GaussianSSMParams` approximating the
             model (for example a linearisation around a guess).
         observations: ``(T, p)`` observations (NaN = missing).
         inflation: factor (>= 1 recommended) multiplying the smoother's standard deviations,
@@ -309,7 +309,7 @@ def gaussian_proposals_from_kalman(
         TypeError, ValueError: ``inflation`` not a positive finite number, ``observations``
             not ``(T, p)`` with T >= 1 (the Kalman smoother checks ``params``).
     """
-    from numpyro_parallel.ssm.kalman import kalman_smoother
+    from numpyro_parallel.ssm.kalman.inference import kalman_smoother
 
     if isinstance(inflation, bool) or not isinstance(inflation, int | float):
         raise TypeError(f"`inflation` must be a positive float; got {inflation!r}.")

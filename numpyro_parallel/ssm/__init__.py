@@ -6,8 +6,9 @@ NumPyro distributions; the functional APIs (`kalman_filter`,
 `hmm_filter`, ...) expose the same algorithms on plain arrays.
 """
 
-from numpyro_parallel.ssm.distributions import LinearGaussianSSM
-from numpyro_parallel.ssm.hmm import (
+from numpyro_parallel.ssm.hmm.datatree import hmm_to_datatree
+from numpyro_parallel.ssm.hmm.distribution import DiscreteHMM
+from numpyro_parallel.ssm.hmm.inference import (
     HMMFilterResult,
     ViterbiResult,
     hmm_filter,
@@ -16,9 +17,8 @@ from numpyro_parallel.ssm.hmm import (
     hmm_smoother,
     hmm_viterbi,
 )
-from numpyro_parallel.ssm.hmm_arviz import hmm_to_datatree
-from numpyro_parallel.ssm.hmm_distribution import DiscreteHMM
-from numpyro_parallel.ssm.kalman import (
+from numpyro_parallel.ssm.kalman.distribution import LinearGaussianSSM
+from numpyro_parallel.ssm.kalman.inference import (
     FilterResult,
     GaussianSSMParams,
     SmootherResult,
@@ -26,13 +26,13 @@ from numpyro_parallel.ssm.kalman import (
     kalman_sample_states,
     kalman_smoother,
 )
-from numpyro_parallel.ssm.linearize import AffineGaussian, SigmaPoints, linearize
-from numpyro_parallel.ssm.nonlinear import (
+from numpyro_parallel.ssm.nonlinear.distribution import NonlinearGaussianSSM
+from numpyro_parallel.ssm.nonlinear.linearize import AffineGaussian, SigmaPoints, linearize
+from numpyro_parallel.ssm.nonlinear.smoother import (
     IteratedSmootherResult,
     NonlinearGaussianModel,
     iterated_smoother,
 )
-from numpyro_parallel.ssm.nonlinear_distribution import NonlinearGaussianSSM
 
 __all__ = [
     "AffineGaussian",

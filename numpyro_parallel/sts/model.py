@@ -20,7 +20,7 @@ import numpyro
 import numpyro.distributions as dist
 
 from numpyro_parallel._checks import concrete
-from numpyro_parallel.ssm.distributions import LinearGaussianSSM
+from numpyro_parallel.ssm.kalman.distribution import LinearGaussianSSM
 from numpyro_parallel.sts.components import Component, DataScale, block_diag, positive_scale
 
 __all__ = ["Sum", "data_scale"]

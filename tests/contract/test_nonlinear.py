@@ -5,20 +5,25 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from numpyro_parallel.ssm.linearize import AffineGaussian, SigmaPoints, cubature_points, linearize
-from numpyro_parallel.ssm.nonlinear import (
+from numpyro_parallel.ssm.nonlinear.distribution import NonlinearGaussianSSM
+from numpyro_parallel.ssm.nonlinear.linearize import (
+    AffineGaussian,
+    SigmaPoints,
+    cubature_points,
+    linearize,
+)
+from numpyro_parallel.ssm.nonlinear.smoother import (
     IteratedSmootherResult,
     NonlinearGaussianModel,
     iterated_smoother,
 )
-from numpyro_parallel.ssm.nonlinear_distribution import NonlinearGaussianSSM
 from tests.contract.matrix import Case, case_id, is_nan, raises, returns, run_case
 
 SSM = "numpyro_parallel.ssm.NonlinearGaussianSSM"
 MODEL = "numpyro_parallel.ssm.NonlinearGaussianModel"
 SMOOTHER = "numpyro_parallel.ssm.iterated_smoother"
 RESULT = "numpyro_parallel.ssm.IteratedSmootherResult"
-LINEARIZE = "numpyro_parallel.ssm.linearize"
+LINEARIZE = "numpyro_parallel.ssm.nonlinear.linearize"
 AFFINE = "numpyro_parallel.ssm.AffineGaussian"
 SIGMA = "numpyro_parallel.ssm.SigmaPoints"
 

@@ -183,7 +183,7 @@ def _dsmc_status(code, check_value):
 
 
 def _kalman_params():
-    from numpyro_parallel.ssm.kalman import GaussianSSMParams
+    from numpyro_parallel.ssm.kalman.inference import GaussianSSMParams
 
     one = jnp.ones((T, 1, 1))
     return GaussianSSMParams(

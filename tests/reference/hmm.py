@@ -2,7 +2,8 @@
 
 `forward_reference` is the textbook log-sum-exp forward recursion; `enumerate_reference`
 enumerates all K^T state paths (tiny T and K only). Conventions as in
-`numpyro_parallel.ssm.hmm`: transition ``[t]`` maps ``z_t`` to ``z_{t+1}``, the last is unused.
+`numpyro_parallel.ssm.hmm.inference`: transition ``[t]`` maps ``z_t`` to ``z_{t+1}``, the last is
+unused.
 """
 
 from __future__ import annotations

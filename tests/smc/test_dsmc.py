@@ -79,7 +79,7 @@ def test_ffbs_smoothing_means():
 
 
 def test_kalman_proposal_helper_and_bad_input():
-    from numpyro_parallel.ssm.kalman import GaussianSSMParams
+    from numpyro_parallel.ssm.kalman.inference import GaussianSSMParams
 
     params = GaussianSSMParams(
         initial_mean=jnp.asarray(lgssm.M0),

@@ -1,4 +1,4 @@
-"""Exactness and properties of the discrete-HMM algorithms (numpyro_parallel.ssm.hmm)."""
+"""Exactness and properties of the discrete-HMM algorithms (numpyro_parallel.ssm.hmm.inference)."""
 
 import jax
 import jax.numpy as jnp
@@ -7,7 +7,7 @@ import pytest
 from jax.test_util import check_grads
 
 from numpyro_parallel.ssm import hmm
-from numpyro_parallel.ssm.hmm_elements import (
+from numpyro_parallel.ssm.hmm.elements import (
     LogMatrix,
     compose_index_maps,
     max_product_combine,

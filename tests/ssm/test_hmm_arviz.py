@@ -1,4 +1,4 @@
-"""ArviZ DataTree output of hidden-state posteriors (numpyro_parallel.ssm.hmm_arviz)."""
+"""ArviZ DataTree output of hidden-state posteriors (numpyro_parallel.ssm.hmm.datatree)."""
 
 import arviz as az
 import jax
@@ -7,8 +7,8 @@ import numpy as np
 import numpyro.distributions as dist
 import pytest
 
-from numpyro_parallel.ssm.hmm_arviz import hmm_to_datatree
-from numpyro_parallel.ssm.hmm_distribution import DiscreteHMM
+from numpyro_parallel.ssm.hmm.datatree import hmm_to_datatree
+from numpyro_parallel.ssm.hmm.distribution import DiscreteHMM
 
 
 def test_hidden_state_group_has_named_dims_and_values():

@@ -10,7 +10,7 @@ from jax.test_util import check_grads
 from numpyro.infer import MCMC, NUTS
 
 from numpyro_parallel.ssm import hmm
-from numpyro_parallel.ssm.hmm_distribution import DiscreteHMM
+from numpyro_parallel.ssm.hmm.distribution import DiscreteHMM
 from numpyro_parallel.strategy import Blocked
 from tests.reference.hmm import enumerate_reference, forward_reference
 

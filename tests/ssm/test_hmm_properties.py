@@ -18,8 +18,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from scipy.stats import norm
 
-from numpyro_parallel.ssm.hmm import hmm_viterbi
-from numpyro_parallel.ssm.hmm_distribution import DiscreteHMM
+from numpyro_parallel.ssm.hmm.distribution import DiscreteHMM
+from numpyro_parallel.ssm.hmm.inference import hmm_viterbi
 from tests.reference.hmm import enumerate_reference
 
 SETTINGS = settings(

@@ -7,7 +7,7 @@ import pytest
 
 from numpyro_parallel.linalg import cholesky_of
 from numpyro_parallel.ssm import LinearGaussianSSM, kalman_filter, kalman_smoother
-from numpyro_parallel.ssm.kalman_elements import (
+from numpyro_parallel.ssm.kalman.elements import (
     filter_combine,
     filter_prepare,
     smoother_combine,

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from numpyro_parallel.ssm.distributions import LinearGaussianSSM
+from numpyro_parallel.ssm.kalman.distribution import LinearGaussianSSM
 from tests.contract.matrix import finite_or_named_error
 from tests.reference import kalman as ref
 

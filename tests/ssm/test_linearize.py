@@ -1,4 +1,4 @@
-"""Sigma-point rules and linearisations (numpyro_parallel.ssm.linearize)."""
+"""Sigma-point rules and linearisations (numpyro_parallel.ssm.nonlinear.linearize)."""
 
 import itertools
 import math
@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from numpyro_parallel.ssm.linearize import (
+from numpyro_parallel.ssm.nonlinear.linearize import (
     cubature_points,
     extended_linearize,
     gauss_hermite_points,

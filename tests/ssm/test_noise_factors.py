@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 
 from numpyro_parallel.linalg import cholesky_of, tria
-from numpyro_parallel.ssm.distributions import LinearGaussianSSM
-from numpyro_parallel.ssm.kalman import kalman_filter
+from numpyro_parallel.ssm.kalman.distribution import LinearGaussianSSM
+from numpyro_parallel.ssm.kalman.inference import kalman_filter
 from numpyro_parallel.strategy import Associative, Blocked, Sequential
 from tests.reference import kalman as ref
 

@@ -1,12 +1,12 @@
-"""Iterated extended / sigma-point smoothers (numpyro_parallel.ssm.nonlinear)."""
+"""Iterated extended / sigma-point smoothers (numpyro_parallel.ssm.nonlinear.smoother)."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from numpyro_parallel.ssm.kalman import kalman_smoother
-from numpyro_parallel.ssm.nonlinear import (
+from numpyro_parallel.ssm.kalman.inference import kalman_smoother
+from numpyro_parallel.ssm.nonlinear.smoother import (
     NonlinearGaussianModel,
     check_model,
     filter_linearization,

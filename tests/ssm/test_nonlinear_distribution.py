@@ -1,4 +1,4 @@
-"""`NonlinearGaussianSSM` (numpyro_parallel.ssm.nonlinear_distribution)."""
+"""`NonlinearGaussianSSM` (numpyro_parallel.ssm.nonlinear.distribution)."""
 
 import jax
 import jax.numpy as jnp
@@ -8,8 +8,8 @@ import numpyro.distributions as dist
 import pytest
 from numpyro.infer.util import log_density
 
-from numpyro_parallel.ssm.nonlinear import linearized_log_likelihood
-from numpyro_parallel.ssm.nonlinear_distribution import NonlinearGaussianSSM
+from numpyro_parallel.ssm.nonlinear.distribution import NonlinearGaussianSSM
+from numpyro_parallel.ssm.nonlinear.smoother import linearized_log_likelihood
 from tests.reference import kalman as ref_kalman
 from tests.reference.nonlinear import bootstrap_log_likelihood, numerical_grad, pendulum, simulate
 

@@ -15,7 +15,7 @@ import pytest
 from numpyro.diagnostics import split_gelman_rubin
 from numpyro.infer import MCMC, NUTS
 
-from numpyro_parallel.ssm.distributions import LinearGaussianSSM
+from numpyro_parallel.ssm.kalman.distribution import LinearGaussianSSM
 
 PERIOD = 12
 D = 2 + PERIOD - 1  # level, slope, 11 seasonal states

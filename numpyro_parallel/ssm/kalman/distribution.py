@@ -20,15 +20,15 @@ from numpyro.distributions import Distribution, constraints
 
 from numpyro_parallel._checks import concrete
 from numpyro_parallel.scan import affine_recursion
-from numpyro_parallel.ssm.kalman import (
+from numpyro_parallel.ssm.kalman.build import build_params
+from numpyro_parallel.ssm.kalman.checks import float_dtype
+from numpyro_parallel.ssm.kalman.inference import (
     FilterResult,
     SmootherResult,
     kalman_filter,
     kalman_sample_states,
     kalman_smoother,
 )
-from numpyro_parallel.ssm.kalman_checks import float_dtype
-from numpyro_parallel.ssm.lgssm_build import build_params
 from numpyro_parallel.strategy import StrategyLike, as_strategy
 
 __all__ = ["LinearGaussianSSM"]

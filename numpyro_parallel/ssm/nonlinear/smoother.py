@@ -1,6 +1,6 @@
 """Parallel iterated extended and sigma-point Kalman smoothers.
 
-Model (t = 0..T-1, same convention as `numpyro_parallel.ssm.kalman`)::
+Model (t = 0..T-1, same convention as `numpyro_parallel.ssm.kalman.inference`)::
 
     x_0 ~ N(initial_mean, initial_chol initial_chol^T)
     x_{t+1} = f(x_t) + w_t,   w_t ~ N(0, Q_t)
@@ -30,19 +30,19 @@ import jax
 import jax.numpy as jnp
 
 from numpyro_parallel._checks import check_finite, check_positive_int
-from numpyro_parallel.ssm.kalman import kalman_filter, kalman_smoother
-from numpyro_parallel.ssm.nonlinear_checks import (
+from numpyro_parallel.ssm.kalman.inference import kalman_filter, kalman_smoother
+from numpyro_parallel.ssm.nonlinear.checks import (
     check_method,
     check_model,
     check_observations,
     check_options,
 )
-from numpyro_parallel.ssm.nonlinear_linearization import (
+from numpyro_parallel.ssm.nonlinear.linearization import (
     damped_model,
     filter_linearization,
     linearize_model,
 )
-from numpyro_parallel.ssm.nonlinear_types import (
+from numpyro_parallel.ssm.nonlinear.model import (
     IteratedSmootherResult,
     NonlinearGaussianModel,
     warn_not_converged,

@@ -1,7 +1,7 @@
 """Scaled-probability recursions for HMMs: the sequential filter and the blocked strategy.
 
 The forward recursion of a K-state HMM pushes a row vector through the elements
-``A_t[i, j] = P_{t-1}[i, j] p(y_t | z_t = j)`` of `numpyro_parallel.ssm.hmm_elements`. Here rows
+``A_t[i, j] = P_{t-1}[i, j] p(y_t | z_t = j)`` of `numpyro_parallel.ssm.hmm.elements`. Here rows
 are kept as probabilities normalised to sum one after every step, with the log of each step's
 normaliser returned separately (the classical scaled forward algorithm), so a step costs one
 vector-matrix product and no exponentials beyond ``exp(log p(y_t | z_t) - max)``.
@@ -30,7 +30,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from numpyro_parallel.ssm.hmm_elements import LogMatrix, finite_or_zero, normalize, safe_log
+from numpyro_parallel.ssm.hmm.elements import LogMatrix, finite_or_zero, normalize, safe_log
 
 __all__ = [
     "block_products",

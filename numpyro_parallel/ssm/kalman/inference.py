@@ -29,8 +29,8 @@ import jax.numpy as jnp
 from numpyro_parallel._checks import nan_unless
 from numpyro_parallel.linalg import mvn_logpdf_from_cholesky, tria
 from numpyro_parallel.scan import affine_recursion, associative_scan
-from numpyro_parallel.ssm.kalman_checks import check_params_and_y, finite_flag
-from numpyro_parallel.ssm.kalman_elements import (
+from numpyro_parallel.ssm.kalman.checks import check_params_and_y, finite_flag
+from numpyro_parallel.ssm.kalman.elements import (
     filter_combine,
     filter_prepare,
     predict,

@@ -2,7 +2,7 @@
 
 The hidden states are marginalised exactly by the parallel-in-time forward filter of Hassan,
 Särkkä & García-Fernández (2021), "Temporal parallelization of inference in hidden Markov
-models" (see `numpyro_parallel.ssm.hmm`), so `log_prob` costs O(log T) depth, is
+models" (see `numpyro_parallel.ssm.hmm.inference`), so `log_prob` costs O(log T) depth, is
 differentiable and can be the likelihood of a NumPyro model sampled with NUTS.
 
 Shapes (Pyro's `DiscreteHMM` convention, batch dimensions in front):
@@ -16,7 +16,7 @@ Shapes (Pyro's `DiscreteHMM` convention, batch dimensions in front):
 The axis just left of the state axes is always time: a batched but homogeneous model puts a
 1 there. Observations ``y`` have shape ``batch + (T,) + observation_dist.event_shape``; with
 scalar emissions a ``(T, 1)`` array would be T sequences of length one, so it is rejected
-unless the model fixes T = 1 (`numpyro_parallel.ssm.hmm_checks.check_observations`).
+unless the model fixes T = 1 (`numpyro_parallel.ssm.hmm.checks.check_observations`).
 `DiscreteHMM.log_likelihood_terms` gives the per-time terms ``log p(y_t | y_{0:t-1})``.
 
 Failure modes: concrete invalid arguments raise `ValueError` / `TypeError` naming the
@@ -27,7 +27,7 @@ arbitrary. NaN
 entries are missing: a missing scalar observation contributes nothing; missing components of a
 vector observation are marginalised out exactly for ``Independent`` (``.to_event(1)``) and
 ``MultivariateNormal`` emissions, and drop the whole vector ``y_t`` for other multivariate
-distributions (`numpyro_parallel.ssm.hmm_emissions`).
+distributions (`numpyro_parallel.ssm.hmm.emissions`).
 """
 
 from __future__ import annotations
@@ -41,17 +41,17 @@ import numpy as np
 from numpyro.distributions import Distribution, constraints
 
 from numpyro_parallel._checks import warn_if
-from numpyro_parallel.ssm.hmm import (
+from numpyro_parallel.ssm.hmm.checks import check_arguments, check_observations, logits_constraint
+from numpyro_parallel.ssm.hmm.common import prepare, resolve_mode
+from numpyro_parallel.ssm.hmm.emissions import log_emissions
+from numpyro_parallel.ssm.hmm.inference import (
     HMMFilterResult,
     _filter,
     _log_likelihood,
     _smoother,
     hmm_sample_prior_states,
 )
-from numpyro_parallel.ssm.hmm_checks import check_arguments, check_observations, logits_constraint
-from numpyro_parallel.ssm.hmm_common import prepare, resolve_mode
-from numpyro_parallel.ssm.hmm_emissions import log_emissions
-from numpyro_parallel.ssm.hmm_paths import (
+from numpyro_parallel.ssm.hmm.paths import (
     IMPOSSIBLE_MESSAGE,
     _sample_sizes,
     _sample_states,
@@ -87,7 +87,7 @@ class DiscreteHMM(Distribution):
             ``batch + (T or 1, K)``.
         strategy: evaluation strategy (`numpyro_parallel.strategy`). ``"auto"`` (default):
             `Blocked()` on CPU (the blocked scaled-probability recursion of
-            `numpyro_parallel.ssm.hmm_blocked`, the fastest there) and the O(log T)
+            `numpyro_parallel.ssm.hmm.blocked`, the fastest there) and the O(log T)
             `Associative()` scan on accelerators; `Sequential()` for `lax.scan`.
         num_steps: number of time steps T; needed by `sample` when no argument is
             time-varying (then `log_prob` accepts sequences of any length).
@@ -187,7 +187,7 @@ class DiscreteHMM(Distribution):
 
         Raises:
             ValueError: ``value`` of the wrong shape, T = 0, or an ambiguous ``(T, 1)`` array
-                (see `numpyro_parallel.ssm.hmm_checks.check_observations`).
+                (see `numpyro_parallel.ssm.hmm.checks.check_observations`).
         """
         return self._run(_log_likelihood, self._log_emissions(value))
 

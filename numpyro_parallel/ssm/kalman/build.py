@@ -15,8 +15,8 @@ import jax.numpy as jnp
 
 from numpyro_parallel._checks import check_covariance, check_finite, check_positive_int
 from numpyro_parallel.linalg import cholesky_of
-from numpyro_parallel.ssm.kalman import GaussianSSMParams
-from numpyro_parallel.ssm.kalman_checks import float_dtype
+from numpyro_parallel.ssm.kalman.checks import float_dtype
+from numpyro_parallel.ssm.kalman.inference import GaussianSSMParams
 
 __all__ = ["build_params"]
 

@@ -14,12 +14,12 @@ import jax
 import jax.numpy as jnp
 
 from numpyro_parallel.linalg import tria
-from numpyro_parallel.ssm.kalman import GaussianSSMParams
-from numpyro_parallel.ssm.kalman_elements import filter_prepare, predict
-from numpyro_parallel.ssm.linearize import linearize
+from numpyro_parallel.ssm.kalman.elements import filter_prepare, predict
+from numpyro_parallel.ssm.kalman.inference import GaussianSSMParams
+from numpyro_parallel.ssm.nonlinear.linearize import linearize
 
 if TYPE_CHECKING:
-    from numpyro_parallel.ssm.nonlinear import NonlinearGaussianModel
+    from numpyro_parallel.ssm.nonlinear.smoother import NonlinearGaussianModel
 
 __all__ = ["damped_model", "filter_linearization", "linearize_model"]
 

@@ -1,10 +1,10 @@
 """`NonlinearGaussianSSM`: a NumPyro distribution over observations of a nonlinear Gaussian SSM.
 
 The states are marginalised *approximately*: `log_prob` runs the parallel iterated smoother of
-`numpyro_parallel.ssm.nonlinear` to convergence and returns the exact Kalman log-likelihood of
-the model linearised at the converged posterior (Yaghoobi, Corenflos, Hassan & Särkkä 2021,
-"Parallel iterated extended and sigma-point Kalman smoothers"; 2022, "Parallel square-root
-statistical linear regression for inference in nonlinear state space models").
+`numpyro_parallel.ssm.nonlinear.smoother` to convergence and returns the exact Kalman
+log-likelihood of the model linearised at the converged posterior (Yaghoobi, Corenflos, Hassan &
+Särkkä 2021, "Parallel iterated extended and sigma-point Kalman smoothers"; 2022, "Parallel
+square-root statistical linear regression for inference in nonlinear state space models").
 
 - ``method="extended"``: linearisation at the MAP trajectory; the result is a Laplace-type
   approximation with the Gauss–Newton Hessian.
@@ -49,8 +49,14 @@ from numpyro_parallel._checks import (
     nan_unless,
 )
 from numpyro_parallel.linalg import cholesky_of
-from numpyro_parallel.ssm.kalman import kalman_sample_states
-from numpyro_parallel.ssm.nonlinear import (
+from numpyro_parallel.ssm.kalman.inference import kalman_sample_states
+from numpyro_parallel.ssm.nonlinear.checks import (
+    check_function,
+    check_observation_values,
+    check_options,
+)
+from numpyro_parallel.ssm.nonlinear.simulate import simulate_model
+from numpyro_parallel.ssm.nonlinear.smoother import (
     IteratedSmootherResult,
     NonlinearGaussianModel,
     check_model,
@@ -59,12 +65,6 @@ from numpyro_parallel.ssm.nonlinear import (
     linearized_log_likelihood,
     warn_not_converged,
 )
-from numpyro_parallel.ssm.nonlinear_checks import (
-    check_function,
-    check_observation_values,
-    check_options,
-)
-from numpyro_parallel.ssm.nonlinear_simulate import simulate_model
 from numpyro_parallel.strategy import StrategyLike, as_strategy
 
 __all__ = ["NonlinearGaussianSSM"]

@@ -1,7 +1,7 @@
 """ArviZ 1.x (xarray DataTree) output for hidden-state posteriors of discrete HMMs.
 
 Hidden-state quantities computed per posterior draw (smoothed state probabilities from
-`numpyro_parallel.ssm.hmm_distribution.DiscreteHMM.smooth`, Viterbi paths from `.viterbi`,
+`numpyro_parallel.ssm.hmm.distribution.DiscreteHMM.smooth`, Viterbi paths from `.viterbi`,
 posterior path samples from `.sample_states`) are stored with named dimensions
 ``(chain, draw, time, state)`` in their own DataTree group, next to the groups written by
 `arviz.from_numpyro`. Inference itself is that of Hassan, Särkkä & García-Fernández (2021),

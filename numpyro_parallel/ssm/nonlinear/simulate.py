@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 
 if TYPE_CHECKING:
-    from numpyro_parallel.ssm.nonlinear import NonlinearGaussianModel
+    from numpyro_parallel.ssm.nonlinear.smoother import NonlinearGaussianModel
 
 __all__ = ["simulate_model"]
 

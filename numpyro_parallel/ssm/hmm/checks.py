@@ -1,8 +1,8 @@
-"""Argument checks of `numpyro_parallel.ssm.hmm_distribution.DiscreteHMM` (internal).
+"""Argument checks of `numpyro_parallel.ssm.hmm.distribution.DiscreteHMM` (internal).
 
 The failure contract of the package: concrete invalid input raises `ValueError` / `TypeError`
 naming the argument; invalid values that are only known under tracing give a NaN log-density
-(`numpyro_parallel.ssm.hmm_common.inputs_ok`). Logits may hold ``-inf`` (structural zeros):
+(`numpyro_parallel.ssm.hmm.common.inputs_ok`). Logits may hold ``-inf`` (structural zeros):
 `logits_constraint` accepts them under NumPyro's argument validation, where
 ``constraints.real`` would not.
 """
@@ -14,7 +14,7 @@ import jax.numpy as jnp
 from numpyro.distributions import Distribution, constraints
 
 from numpyro_parallel._checks import check_positive_int
-from numpyro_parallel.ssm.hmm_common import check_float, check_logits
+from numpyro_parallel.ssm.hmm.common import check_float, check_logits
 from numpyro_parallel.strategy import as_strategy
 
 __all__ = ["check_arguments", "check_observations", "logits_constraint"]

@@ -1,8 +1,8 @@
 """Sequential and blocked HMM filtering, smoothing and log-likelihood in scaled probabilities.
 
-The drivers behind `numpyro_parallel.ssm.hmm` for ``parallel=False`` (one scaled recursion
+The drivers behind `numpyro_parallel.ssm.hmm.inference` for ``parallel=False`` (one scaled recursion
 over all steps) and for the blocked strategy (``block_size`` an int, or ``"auto"`` on CPU),
-built from the primitives of `numpyro_parallel.ssm.hmm_scaled` (Hassan, Särkkä &
+built from the primitives of `numpyro_parallel.ssm.hmm.scaled` (Hassan, Särkkä &
 García-Fernández 2021, "Temporal parallelization of inference in hidden Markov models"):
 
 1. the steps t = 1..T-1 are cut into blocks (the last padded with steps that change nothing)
@@ -19,8 +19,8 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from numpyro_parallel.ssm.hmm_elements import LogMatrix, normalize
-from numpyro_parallel.ssm.hmm_scaled import (
+from numpyro_parallel.ssm.hmm.elements import LogMatrix, normalize
+from numpyro_parallel.ssm.hmm.scaled import (
     block_products,
     pad_to_blocks,
     scaled_backward,

@@ -13,10 +13,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from numpyro_parallel._checks import check_finite, check_positive_int, concrete
-from numpyro_parallel.ssm.linearize import METHODS
+from numpyro_parallel.ssm.nonlinear.linearize import METHODS
 
 if TYPE_CHECKING:
-    from numpyro_parallel.ssm.nonlinear import NonlinearGaussianModel
+    from numpyro_parallel.ssm.nonlinear.smoother import NonlinearGaussianModel
 
 __all__ = [
     "INITIAL_TRAJECTORIES",

@@ -1,6 +1,6 @@
 """The nonlinear Gaussian state-space model, the iterated smoother's result and its warning.
 
-Model (t = 0..T-1, same convention as `numpyro_parallel.ssm.kalman`)::
+Model (t = 0..T-1, same convention as `numpyro_parallel.ssm.kalman.inference`)::
 
     x_0 ~ N(initial_mean, initial_chol initial_chol^T)
     x_{t+1} = f(x_t) + w_t,   w_t ~ N(0, Q_t)

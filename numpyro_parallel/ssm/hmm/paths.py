@@ -7,8 +7,8 @@ use the same composition with Gumbel-max draws ``f_t[j] = argmax_i log p(z_t = i
 log P_t[i, j] + g_t[i]`` (one Gumbel vector ``g_t`` shared by all ``j``), and prior paths a
 forward scan of Gumbel-max transition maps. With the blocked strategy (the CPU default) and
 sequentially, the Viterbi scores come from the scaled recursions of
-`numpyro_parallel.ssm.hmm_blocked` in the max-plus semiring instead. Public through
-`numpyro_parallel.ssm.hmm`.
+`numpyro_parallel.ssm.hmm.blocked` in the max-plus semiring instead. Public through
+`numpyro_parallel.ssm.hmm.inference`.
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ import numpy as np
 
 from numpyro_parallel._checks import check_positive_int, nan_unless, warn_if
 from numpyro_parallel.scan import associative_scan
-from numpyro_parallel.ssm.hmm_blocked import scaled_filter
-from numpyro_parallel.ssm.hmm_common import (
+from numpyro_parallel.ssm.hmm.blocked import scaled_filter
+from numpyro_parallel.ssm.hmm.common import (
     forward_scan,
     inputs_ok,
     per_step,
@@ -32,7 +32,7 @@ from numpyro_parallel.ssm.hmm_common import (
     resolve_mode,
     scaled_block_size,
 )
-from numpyro_parallel.ssm.hmm_elements import (
+from numpyro_parallel.ssm.hmm.elements import (
     compose_index_maps,
     forward_elements,
     max_product_combine,
@@ -85,9 +85,9 @@ def hmm_viterbi(
         initial_logits: ``(K,)`` logits of ``z_0``.
         transition_logits: ``(K, K)`` or ``(T, K, K)`` transition logits (module docstring).
         log_likelihoods: ``(T, K)`` log emission densities (0 where ``y_t`` is missing).
-        strategy: evaluation strategy, as in `numpyro_parallel.ssm.hmm.hmm_filter`;
+        strategy: evaluation strategy, as in `numpyro_parallel.ssm.hmm.inference.hmm_filter`;
             `Blocked` and `Sequential` run the scaled recursions of
-            `numpyro_parallel.ssm.hmm_blocked` in the max-plus semiring.
+            `numpyro_parallel.ssm.hmm.blocked` in the max-plus semiring.
 
     Returns:
         A `ViterbiResult`; ties are broken towards the smallest state index at each pointer.
@@ -95,7 +95,7 @@ def hmm_viterbi(
         and (outside `jax.jit`) a `RuntimeWarning` is emitted.
 
     Raises:
-        ValueError, TypeError: as `numpyro_parallel.ssm.hmm.hmm_filter`.
+        ValueError, TypeError: as `numpyro_parallel.ssm.hmm.inference.hmm_filter`.
     """
     prepared = prepare(initial_logits, transition_logits, log_likelihoods)
     result = _viterbi(*prepared, resolve_mode(strategy, log_likelihoods))
@@ -157,7 +157,7 @@ def hmm_sample_states(
         transition_logits: ``(K, K)`` or ``(T, K, K)`` transition logits (module docstring).
         log_likelihoods: ``(T, K)`` log emission densities (0 where ``y_t`` is missing).
         sample_shape: leading shape of independent draws.
-        strategy: evaluation strategy, as in `numpyro_parallel.ssm.hmm.hmm_filter`.
+        strategy: evaluation strategy, as in `numpyro_parallel.ssm.hmm.inference.hmm_filter`.
 
     Returns:
         ``(*sample_shape, T)`` int32 state paths. When the data have probability zero (or an
@@ -165,7 +165,7 @@ def hmm_sample_states(
         `RuntimeWarning` says so.
 
     Raises:
-        ValueError, TypeError: as `numpyro_parallel.ssm.hmm.hmm_filter`.
+        ValueError, TypeError: as `numpyro_parallel.ssm.hmm.inference.hmm_filter`.
     """
     prepared = prepare(initial_logits, transition_logits, log_likelihoods)
     strategy = resolve_mode(strategy, log_likelihoods)
@@ -220,7 +220,7 @@ def hmm_sample_prior_states(
         transition_logits: ``(K, K)`` or ``(num_steps, K, K)`` transition logits.
         num_steps: path length T.
         sample_shape: leading shape of independent draws.
-        strategy: evaluation strategy, as in `numpyro_parallel.ssm.hmm.hmm_filter`.
+        strategy: evaluation strategy, as in `numpyro_parallel.ssm.hmm.inference.hmm_filter`.
 
     Returns:
         ``(*sample_shape, T)`` int32 state paths.

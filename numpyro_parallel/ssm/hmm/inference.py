@@ -3,21 +3,21 @@
 Forward filtering and log-likelihood, forward-backward smoothing, Viterbi decoding and posterior
 path sampling in O(log T) parallel depth (Hassan, Särkkä & García-Fernández 2021, "Temporal
 parallelization of inference in hidden Markov models", IEEE Trans. Signal Processing 69). The
-elements and combine operators live in `numpyro_parallel.ssm.hmm_elements`.
+elements and combine operators live in `numpyro_parallel.ssm.hmm.elements`.
 
 Strategies (``strategy=``, `numpyro_parallel.strategy`): `Associative()`, the O(log T)-depth
 associative scan of log-space elements (what ``"auto"`` picks on accelerators); `Blocked()`,
-implemented for the HMM by `numpyro_parallel.ssm.hmm_blocked`, which multiplies blocks of about
+implemented for the HMM by `numpyro_parallel.ssm.hmm.blocked`, which multiplies blocks of about
 sqrt(T) steps side by side in scaled probability space (what ``"auto"`` picks on CPU, where it
 runs at about the speed of a sequential filter); and `Sequential()`, the sequential scaled
-recursions. Viterbi and path sampling (`numpyro_parallel.ssm.hmm_paths`) take the same
+recursions. Viterbi and path sampling (`numpyro_parallel.ssm.hmm.paths`) take the same
 strategies.
 
 Model (0-based time): ``z_0 ~ Categorical(softmax(initial_logits))``,
 ``z_{t+1} | z_t ~ Categorical(softmax(transition_logits[t][z_t]))`` and
 ``log p(y_t | z_t = k) = log_likelihoods[t, k]``. ``transition_logits`` is ``(K, K)`` or
 time-varying ``(T, K, K)``; entry ``[t]`` maps ``z_t`` to ``z_{t+1}``, so the last entry is
-unused (the convention of `numpyro_parallel.ssm.kalman`). Logits are normalised with
+unused (the convention of `numpyro_parallel.ssm.kalman.inference`). Logits are normalised with
 ``log_softmax``; ``-inf`` entries encode impossible transitions.
 
 Viterbi backtracking and backward sampling are suffix compositions of index maps: the argmax
@@ -36,8 +36,8 @@ import jax.numpy as jnp
 
 from numpyro_parallel._checks import nan_unless
 from numpyro_parallel.scan import associative_scan
-from numpyro_parallel.ssm.hmm_blocked import scaled_filter, scaled_log_likelihood, scaled_smoother
-from numpyro_parallel.ssm.hmm_common import (
+from numpyro_parallel.ssm.hmm.blocked import scaled_filter, scaled_log_likelihood, scaled_smoother
+from numpyro_parallel.ssm.hmm.common import (
     check_logits,
     forward_scan,
     inputs_ok,
@@ -47,12 +47,12 @@ from numpyro_parallel.ssm.hmm_common import (
     reverse_sum_product,
     scaled_block_size,
 )
-from numpyro_parallel.ssm.hmm_elements import (
+from numpyro_parallel.ssm.hmm.elements import (
     backward_elements,
     forward_elements,
     sum_product_combine,
 )
-from numpyro_parallel.ssm.hmm_paths import (
+from numpyro_parallel.ssm.hmm.paths import (
     ViterbiResult,
     hmm_sample_prior_states,
     hmm_sample_states,
@@ -102,7 +102,7 @@ def hmm_filter(
         log_likelihoods: ``(T, K)`` log emission densities (0 where ``y_t`` is missing).
         strategy: `Associative()` for the O(log T) log-space associative scan;
             `Blocked(block_size)` for the blocked scaled recursion of
-            `numpyro_parallel.ssm.hmm_blocked`; `Sequential()` for the sequential scaled
+            `numpyro_parallel.ssm.hmm.blocked`; `Sequential()` for the sequential scaled
             forward recursion (`lax.scan`); ``"auto"`` (default) for `Blocked()` on CPU and
             `Associative()` on accelerators.
 
@@ -168,7 +168,7 @@ def hmm_log_likelihood(
 
     With `Associative()` the per-step elements are multiplied by a pairwise tree (O(log T)
     depth, no stored prefixes); the blocked strategy needs only the block products and one
-    short scan over them (`numpyro_parallel.ssm.hmm_blocked`), about half the work of
+    short scan over them (`numpyro_parallel.ssm.hmm.blocked`), about half the work of
     `hmm_filter`.
 
     Args:

@@ -1,6 +1,6 @@
 """Shared input handling and scan plumbing of the discrete-HMM modules (internal).
 
-See `numpyro_parallel.ssm.hmm` for the model and the paper (Hassan, Särkkä &
+See `numpyro_parallel.ssm.hmm.inference` for the model and the paper (Hassan, Särkkä &
 García-Fernández 2021).
 """
 
@@ -12,7 +12,7 @@ import numpy as np
 
 from numpyro_parallel._checks import concrete
 from numpyro_parallel.scan import associative_scan
-from numpyro_parallel.ssm.hmm_elements import LogMatrix, forward_elements, sum_product_combine
+from numpyro_parallel.ssm.hmm.elements import LogMatrix, forward_elements, sum_product_combine
 from numpyro_parallel.strategy import Blocked, Strategy, resolve_strategy
 
 __all__ = [
@@ -153,7 +153,7 @@ def scaled_block_size(strategy: Strategy) -> int | None:
 
     The HMM runs `Blocked` (and `Sequential`, as a single block) with scaled probabilities,
     its fastest implementation of those strategies; `Associative` uses the log-space
-    elements of `numpyro_parallel.ssm.hmm_elements`.
+    elements of `numpyro_parallel.ssm.hmm.elements`.
     """
     return strategy.block_size if isinstance(strategy, Blocked) else None
 
