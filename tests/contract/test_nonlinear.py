@@ -23,7 +23,7 @@ SSM = "numpyro_parallel.ssm.NonlinearGaussianSSM"
 MODEL = "numpyro_parallel.ssm.NonlinearGaussianModel"
 SMOOTHER = "numpyro_parallel.ssm.iterated_smoother"
 RESULT = "numpyro_parallel.ssm.IteratedSmootherResult"
-LINEARIZE = "numpyro_parallel.ssm.nonlinear.linearize"
+LINEARIZE = "numpyro_parallel.ssm.linearize"
 AFFINE = "numpyro_parallel.ssm.AffineGaussian"
 SIGMA = "numpyro_parallel.ssm.SigmaPoints"
 
