@@ -197,6 +197,32 @@ CASES = [
     ),
     Case("num_steps negative", LGSSM, _log_prob(num_steps=-3), raises(ValueError, "`num_steps`")),
     Case(
+        "scalar model, matrix argument",
+        LGSSM,
+        lambda: LinearGaussianSSM(0.0, 1.0, jnp.eye(2), 1.0, 1.0, 1.0, num_steps=4),
+        raises(ValueError, "`transition_matrix`"),
+    ),
+    Case(
+        "scalar model, vector initial_cov",
+        LGSSM,
+        lambda: LinearGaussianSSM(0.0, jnp.ones(4), 1.0, 1.0, 1.0, 1.0, num_steps=4),
+        raises(ValueError, "`initial_cov`"),
+    ),
+    Case(
+        "scalar model, (T, 1) data",
+        LGSSM,
+        lambda: LinearGaussianSSM(0.0, 1.0, 1.0, 1.0, 1.0, 1.0, num_steps=4).log_prob(
+            jnp.ones((4, 1))
+        ),
+        raises(ValueError, "`y`"),
+    ),
+    Case(
+        "scalar model, negative variance",
+        LGSSM,
+        lambda: LinearGaussianSSM(0.0, 1.0, 1.0, -1.0, 1.0, 1.0, num_steps=4),
+        raises(ValueError, "`transition_cov`"),
+    ),
+    Case(
         "num_steps float",
         LGSSM,
         _log_prob(num_steps=5.0),

@@ -109,3 +109,40 @@ def test_nuts_recovers_local_level_variances_in_both_modes():
         assert lo < truth < hi, (name, lo, hi)
         # Same target density to 1e-12: the two chains are the same chain.
         np.testing.assert_allclose(par[name].mean(), seq[name].mean(), rtol=1e-6)
+
+
+def test_scalar_one_state_model_equals_the_array_model():
+    # A 0-d initial_mean: scalars and (T,) time-varying scalars, y of shape (T,).
+    T = 11
+    rng = np.random.default_rng(3)
+    y = rng.normal(size=T)
+    y[4] = np.nan
+    phi = jnp.linspace(0.5, 0.9, T)
+    scalar = LinearGaussianSSM(0.5, 4.0, phi, 0.3, 2.0, 0.7, transition_offset=0.1)
+    one = jnp.ones((1, 1))
+    array = LinearGaussianSSM(
+        jnp.full(1, 0.5), 4.0 * one, phi[:, None, None], 0.3 * one, 2.0 * one, 0.7 * one,
+        transition_offset=jnp.full(1, 0.1),
+    )  # fmt: skip
+    assert scalar.event_shape == (T,) and array.event_shape == (T, 1)
+    np.testing.assert_allclose(scalar.log_prob(y), array.log_prob(y[:, None]), rtol=1e-12)
+    ys = np.stack([y, y + 1.0])
+    np.testing.assert_allclose(
+        scalar.log_likelihood_terms(ys), array.log_likelihood_terms(ys[..., None]), rtol=1e-12
+    )
+    np.testing.assert_allclose(scalar.smooth(y).mean, array.smooth(y[:, None]).mean, rtol=1e-12)
+    key = jax.random.key(4)
+    states = scalar.sample_states(key, y, (5,))
+    assert states.shape == (5, T)
+    np.testing.assert_allclose(states, array.sample_states(key, y[:, None], (5,))[..., 0])
+    draws = scalar.sample(key, (2, 3))
+    assert draws.shape == (2, 3, T)
+    np.testing.assert_allclose(draws, array.sample(key, (2, 3))[..., 0])
+    # a pytree round trip (as under jit/vmap of the distribution) keeps the scalar form
+    rebuilt = jax.tree_util.tree_map(lambda a: a, scalar)
+    assert rebuilt.event_shape == (T,)
+    np.testing.assert_allclose(jax.jit(lambda d: d.log_prob(y))(scalar), scalar.log_prob(y))
+    with pytest.raises(ValueError, match="`y` must have shape"):
+        scalar.log_prob(y[:, None])
+    with pytest.raises(ValueError, match="`observation_cov`"):
+        LinearGaussianSSM(0.0, 1.0, 1.0, 1.0, 1.0, jnp.eye(2), num_steps=T)

@@ -18,7 +18,7 @@ from numpyro_parallel.linalg import cholesky_of
 from numpyro_parallel.ssm.kalman.checks import float_dtype
 from numpyro_parallel.ssm.kalman.inference import GaussianSSMParams
 
-__all__ = ["build_params"]
+__all__ = ["build_params", "is_scalar_model", "promote_scalar_model"]
 
 _NOISES = ("initial", "transition", "observation")
 
@@ -65,6 +65,40 @@ def _noise_args(kwargs: dict) -> dict[str, tuple[str, Any]]:
             )
         chosen[noise] = (f"{noise}_cov", cov) if factor is None else (f"{noise}_cov_factor", factor)
     return chosen
+
+
+_VECTORS = ("initial_mean", "transition_offset", "observation_offset")
+
+
+def is_scalar_model(initial_mean: Any) -> bool:
+    """Whether the arguments describe a one-state, one-observation model given by scalars."""
+    return initial_mean is not None and jnp.ndim(initial_mean) == 0
+
+
+def promote_scalar_model(kwargs: dict) -> dict:
+    """Turn the scalars (or ``(T,)`` time-varying scalars) of a one-state model into arrays.
+
+    A 0-d ``initial_mean`` makes the model scalar (d = p = 1): every other argument is then a
+    scalar or a ``(T,)`` array, promoted to the ``(1,)``/``(1, 1)`` or ``(T, 1)``/``(T, 1, 1)``
+    shapes of the general model.
+
+    Raises:
+        ValueError: an argument with more than one dimension in a scalar model.
+    """
+    out = {}
+    for name, value in kwargs.items():
+        if value is None:
+            out[name] = None
+            continue
+        array = _as_array(name, value)
+        if array.ndim > 1 or (name.startswith("initial") and array.ndim > 0):
+            allowed = "a scalar" if name.startswith("initial") else "a scalar or a (T,) array"
+            raise ValueError(
+                f"`{name}` must be {allowed} in a one-state model (a scalar `initial_mean`); "
+                f"got shape {array.shape}. Use (d,) and (d, d) arrays for d > 1."
+            )
+        out[name] = array[..., None] if name in _VECTORS else array[..., None, None]
+    return out
 
 
 def build_params(num_steps: Any, **kwargs: Any) -> GaussianSSMParams:

@@ -20,7 +20,7 @@ from numpyro.distributions import Distribution, constraints
 
 from numpyro_parallel._checks import concrete
 from numpyro_parallel.scan import affine_recursion
-from numpyro_parallel.ssm.kalman.build import build_params
+from numpyro_parallel.ssm.kalman.build import build_params, is_scalar_model, promote_scalar_model
 from numpyro_parallel.ssm.kalman.checks import float_dtype
 from numpyro_parallel.ssm.kalman.inference import (
     FilterResult,
@@ -36,6 +36,11 @@ __all__ = ["LinearGaussianSSM"]
 
 class LinearGaussianSSM(Distribution):
     """Linear-Gaussian state-space model as a distribution over ``y`` of shape ``(T, p)``.
+
+    One-state models may be written with scalars: a 0-d ``initial_mean`` makes every argument
+    a scalar or a ``(T,)`` array (time-varying), the observations ``y`` a ``(T,)`` series
+    (``event_shape == (T,)``), and `sample` / `sample_states` return ``(..., T)``; `filter`
+    and `smooth` keep their ``(T, 1)`` means.
 
     Args:
         initial_mean: ``(d,)`` mean of ``x_0``.
@@ -67,16 +72,15 @@ class LinearGaussianSSM(Distribution):
 
     Example:
         ```python
-        ssm = LinearGaussianSSM(jnp.zeros(1), jnp.eye(1), jnp.eye(1), q * jnp.eye(1),
-                                jnp.eye(1), r * jnp.eye(1), num_steps=len(y))
-        numpyro.sample("y", ssm, obs=y[:, None])
+        # local level: x_{t+1} = x_t + w_t, y_t = x_t + v_t (scalars: a (T,) series)
+        ssm = LinearGaussianSSM(0.0, 10.0, 1.0, q, 1.0, r, num_steps=len(y))
+        numpyro.sample("y", ssm, obs=y)
         ```
     """
 
     arg_constraints: ClassVar[dict] = {}
-    support = constraints.independent(constraints.real, 2)
     pytree_data_fields = ("params",)
-    pytree_aux_fields = ("strategy",)
+    pytree_aux_fields = ("strategy", "scalar")
 
     def __init__(
         self,
@@ -96,8 +100,7 @@ class LinearGaussianSSM(Distribution):
         strategy: StrategyLike = "auto",
         validate_args: bool | None = None,
     ):
-        self.params = build_params(
-            num_steps,
+        arguments = dict(
             initial_mean=initial_mean,
             initial_cov=initial_cov,
             initial_cov_factor=initial_cov_factor,
@@ -110,9 +113,19 @@ class LinearGaussianSSM(Distribution):
             transition_offset=transition_offset,
             observation_offset=observation_offset,
         )
+        self.scalar = is_scalar_model(initial_mean)
+        if self.scalar:
+            arguments = promote_scalar_model(arguments)
+        self.params = build_params(num_steps, **arguments)
         self.strategy = as_strategy(strategy)
         num_steps, p = self.params.observation_offset.shape
-        super().__init__(batch_shape=(), event_shape=(num_steps, p), validate_args=validate_args)
+        event_shape = (num_steps,) if self.scalar else (num_steps, p)
+        super().__init__(batch_shape=(), event_shape=event_shape, validate_args=validate_args)
+
+    @property
+    def support(self) -> constraints.Constraint:
+        """Real-valued series: ``(T, p)`` (``(T,)`` for a scalar model)."""
+        return constraints.independent(constraints.real, len(self.event_shape))
 
     # ------------------------------------------------------------------ helpers
     @property
@@ -126,22 +139,26 @@ class LinearGaussianSSM(Distribution):
         return self.params.initial_mean.shape[-1]
 
     def _check_y(self, y, allow_batch: bool) -> jax.Array:
+        """``y`` as a float ``(..., T, p)`` array (a scalar model's ``(..., T)`` gains p = 1)."""
         y = jnp.asarray(y)
         float_dtype({"y": y})
         observed = concrete(y)
         if observed is not None and np.any(np.isinf(observed)):
             raise ValueError("`y` contains inf; only NaN is allowed (it marks missing values).")
-        ok = y.shape[-2:] == self.event_shape and (allow_batch or y.ndim == 2)
+        rank = len(self.event_shape)
+        ok = y.shape[y.ndim - rank :] == self.event_shape and (allow_batch or y.ndim == rank)
         if not ok:
-            expected = "(..., T, p)" if allow_batch else "(T, p)"
+            names = "(T,)" if self.scalar else "(T, p)"
+            expected = f"(..., {names[1:]}" if allow_batch else names
             raise ValueError(
-                f"`y` must have shape {expected} with (T, p) = {self.event_shape}; got {y.shape}."
+                f"`y` must have shape {expected} with {names} = {self.event_shape}; got {y.shape}."
             )
+        y = y[..., None] if self.scalar else y
         return y.astype(self.params.initial_mean.dtype)
 
     def _batched(self, fn, y):
         batch = y.shape[:-2]
-        out = jax.vmap(fn)(y.reshape(-1, *self.event_shape))
+        out = jax.vmap(fn)(y.reshape(-1, *y.shape[-2:]))
         return jax.tree_util.tree_map(lambda a: a.reshape(*batch, *a.shape[1:]), out)
 
     # ------------------------------------------------------------------ API
@@ -202,12 +219,13 @@ class LinearGaussianSSM(Distribution):
             sample_shape: leading shape of the draws.
 
         Returns:
-            ``(*sample_shape, T, d)`` trajectories.
+            ``(*sample_shape, T, d)`` trajectories (``(*sample_shape, T)`` for a scalar model).
         """
         y = self._check_y(y, allow_batch=False)
-        return kalman_sample_states(
+        states = kalman_sample_states(
             rng_key, self.params, y, tuple(sample_shape), strategy=self.strategy
         )
+        return states[..., 0] if self.scalar else states
 
     def sample_with_states(self, key, sample_shape=()) -> tuple[jax.Array, jax.Array]:
         """Simulate states and observations from the model.
@@ -217,7 +235,8 @@ class LinearGaussianSSM(Distribution):
             sample_shape: leading shape of the draws.
 
         Returns:
-            ``(states (*sample_shape, T, d), observations (*sample_shape, T, p))``.
+            ``(states (*sample_shape, T, d), observations (*sample_shape, T, p))``, without
+            the trailing ``d = p = 1`` axes for a scalar model.
         """
         prm = self.params
         T = self.num_steps
@@ -256,7 +275,8 @@ class LinearGaussianSSM(Distribution):
         flat = jax.vmap(simulate)(
             z0.reshape(num, k0), w.reshape(num, T - 1, r), v.reshape(num, T, s)
         )
-        return tuple(a.reshape(*shape, *a.shape[1:]) for a in flat)
+        out = tuple(a.reshape(*shape, *a.shape[1:]) for a in flat)
+        return tuple(a[..., 0] for a in out) if self.scalar else out
 
     def sample(self, key, sample_shape=()):
         """Simulate observation sequences.
@@ -266,6 +286,7 @@ class LinearGaussianSSM(Distribution):
             sample_shape: leading shape of the draws.
 
         Returns:
-            ``(*sample_shape, T, p)`` observations.
+            ``(*sample_shape, T, p)`` observations (``(*sample_shape, T)`` for a scalar
+            model).
         """
         return self.sample_with_states(key, sample_shape)[1]
