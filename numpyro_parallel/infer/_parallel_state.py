@@ -22,7 +22,7 @@ class ParallelMALAState(NamedTuple):
             potential or gradient (HMC: or its energy error exceeded the threshold).
         step_size: MALA step size.
         inverse_mass_matrix: diagonal inverse mass matrix (flat).
-        adapt_state: dual-averaging state, Welford (count, mean, m2), window index.
+        adapt_state: NumPyro's warmup-adapter state (`numpyro.infer.hmc_util.HMCAdaptState`).
         block: ``(block_size, d)`` flat draws of the current block.
         block_potential: potential energies of the block.
         block_accept_prob: acceptance probabilities of the block.

@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 from blackjax.mcmc import diffusions, proposal
 from blackjax.mcmc.mala import MALAState
-from numpyro.infer.hmc_util import build_adaptation_schedule, dual_averaging
+from numpyro.infer.hmc_util import warmup_adapter
 
 from numpyro_parallel._checks import check_positive_int, concrete
 from numpyro_parallel.mcmc.chain import check_solver_options
@@ -31,17 +31,16 @@ MAX_STEPS_FACTOR = 4
 __all__ = [
     "AdaptOptions",
     "StepInfo",
-    "adapt",
     "check_initial_point",
     "check_kernel_options",
     "hmc_step",
     "mala_step",
-    "welford_init",
+    "warmup_adapter_for",
 ]
 
 
 class AdaptOptions(NamedTuple):
-    """Warmup settings read by `adapt`."""
+    """Warmup settings of `warmup_adapter_for`."""
 
     num_warmup: int
     adapt_step_size: bool
@@ -139,62 +138,26 @@ def hmc_step(
     return step
 
 
-def welford_init(d: int, dtype: Any) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """Empty Welford accumulator ``(count, mean, m2)``."""
-    return jnp.zeros((), jnp.int32), jnp.zeros(d, dtype), jnp.zeros(d, dtype)
+def warmup_adapter_for(options: AdaptOptions) -> tuple[Callable, Callable]:
+    """NumPyro's own windowed warmup adapter (`numpyro.infer.hmc_util.warmup_adapter`).
 
-
-def adapt(state: Any, flat: jax.Array, accept_prob: jax.Array, *, options: AdaptOptions) -> tuple:
-    """One warmup adaptation step: dual averaging and Stan-windowed diagonal mass matrix.
+    Dual averaging of the step size and a regularised diagonal Welford estimate of the inverse
+    mass matrix over Stan's windows, exactly as NumPyro's HMC/NUTS adapt; states are flat
+    vectors (``z_info = (flat, None, None)``).
 
     Args:
-        state: the kernel state before the step (``step_size``, ``inverse_mass_matrix``,
-            ``adapt_state``, ``i``).
-        flat: the new flat position.
-        accept_prob: the step's acceptance probability (NaN counts as 0, as in NumPyro).
         options: the warmup settings.
 
     Returns:
-        ``(step_size, inverse_mass_matrix, adapt_state)``.
+        ``(init_fn, update_fn)`` of NumPyro's adapter.
     """
-    ss_init, ss_update = dual_averaging()
-    schedule = jnp.asarray(build_adaptation_schedule(options.num_warmup))
-    num_windows = schedule.shape[0]
-    ss_state, (count, mean, m2), window = state.adapt_state
-    step_size, inverse_mass_matrix, t = state.step_size, state.inverse_mass_matrix, state.i
-    accept_prob = jnp.where(jnp.isfinite(accept_prob), accept_prob, 0.0)
-    if options.adapt_step_size:
-        ss_state = ss_update(options.target_accept_prob - accept_prob, ss_state)
-        log_step, log_step_avg = ss_state[0], ss_state[1]
-        last = t == options.num_warmup - 1
-        step_size = jnp.exp(jnp.where(last, log_step_avg, log_step)).astype(step_size.dtype)
-    middle = (window > 0) & (window < num_windows - 1)
-    if options.adapt_mass_matrix:
-        new_count = count + 1
-        delta = flat - mean
-        new_mean = mean + delta / new_count
-        new_m2 = m2 + delta * (flat - new_mean)
-        count, mean, m2 = (
-            jnp.where(middle, new_count, count),
-            jnp.where(middle, new_mean, mean),
-            jnp.where(middle, new_m2, m2),
-        )
-    window_end = t == schedule[window, 1]
-    if options.adapt_mass_matrix:
-        n = jnp.maximum(count, 2).astype(flat.dtype)
-        variance = m2 / (n - 1)
-        regularized = (n / (n + 5)) * variance + 1e-3 * (5 / (n + 5))
-        update = window_end & middle
-        inverse_mass_matrix = jnp.where(update, regularized, inverse_mass_matrix)
-        count = jnp.where(update, 0, count).astype(jnp.int32)
-        mean, m2 = jnp.where(update, 0.0, mean), jnp.where(update, 0.0, m2)
-        if options.adapt_step_size:
-            restarted = ss_init(jnp.log(10 * step_size))
-            ss_state = jax.tree_util.tree_map(
-                lambda a, b: jnp.where(update, a, b), restarted, ss_state
-            )
-    window = jnp.where(window_end, window + 1, window).astype(jnp.int32)
-    return step_size, inverse_mass_matrix, (ss_state, (count, mean, m2), window)
+    return warmup_adapter(
+        options.num_warmup,
+        adapt_step_size=options.adapt_step_size,
+        adapt_mass_matrix=options.adapt_mass_matrix,
+        dense_mass=False,
+        target_accept_prob=options.target_accept_prob,
+    )
 
 
 def _check_positive_number(name: str, value: Any, *, below_one: bool = False) -> None:

@@ -1,7 +1,8 @@
 """NumPyro MCMC kernel whose sampling phase solves blocks of MALA steps in parallel.
 
 Warmup runs preconditioned MALA one step at a time, adapting the step size by dual averaging
-(target acceptance 0.574) and a diagonal inverse mass matrix over Stan's windows. The sampling
+(target acceptance 0.574) and a diagonal inverse mass matrix over Stan's windows, with NumPyro's own
+warmup adapter (`numpyro.infer.hmc_util.warmup_adapter`). The sampling
 phase is a buffer: the state holds a block of ``num_steps_per_block`` draws; ``sample`` hands
 out the next one and, when the block is used up, refills it with one parallel-in-time solve of
 ``num_steps_per_block`` MALA steps (`numpyro_parallel.mcmc.run_chain`). The draws
@@ -28,7 +29,6 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 from jax.flatten_util import ravel_pytree
-from numpyro.infer.hmc_util import dual_averaging
 from numpyro.infer.mcmc import MCMCKernel
 from numpyro.infer.util import initialize_model
 from numpyro.util import identity, is_prng_key
@@ -37,11 +37,10 @@ from numpyro_parallel._checks import check_positive_int
 from numpyro_parallel.infer._parallel_state import ParallelMALAState
 from numpyro_parallel.infer._parallel_steps import (
     AdaptOptions,
-    adapt,
     check_initial_point,
     check_kernel_options,
     mala_step,
-    welford_init,
+    warmup_adapter_for,
 )
 from numpyro_parallel.mcmc.chain import run_chain
 
@@ -204,7 +203,11 @@ class ParallelMALA(MCMCKernel):
         d, dtype = flat.shape[0], flat.dtype
         num_steps_per_block = self._num_steps_per_block
         step_size = jnp.asarray(self._step_size, dtype)
-        adapt = (dual_averaging()[0](jnp.log(10 * step_size)), welford_init(d, dtype), _int(0))
+        adapter_init, _ = warmup_adapter_for(self._adapt_options())
+        adapt = adapter_init(
+            (flat, None, None), jax.random.fold_in(rng_key, 1), step_size=step_size,
+            inverse_mass_matrix=jnp.ones(d, dtype),
+        )  # fmt: skip
         return ParallelMALAState(
             i=_int(0), z=z, potential_energy=potential(z),
             accept_prob=jnp.zeros((), dtype), diverging=~jnp.isfinite(potential(z)),
@@ -265,9 +268,13 @@ class ParallelMALA(MCMCKernel):
         new, info = step(key_step, init(flat / scale), state.step_size)
         flat = new.position * scale
         accept_prob = info.acceptance_rate
-        step_size, inverse_mass_matrix, adapt_state = adapt(
-            state, flat, accept_prob, options=self._adapt_options()
-        )
+        _, adapter_update = warmup_adapter_for(self._adapt_options())
+        adapt_state = adapter_update(
+            state.i, jnp.where(jnp.isfinite(accept_prob), accept_prob, 0.0), (flat, None, None),
+            state.adapt_state,
+        )  # fmt: skip
+        step_size = adapt_state.step_size.astype(state.step_size.dtype)
+        inverse_mass_matrix = adapt_state.inverse_mass_matrix.astype(flat.dtype)
         return state._replace(
             i=state.i + 1, z=self._unravel(flat), potential_energy=-new.logdensity,
             accept_prob=accept_prob, diverging=info.is_divergent, step_size=step_size,
