@@ -4,7 +4,7 @@ Components (`LocalLevel`, `LocalLinearTrend`, `Seasonal`, `Autoregressive`, `Reg
 `DynamicRegression`) are state-space blocks with data-scaled default priors; `Sum` assembles
 them into one `LinearGaussianSSM` with a low-rank process-noise factor and exposes a NumPyro
 model; `forecast` and `decompose` turn posterior draws into predictions and per-component
-contributions.
+contributions; `fit_mle` maximises the likelihood.
 """
 
 from numpyro_parallel.sts.components import (
@@ -16,6 +16,7 @@ from numpyro_parallel.sts.components import (
     Seasonal,
 )
 from numpyro_parallel.sts.forecast import Contribution, Forecast, decompose, forecast
+from numpyro_parallel.sts.mle import MLEResult, fit_mle
 from numpyro_parallel.sts.model import Sum, data_scale
 from numpyro_parallel.sts.regression import (
     Autoregressive,
@@ -34,11 +35,13 @@ __all__ = [
     "Forecast",
     "LocalLevel",
     "LocalLinearTrend",
+    "MLEResult",
     "Regression",
     "Seasonal",
     "Sum",
     "coefficients_from_pacf",
     "data_scale",
     "decompose",
+    "fit_mle",
     "forecast",
 ]

@@ -167,6 +167,48 @@ CASES = [
         lambda: sts.decompose(MODEL, DRAWS, Y[:, None]),
         raises(ValueError, "`y`"),
     ),
+    Case(
+        "not-a-sum",
+        P + "fit_mle",
+        lambda: sts.fit_mle(sts.LocalLevel(), Y),
+        raises(TypeError, "`model`"),
+    ),
+    Case(
+        "2d-series",
+        P + "fit_mle",
+        lambda: sts.fit_mle(MODEL, Y[:, None]),
+        raises(ValueError, "`y`"),
+    ),
+    Case(
+        "zero-iterations",
+        P + "fit_mle",
+        lambda: sts.fit_mle(MODEL, Y, max_iterations=0),
+        raises(ValueError, "`max_iterations`"),
+    ),
+    Case(
+        "negative-gtol",
+        P + "fit_mle",
+        lambda: sts.fit_mle(MODEL, Y, gtol=-1.0),
+        raises(ValueError, "`gtol`"),
+    ),
+    Case(
+        "initial-params-missing",
+        P + "fit_mle",
+        lambda: sts.fit_mle(MODEL, Y, initial_params={"trend": {"level_scale": 0.1}}),
+        raises(ValueError, "`initial_params"),
+    ),
+    Case(
+        "initial-params-outside-support",
+        P + "fit_mle",
+        lambda: sts.fit_mle(MODEL, Y, initial_params=_with("trend", "level_scale", -1.0)),
+        raises(ValueError, "outside the support"),
+    ),
+    Case(
+        "one-iteration-warns",
+        P + "fit_mle",
+        lambda: sts.fit_mle(MODEL, Y, max_iterations=1),
+        returns(lambda r: not r.converged and r.num_iterations == 1, warns=RuntimeWarning),
+    ),
 ]
 
 

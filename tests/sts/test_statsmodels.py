@@ -139,3 +139,54 @@ def test_pacf_parametrisation_gives_those_partial_autocorrelations():
     process = arma_process.ArmaProcess(np.r_[1.0, -phi], [1.0])
     assert process.isstationary
     np.testing.assert_allclose(process.pacf(5)[1:], pacf, rtol=1e-10)
+
+
+def _variances(model, params):
+    """Our scales as statsmodels' variance parameters, in `mod.param_names` order."""
+    names = {"level_scale": "sigma2.level", "slope_scale": "sigma2.trend",
+             "drift_scale": "sigma2.seasonal"}  # fmt: skip
+    out = {"sigma2.irregular": float(params["observation"]["scale"]) ** 2}
+    for component in model.components:
+        for parameter in component.parameter_names:
+            out[names[parameter]] = float(params[component.name][parameter]) ** 2
+    return out
+
+
+def test_fit_mle_matches_statsmodels_at_an_interior_optimum():
+    # Local level, same data and known initialisation: both optimisers reach the same maximum;
+    # the scales are the square roots of statsmodels' variances, and the standard errors follow
+    # from statsmodels' numerical-Hessian ones (cov_type="approx") by the delta method, exact
+    # at an optimum (se(s^2) = 2 s se(s)).
+    y, _, model, params, _, mod, sm_params, (a, P) = _setup("level", missing=True)
+    fit = sts.fit_mle(model, jnp.asarray(y), initial_params=params, initial_mean=a, initial_cov=P)
+    expected = mod.fit(start_params=sm_params, method="lbfgs", disp=False, cov_type="approx")
+    assert fit.converged and expected.mle_retvals["converged"]
+    assert abs(float(fit.log_likelihood) - expected.llf) < 1e-6
+    ours = _variances(model, fit.params)
+    for i, name in enumerate(mod.param_names):
+        np.testing.assert_allclose(ours[name], expected.params[i], rtol=1e-4)
+    sigma = float(fit.params["observation"]["scale"])
+    i = mod.param_names.index("sigma2.irregular")
+    np.testing.assert_allclose(
+        2 * sigma * float(fit.standard_errors["observation"]["scale"]), expected.bse[i], rtol=1e-2
+    )
+    level = float(fit.params["level"]["level_scale"])
+    i = mod.param_names.index("sigma2.level")
+    np.testing.assert_allclose(
+        2 * level * float(fit.standard_errors["level"]["level_scale"]), expected.bse[i], rtol=1e-2
+    )
+
+
+def test_fit_mle_at_a_boundary_optimum_is_at_least_statsmodels():
+    # Trend + seasonal on 47 points: the slope and seasonal variances go to zero. statsmodels'
+    # L-BFGS stops lower here; ours is statsmodels' own log-likelihood at our parameters, and
+    # Nelder-Mead started from them finds nothing better.
+    y, _, model, params, _, mod, sm_params, (a, P) = _setup("trend_dummy_seasonal", missing=True)
+    fit = sts.fit_mle(model, jnp.asarray(y), initial_params=params, initial_mean=a, initial_cov=P)
+    assert fit.converged
+    ours = np.array([_variances(model, fit.params)[n] for n in mod.param_names])
+    np.testing.assert_allclose(mod.loglike(ours), float(fit.log_likelihood), rtol=0, atol=1e-8)
+    expected = mod.fit(start_params=sm_params, method="lbfgs", disp=False)
+    assert float(fit.log_likelihood) >= expected.llf - 1e-9
+    polished = mod.fit(start_params=ours, method="nm", maxiter=5000, disp=False)
+    assert polished.llf <= float(fit.log_likelihood) + 1e-6
