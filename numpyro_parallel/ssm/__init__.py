@@ -26,6 +26,7 @@ from numpyro_parallel.ssm.kalman.inference import (
     kalman_sample_states,
     kalman_smoother,
 )
+from numpyro_parallel.ssm.kalman.predictions import PredictionResult, kalman_predictions
 from numpyro_parallel.ssm.nonlinear.distribution import NonlinearGaussianSSM
 from numpyro_parallel.ssm.nonlinear.linearize import AffineGaussian, SigmaPoints, linearize
 from numpyro_parallel.ssm.nonlinear.smoother import (
@@ -44,6 +45,7 @@ __all__ = [
     "LinearGaussianSSM",
     "NonlinearGaussianModel",
     "NonlinearGaussianSSM",
+    "PredictionResult",
     "SigmaPoints",
     "SmootherResult",
     "ViterbiResult",
@@ -55,6 +57,7 @@ __all__ = [
     "hmm_viterbi",
     "iterated_smoother",
     "kalman_filter",
+    "kalman_predictions",
     "kalman_sample_states",
     "kalman_smoother",
     "linearize",

@@ -4,9 +4,11 @@ Components (`LocalLevel`, `LocalLinearTrend`, `Seasonal`, `Autoregressive`, `Reg
 `DynamicRegression`) are state-space blocks with data-scaled default priors; `Sum` assembles
 them into one `LinearGaussianSSM` with a low-rank process-noise factor and exposes a NumPyro
 model; `forecast` and `decompose` turn posterior draws into predictions and per-component
-contributions; `fit_mle` maximises the likelihood.
+contributions; `detect_anomalies` flags points the model did not expect; `fit_mle` maximises
+the likelihood.
 """
 
+from numpyro_parallel.sts.anomalies import Anomalies, detect_anomalies
 from numpyro_parallel.sts.components import (
     Component,
     ComponentSSM,
@@ -26,6 +28,7 @@ from numpyro_parallel.sts.regression import (
 )
 
 __all__ = [
+    "Anomalies",
     "Autoregressive",
     "Component",
     "ComponentSSM",
@@ -42,6 +45,7 @@ __all__ = [
     "coefficients_from_pacf",
     "data_scale",
     "decompose",
+    "detect_anomalies",
     "fit_mle",
     "forecast",
 ]

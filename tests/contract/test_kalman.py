@@ -13,6 +13,7 @@ from numpyro_parallel.ssm import (
     GaussianSSMParams,
     LinearGaussianSSM,
     kalman_filter,
+    kalman_predictions,
     kalman_sample_states,
     kalman_smoother,
 )
@@ -289,6 +290,26 @@ CASES = [
         returns(lambda v: np.isfinite(v)),
     ),
     # ------------------------------------------------------------ functional Kalman API
+    Case(
+        "not params",
+        SSM + "kalman_predictions",
+        lambda: kalman_predictions({"a": 1}, Y),
+        raises(TypeError, "`params` must be a GaussianSSMParams"),
+    ),
+    Case(
+        "y wrong shape",
+        SSM + "kalman_predictions",
+        lambda: kalman_predictions(_params(), Y[:-1]),
+        raises(ValueError, "`y` must have shape"),
+    ),
+    Case(
+        "jit nan params",
+        SSM + "kalman_predictions",
+        lambda: jax.jit(lambda m: kalman_predictions(_params(initial_mean=m), Y).mean)(
+            jnp.full(2, jnp.nan)
+        ),
+        returns(lambda v: bool(np.all(np.isnan(v)))),
+    ),
     Case(
         "params not expanded",
         SSM + "kalman_filter",

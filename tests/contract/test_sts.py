@@ -209,6 +209,30 @@ CASES = [
         lambda: sts.fit_mle(MODEL, Y, max_iterations=1),
         returns(lambda r: not r.converged and r.num_iterations == 1, warns=RuntimeWarning),
     ),
+    Case(
+        "threshold-zero",
+        P + "detect_anomalies",
+        lambda: sts.detect_anomalies(MODEL, DRAWS, Y, threshold=0.0),
+        raises(ValueError, "`threshold`"),
+    ),
+    Case(
+        "threshold-bool",
+        P + "detect_anomalies",
+        lambda: sts.detect_anomalies(MODEL, DRAWS, Y, threshold=True),
+        raises(ValueError, "`threshold`"),
+    ),
+    Case(
+        "2d-series",
+        P + "detect_anomalies",
+        lambda: sts.detect_anomalies(MODEL, DRAWS, Y[:, None]),
+        raises(ValueError, "`y`"),
+    ),
+    Case(
+        "samples-not-dict",
+        P + "detect_anomalies",
+        lambda: sts.detect_anomalies(MODEL, [1.0], Y),
+        raises(TypeError, "`samples`"),
+    ),
 ]
 
 

@@ -103,3 +103,32 @@ def test_signal_forecast_without_noise_has_smaller_variance():
 
 def test_state_dimension_is_the_sum_of_the_blocks():
     assert _model().state_dim == 2 + 4
+
+
+def test_anomalies_flag_an_injected_outlier_and_predictions_match_the_filter():
+    # Local level with a small level variance (Kalman gain ~0.3): an 8-sigma outlier at t = 30
+    # has a tail probability ~1e-15; the next point's residual is ~0.3 * 8 sigma relative to a
+    # wider predictive sd (tail ~0.03), and with threshold 1e-4 the chance of any false flag
+    # among the other 58 observed points is ~0.6 %, so the flags must be exactly {30}.
+    rng = np.random.default_rng(5)
+    T = 60
+    level = 10.0 + np.cumsum(0.1 * rng.normal(size=T))
+    y = level + rng.normal(size=T)
+    y[30] += 8.0
+    y[45] = np.nan
+    model = sts.Sum([sts.LocalLevel()])
+    draw = {"level_level_scale": jnp.array([0.1]), "observation_scale": jnp.array([1.0])}
+    found = sts.detect_anomalies(model, draw, jnp.asarray(y), threshold=1e-4)
+    assert found.predictive_mean.shape == found.residual.shape == (1, T)
+    assert set(np.flatnonzero(np.asarray(found.is_anomaly))) == {30}
+    assert np.isnan(found.tail_probability[45]) and not bool(found.is_anomaly[45])
+    # The predictive densities at the observed points are the filter's log-likelihood terms.
+    ssm = model.ssm(model.params_from_samples({k: v[0] for k, v in draw.items()}),
+                    sts.data_scale(jnp.asarray(y)), T)  # fmt: skip
+    terms = np.asarray(ssm.log_likelihood_terms(jnp.asarray(y)[:, None]))
+    mean, var = np.asarray(found.predictive_mean[0]), np.asarray(found.predictive_variance[0])
+    gaussian = -0.5 * (np.log(2 * np.pi * var) + (y - mean) ** 2 / var)
+    observed = ~np.isnan(y)
+    np.testing.assert_allclose(gaussian[observed], terms[observed], rtol=1e-10)
+    with pytest.raises(ValueError, match="`threshold`"):
+        sts.detect_anomalies(model, draw, jnp.asarray(y), threshold=1.5)

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from numpyro_parallel import sts
+from numpyro_parallel.ssm import kalman_predictions
 
 sm = pytest.importorskip("statsmodels.api")
 arma_process = pytest.importorskip("statsmodels.tsa.arima_process")
@@ -190,3 +191,16 @@ def test_fit_mle_at_a_boundary_optimum_is_at_least_statsmodels():
     assert float(fit.log_likelihood) >= expected.llf - 1e-9
     polished = mod.fit(start_params=ours, method="nm", maxiter=5000, disp=False)
     assert polished.llf <= float(fit.log_likelihood) + 1e-6
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_one_step_predictions_match_statsmodels(name):
+    # statsmodels' forecasts / forecasts_error_cov are the one-step-ahead predictions of every
+    # observation (missing ones included) from the ones before it.
+    y, _, _, _, ssm, mod, sm_params, _ = _setup(name, missing=True)
+    predicted = kalman_predictions(ssm.params, jnp.asarray(y)[:, None])
+    res = mod.filter(sm_params)
+    np.testing.assert_allclose(predicted.mean[:, 0], res.forecasts[0], rtol=1e-8, atol=1e-10)
+    np.testing.assert_allclose(
+        predicted.cov[:, 0, 0], res.forecasts_error_cov[0, 0], rtol=1e-8, atol=1e-10
+    )

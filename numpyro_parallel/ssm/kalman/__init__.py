@@ -17,13 +17,16 @@ from numpyro_parallel.ssm.kalman.inference import (
     kalman_sample_states,
     kalman_smoother,
 )
+from numpyro_parallel.ssm.kalman.predictions import PredictionResult, kalman_predictions
 
 __all__ = [
     "FilterResult",
     "GaussianSSMParams",
     "LinearGaussianSSM",
+    "PredictionResult",
     "SmootherResult",
     "kalman_filter",
+    "kalman_predictions",
     "kalman_sample_states",
     "kalman_smoother",
 ]
