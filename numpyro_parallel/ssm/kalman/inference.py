@@ -191,6 +191,14 @@ def kalman_filter(
     return _filter(params, y, strategy=resolve_strategy(strategy, y))
 
 
+def predicted_states(params: GaussianSSMParams, mean: jax.Array, chol: jax.Array):
+    """``p(x_t | y_{0:t-1})`` for every t from the filtered ``p(x_{t-1} | y_{0:t-1})``."""
+    F_in, c_in, chol_in = _shifted_transitions(params)
+    prev_mean = jnp.concatenate([jnp.zeros_like(mean[:1]), mean[:-1]])
+    prev_chol = jnp.concatenate([jnp.zeros_like(chol[:1]), chol[:-1]])
+    return jax.vmap(predict)(F_in, c_in, chol_in, prev_mean, prev_chol)
+
+
 @partial(jax.jit, static_argnames=("strategy",))
 def _filter(params, y, *, strategy) -> FilterResult:
     ok = finite_flag(params, y)
@@ -200,9 +208,7 @@ def _filter(params, y, *, strategy) -> FilterResult:
     filtered = associative_scan(filter_combine, elements, strategy=strategy)
     mean, chol = filtered.b, filtered.U
     # One-step-ahead predictive terms: embarrassingly parallel given the filtered states.
-    prev_mean = jnp.concatenate([jnp.zeros_like(mean[:1]), mean[:-1]])
-    prev_chol = jnp.concatenate([jnp.zeros_like(chol[:1]), chol[:-1]])
-    pred_mean, pred_chol = jax.vmap(predict)(F_in, c_in, chol_in, prev_mean, prev_chol)
+    pred_mean, pred_chol = predicted_states(params, mean, chol)
     innovation_chol = tria(jnp.concatenate([H @ pred_chol, chol_R], axis=-1))
     residual = y0 - jnp.einsum("tpd,td->tp", H, pred_mean) - d
     terms = mvn_logpdf_from_cholesky(residual, innovation_chol)

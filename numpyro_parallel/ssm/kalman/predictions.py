@@ -17,12 +17,11 @@ import jax
 import jax.numpy as jnp
 
 from numpyro_parallel.linalg import tria
-from numpyro_parallel.ssm.kalman.elements import predict
 from numpyro_parallel.ssm.kalman.inference import (
     GaussianSSMParams,
     _filter,
-    _shifted_transitions,
     _validated,
+    predicted_states,
 )
 from numpyro_parallel.strategy import StrategyLike, resolve_strategy
 
@@ -69,10 +68,7 @@ def kalman_predictions(
 
 @jax.jit
 def _predictions(params, mean, chol) -> PredictionResult:
-    F_in, c_in, chol_in = _shifted_transitions(params)
-    prev_mean = jnp.concatenate([jnp.zeros_like(mean[:1]), mean[:-1]])
-    prev_chol = jnp.concatenate([jnp.zeros_like(chol[:1]), chol[:-1]])
-    pred_mean, pred_chol = jax.vmap(predict)(F_in, c_in, chol_in, prev_mean, prev_chol)
+    pred_mean, pred_chol = predicted_states(params, mean, chol)
     H = params.observation_matrix
     y_mean = jnp.einsum("tpd,td->tp", H, pred_mean) + params.observation_offset
     y_chol = tria(jnp.concatenate([H @ pred_chol, params.observation_chol], axis=-1))
