@@ -1,11 +1,11 @@
 """Structural time series on the parallel Kalman core.
 
-Components (`LocalLevel`, `LocalLinearTrend`, `Seasonal`, `Autoregressive`, `Regression`,
-`DynamicRegression`) are state-space blocks with data-scaled default priors; `Sum` assembles
-them into one `LinearGaussianSSM` with a low-rank process-noise factor and exposes a NumPyro
-model; `forecast` and `decompose` turn posterior draws into predictions and per-component
-contributions; `detect_anomalies` flags points the model did not expect; `fit_mle` maximises
-the likelihood.
+Components (`LocalLevel`, `LocalLinearTrend`, `SemiLocalLinearTrend`, `Seasonal`,
+`Autoregressive`, `Regression`, `DynamicRegression`) are state-space blocks with data-scaled
+default priors; `Sum` assembles them into one `LinearGaussianSSM` with a low-rank
+process-noise factor and exposes a NumPyro model; `forecast` and `decompose` turn posterior
+draws into predictions and per-component contributions; `detect_anomalies` flags points the
+model did not expect; `fit_mle` maximises the likelihood.
 """
 
 from numpyro_parallel.sts.anomalies import Anomalies, detect_anomalies
@@ -16,6 +16,7 @@ from numpyro_parallel.sts.components import (
     LocalLevel,
     LocalLinearTrend,
     Seasonal,
+    SemiLocalLinearTrend,
 )
 from numpyro_parallel.sts.forecast import Contribution, Forecast, decompose, forecast
 from numpyro_parallel.sts.mle import MLEResult, fit_mle
@@ -41,6 +42,7 @@ __all__ = [
     "MLEResult",
     "Regression",
     "Seasonal",
+    "SemiLocalLinearTrend",
     "Sum",
     "coefficients_from_pacf",
     "data_scale",

@@ -48,6 +48,7 @@ class ComponentSSM(NamedTuple):
         initial_cov: ``(d, d)``.
         observation_offset: ``()`` or ``(T,)`` contribution that is not a state (static
             regression).
+        transition_offset: ``(d,)`` constant added to the next state (a mean slope), or 0.
     """
 
     transition_matrix: jnp.ndarray
@@ -56,6 +57,7 @@ class ComponentSSM(NamedTuple):
     initial_mean: jnp.ndarray
     initial_cov: jnp.ndarray
     observation_offset: jnp.ndarray | float = 0.0
+    transition_offset: jnp.ndarray | float = 0.0
 
 
 class DataScale(NamedTuple):
@@ -191,6 +193,53 @@ class LocalLinearTrend(Component):
         factor = jnp.diag(jnp.stack([level, positive_scale(self.name, params, "slope_scale")]))
         F = jnp.array([[1.0, 1.0], [0.0, 1.0]])
         return ComponentSSM(F, factor, jnp.array([1.0, 0.0]), mean, cov)
+
+
+class SemiLocalLinearTrend(Component):
+    """Level with an AR(1) slope around a mean slope (TFP's ``SemiLocalLinearTrend``).
+
+    ``μ_{t+1} = μ_t + β_t + η_t`` and ``β_{t+1} = slope_mean + φ (β_t - slope_mean) + ζ_t``
+    with ``|φ| < 1``: the slope reverts to ``slope_mean``, so long-horizon forecasts widen
+    linearly rather than quadratically as with `LocalLinearTrend`.
+
+    Args:
+        name: site prefix (default ``"trend"``).
+        priors: overrides for ``level_scale``, ``slope_mean``, ``slope_scale`` and
+            ``autoregressive_coef`` (default ``Uniform(-1, 1)``).
+    """
+
+    parameter_names = ("level_scale", "slope_mean", "slope_scale", "autoregressive_coef")
+
+    def __init__(self, name: str = "trend", priors=None):
+        super().__init__(name, priors)
+
+    @property
+    def state_dim(self) -> int:
+        return 2
+
+    def default_prior(self, parameter: str, data: DataScale) -> dist.Distribution:
+        if parameter == "slope_mean":
+            return dist.Normal(0.0, 0.1 * data.scale)
+        if parameter == "autoregressive_coef":
+            return dist.Uniform(-1.0, 1.0)
+        return _scale_prior(data.scale)
+
+    def initial_state(self, data: DataScale):
+        return jnp.array([data.initial, 0.0]), (data.scale**2) * jnp.eye(2)
+
+    def build(self, params, data):
+        mean, cov = self.initial_state(data)
+        level = positive_scale(self.name, params, "level_scale")
+        factor = jnp.diag(jnp.stack([level, positive_scale(self.name, params, "slope_scale")]))
+        phi = jnp.asarray(params["autoregressive_coef"], factor.dtype)
+        known = concrete(phi)
+        if known is not None and not (np.isfinite(known) and abs(known) < 1):
+            raise ValueError(f"`{self.name}_autoregressive_coef` must lie in (-1, 1); got {known}.")
+        phi = nan_unless(jnp.abs(phi) < 1, phi)
+        slope_mean = jnp.asarray(params["slope_mean"], factor.dtype)
+        F = jnp.stack([jnp.array([1.0, 1.0], factor.dtype), jnp.stack([jnp.zeros_like(phi), phi])])
+        offset = jnp.stack([jnp.zeros_like(slope_mean), (1.0 - phi) * slope_mean])
+        return ComponentSSM(F, factor, jnp.array([1.0, 0.0]), mean, cov, transition_offset=offset)
 
 
 class Seasonal(Component):

@@ -180,6 +180,10 @@ class Sum:
             m0 = jnp.asarray(initial_mean, F.dtype)
         if initial_cov is not None:
             P0 = jnp.asarray(initial_cov, F.dtype)
+        c = jnp.concatenate(
+            [jnp.broadcast_to(jnp.asarray(b.transition_offset, F.dtype), b.initial_mean.shape)
+             for b in blocks]
+        )  # fmt: skip
         offset = sum(jnp.asarray(b.observation_offset, F.dtype) for b in built)
         offset = offset[:, None] if jnp.ndim(offset) == 1 else jnp.broadcast_to(offset, (1,))
         if self.observation_noise:
@@ -196,6 +200,7 @@ class Sum:
             R,
             num_steps,
             transition_cov_factor=L,
+            transition_offset=c,
             observation_offset=offset,
         )
 

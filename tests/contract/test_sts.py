@@ -233,6 +233,48 @@ CASES = [
         lambda: sts.detect_anomalies(MODEL, [1.0], Y),
         raises(TypeError, "`samples`"),
     ),
+    Case(
+        "unknown-prior",
+        P + "SemiLocalLinearTrend",
+        lambda: sts.SemiLocalLinearTrend(priors={"slope": None}),
+        raises(ValueError, "`priors`"),
+    ),
+    Case(
+        "coef-at-one",
+        P + "SemiLocalLinearTrend",
+        lambda: sts.Sum([sts.SemiLocalLinearTrend()]).log_prob(
+            {
+                "trend": {
+                    "level_scale": 0.1,
+                    "slope_mean": 0.0,
+                    "slope_scale": 0.1,
+                    "autoregressive_coef": 1.0,
+                },
+                "observation": {"scale": 0.2},
+            },
+            Y,
+        ),
+        raises(ValueError, "autoregressive_coef"),
+    ),
+    Case(
+        "jit-coef-outside",
+        P + "SemiLocalLinearTrend",
+        lambda: jax.jit(
+            lambda c: sts.Sum([sts.SemiLocalLinearTrend()]).log_prob(
+                {
+                    "trend": {
+                        "level_scale": 0.1,
+                        "slope_mean": 0.0,
+                        "slope_scale": 0.1,
+                        "autoregressive_coef": c,
+                    },
+                    "observation": {"scale": 0.2},
+                },
+                Y,
+            )
+        )(1.5),
+        returns(is_nan),
+    ),
 ]
 
 

@@ -132,3 +132,42 @@ def test_anomalies_flag_an_injected_outlier_and_predictions_match_the_filter():
     np.testing.assert_allclose(gaussian[observed], terms[observed], rtol=1e-10)
     with pytest.raises(ValueError, match="`threshold`"):
         sts.detect_anomalies(model, draw, jnp.asarray(y), threshold=1.5)
+
+
+def test_semi_local_linear_trend_equals_the_naive_kalman_filter():
+    # The block [[1, 1], [0, phi]], offset (0, (1 - phi) slope_mean), noise diag(level, slope),
+    # observed as the level plus noise: per-time log-likelihood terms from the naive
+    # covariance-form filter of tests/reference (missing values included).
+    from tests.reference import kalman as ref
+
+    rng = np.random.default_rng(8)
+    T = 23
+    y = np.cumsum(0.3 + 0.2 * rng.normal(size=T)) + rng.normal(size=T)
+    y[[4, 11]] = np.nan
+    model = sts.Sum([sts.SemiLocalLinearTrend()])
+    values = {"level_scale": 0.4, "slope_mean": 0.25, "slope_scale": 0.1,
+              "autoregressive_coef": 0.7}  # fmt: skip
+    params = {"trend": {k: jnp.asarray(v) for k, v in values.items()},
+              "observation": {"scale": jnp.asarray(0.8)}}  # fmt: skip
+    data = sts.data_scale(jnp.asarray(y))
+    ssm = model.ssm(params, data, T)
+    phi, mu = values["autoregressive_coef"], values["slope_mean"]
+    naive = {
+        "initial_mean": np.array([float(data.initial), 0.0]),
+        "initial_cov": float(data.scale) ** 2 * np.eye(2),
+        "transition_matrix": np.array([[1.0, 1.0], [0.0, phi]]),
+        "transition_cov": np.diag([values["level_scale"] ** 2, values["slope_scale"] ** 2]),
+        "transition_offset": np.array([0.0, (1 - phi) * mu]),
+        "observation_matrix": np.array([[1.0, 0.0]]),
+        "observation_cov": np.array([[0.8**2]]),
+        "observation_offset": np.zeros(1),
+    }
+    _, _, terms = ref.filter_model(naive, y[:, None])
+    np.testing.assert_allclose(ssm.log_likelihood_terms(jnp.asarray(y)[:, None]), terms, rtol=1e-10)
+    # The slope reverts to slope_mean: far ahead the forecast grows by slope_mean per step.
+    draw = {f"trend_{k}": jnp.asarray([v]) for k, v in values.items()}
+    draw["observation_scale"] = jnp.asarray([0.8])
+    fc = sts.forecast(model, draw, jnp.asarray(y), 60, jax.random.PRNGKey(0))
+    np.testing.assert_allclose(jnp.diff(fc.mean[0])[-10:], mu, rtol=1e-3)
+    with pytest.raises(ValueError, match="autoregressive_coef"):
+        model.ssm({**params, "trend": {**params["trend"], "autoregressive_coef": 1.0}}, data, T)
