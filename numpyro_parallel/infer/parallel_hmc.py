@@ -11,14 +11,15 @@ Bou-Rabee & Sanz-Serna (2017), "Randomized Hamiltonian Monte Carlo".
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import blackjax
 import jax.numpy as jnp
 
 from numpyro_parallel._checks import check_positive_int
+from numpyro_parallel.fixed_point.solvers import SolverLike
 from numpyro_parallel.infer._parallel_steps import hmc_step
 from numpyro_parallel.infer.parallel_mcmc import ParallelMALA
+from numpyro_parallel.strategy import StrategyLike
 
 __all__ = ["ParallelHMC"]
 
@@ -65,8 +66,8 @@ class ParallelHMC(ParallelMALA):
         adapt_step_size: bool = True,
         adapt_mass_matrix: bool = True,
         num_steps_per_block: int = 100,
-        solver: Any = "newton",
-        strategy: Any = "auto",
+        solver: SolverLike = "newton",
+        strategy: StrategyLike = "auto",
         atol: float | None = None,
         rtol: float | None = None,
         max_iterations: int | None = None,

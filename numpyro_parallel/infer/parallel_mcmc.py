@@ -34,6 +34,7 @@ from numpyro.infer.util import initialize_model
 from numpyro.util import identity, is_prng_key
 
 from numpyro_parallel._checks import check_positive_int
+from numpyro_parallel.fixed_point.solvers import SolverLike
 from numpyro_parallel.infer._parallel_state import ParallelMALAState
 from numpyro_parallel.infer._parallel_steps import (
     AdaptOptions,
@@ -43,6 +44,7 @@ from numpyro_parallel.infer._parallel_steps import (
     warmup_adapter_for,
 )
 from numpyro_parallel.mcmc.chain import run_chain
+from numpyro_parallel.strategy import StrategyLike
 
 __all__ = ["ParallelMALA", "ParallelMALAState"]
 
@@ -86,8 +88,8 @@ class ParallelMALA(MCMCKernel):
         adapt_step_size: bool = True,
         adapt_mass_matrix: bool = True,
         num_steps_per_block: int = 100,
-        solver: Any = "newton",
-        strategy: Any = "auto",
+        solver: SolverLike = "newton",
+        strategy: StrategyLike = "auto",
         atol: float | None = None,
         rtol: float | None = None,
         max_iterations: int | None = None,

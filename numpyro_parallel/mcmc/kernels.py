@@ -30,7 +30,9 @@ from blackjax.mcmc import random_walk
 
 from numpyro_parallel._checks import check_covariance, check_positive_int, concrete, nan_unless
 from numpyro_parallel.fixed_point.result import NON_FINITE, OK, FixedPointResult
+from numpyro_parallel.fixed_point.solvers import SolverLike
 from numpyro_parallel.mcmc.chain import check_solver_options, run_chain
+from numpyro_parallel.strategy import StrategyLike
 
 __all__ = [
     "as_top_level_api",
@@ -79,8 +81,8 @@ def build_kernel(
     base_init: Callable,
     num_steps_per_block: int,
     *,
-    solver: Any = "newton",
-    strategy: Any = "auto",
+    solver: SolverLike = "newton",
+    strategy: StrategyLike = "auto",
     atol: float | None = None,
     rtol: float | None = None,
     max_iterations: int | None = None,
