@@ -38,7 +38,7 @@ from numpyro_parallel.fixed_point.result import (
     within,
 )
 from numpyro_parallel.fixed_point.solvers import SolverLike, as_solver
-from numpyro_parallel.strategy import Sequential, StrategyLike, resolve_strategy
+from numpyro_parallel.strategy import Sequential, StrategyLike, as_strategy, resolve_strategy
 
 __all__ = ["default_tolerances", "sequential_recursion", "solve_recursion"]
 
@@ -121,6 +121,26 @@ def sequential_recursion(
     return states, aux
 
 
+def check_solver_options(
+    solver: Any, strategy: Any, atol: Any, rtol: Any, max_iterations: Any, window: Any = None
+) -> Any:
+    """Raise a clear error for an invalid solver, strategy or solver setting.
+
+    Called by `solve_recursion` and, at construction, by the samplers built on it.
+
+    Returns:
+        The solver instance (a string shorthand resolved).
+    """
+    as_strategy(strategy)
+    check_tolerance("atol", atol)
+    check_tolerance("rtol", rtol)
+    if max_iterations is not None:
+        check_positive_int("max_iterations", max_iterations)
+    if window is not None:
+        check_positive_int("window", window)
+    return as_solver(solver)
+
+
 def _no_decisions(aux: Any) -> jax.Array:
     del aux
     return jnp.zeros((), jnp.int32)
@@ -191,13 +211,8 @@ def _solve_recursion(
 ) -> FixedPointResult:  # fmt: skip
     """`solve_recursion` without the warnings (callers report the result themselves)."""
     num_steps = check_inputs(initial_state, inputs)
-    solver = as_solver(solver)
+    solver = check_solver_options(solver, strategy, atol, rtol, max_iterations, window)
     strategy = resolve_strategy(strategy, initial_state)
-    atol, rtol = check_tolerance("atol", atol), check_tolerance("rtol", rtol)
-    if window is not None:
-        check_positive_int("window", window)
-    if max_iterations is not None:
-        check_positive_int("max_iterations", max_iterations)
     d = initial_state.shape[0]
     if initial_guess is not None and initial_guess.shape != (num_steps, d):
         raise ValueError(

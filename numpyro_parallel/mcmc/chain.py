@@ -27,8 +27,12 @@ import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
-from numpyro_parallel._checks import check_positive_int, check_tolerance
-from numpyro_parallel.fixed_point.driver import MATMUL_PRECISION, _solve_recursion
+from numpyro_parallel._checks import check_positive_int
+from numpyro_parallel.fixed_point.driver import (
+    MATMUL_PRECISION,
+    _solve_recursion,
+    check_solver_options,
+)
 from numpyro_parallel.fixed_point.result import (
     NON_FINITE,
     OK,
@@ -37,7 +41,7 @@ from numpyro_parallel.fixed_point.result import (
     sequential_result,
     warn_result,
 )
-from numpyro_parallel.fixed_point.solvers import SolverLike, as_solver
+from numpyro_parallel.fixed_point.solvers import SolverLike
 from numpyro_parallel.strategy import Sequential, StrategyLike, as_strategy
 
 __all__ = ["run_chain"]
@@ -93,19 +97,6 @@ def _check_state(step: Callable, initial_state: Any, rng_key: Any, init_fn: Any)
             "`step_fn(rng_key, initial_state)` must return `(state, info)` with a state of the "
             f"same structure and shapes as `initial_state`; {_STATE_HINT}."
         )
-
-
-def check_solver_options(solver: Any, strategy: Any, atol: Any, rtol: Any, max_iterations: Any,
-                         window: Any = None) -> None:  # fmt: skip
-    """Raise a clear error for an invalid solver, strategy or solver setting."""
-    as_solver(solver)
-    as_strategy(strategy)
-    check_tolerance("atol", atol)
-    check_tolerance("rtol", rtol)
-    if max_iterations is not None:
-        check_positive_int("max_iterations", max_iterations)
-    if window is not None:
-        check_positive_int("window", window)
 
 
 def _coordinates(initial_state: Any, init_fn: Callable | None):

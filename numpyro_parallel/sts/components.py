@@ -121,13 +121,14 @@ class Component:
         """Default prior of ``parameter`` given the series' location and scale."""
         return _scale_prior(data.scale)
 
+    def prior(self, parameter: str, data: DataScale) -> dist.Distribution:
+        """The prior of ``parameter``: the user's override, else `default_prior`."""
+        return self.priors.get(parameter) or self.default_prior(parameter, data)
+
     def sample_params(self, data: DataScale) -> dict[str, Any]:
         """Sample the component's parameters as NumPyro sites ``{name}_{parameter}``."""
         return {
-            parameter: numpyro.sample(
-                f"{self.name}_{parameter}",
-                self.priors.get(parameter) or self.default_prior(parameter, data),
-            )
+            parameter: numpyro.sample(f"{self.name}_{parameter}", self.prior(parameter, data))
             for parameter in self.parameter_names
         }
 
@@ -195,12 +196,13 @@ class LocalLinearTrend(Component):
         return ComponentSSM(F, factor, jnp.array([1.0, 0.0]), mean, cov)
 
 
-class SemiLocalLinearTrend(Component):
+class SemiLocalLinearTrend(LocalLinearTrend):
     """Level with an AR(1) slope around a mean slope (TFP's ``SemiLocalLinearTrend``).
 
     ``μ_{t+1} = μ_t + β_t + η_t`` and ``β_{t+1} = slope_mean + φ (β_t - slope_mean) + ζ_t``
     with ``|φ| < 1``: the slope reverts to ``slope_mean``, so long-horizon forecasts widen
-    linearly rather than quadratically as with `LocalLinearTrend`.
+    linearly rather than quadratically as with `LocalLinearTrend` (whose state, initial state
+    and noise it shares).
 
     Args:
         name: site prefix (default ``"trend"``).
@@ -210,13 +212,6 @@ class SemiLocalLinearTrend(Component):
 
     parameter_names = ("level_scale", "slope_mean", "slope_scale", "autoregressive_coef")
 
-    def __init__(self, name: str = "trend", priors=None):
-        super().__init__(name, priors)
-
-    @property
-    def state_dim(self) -> int:
-        return 2
-
     def default_prior(self, parameter: str, data: DataScale) -> dist.Distribution:
         if parameter == "slope_mean":
             return dist.Normal(0.0, 0.1 * data.scale)
@@ -224,22 +219,18 @@ class SemiLocalLinearTrend(Component):
             return dist.Uniform(-1.0, 1.0)
         return _scale_prior(data.scale)
 
-    def initial_state(self, data: DataScale):
-        return jnp.array([data.initial, 0.0]), (data.scale**2) * jnp.eye(2)
-
     def build(self, params, data):
-        mean, cov = self.initial_state(data)
-        level = positive_scale(self.name, params, "level_scale")
-        factor = jnp.diag(jnp.stack([level, positive_scale(self.name, params, "slope_scale")]))
-        phi = jnp.asarray(params["autoregressive_coef"], factor.dtype)
+        trend = super().build(params, data)
+        dtype = trend.noise_factor.dtype
+        phi = jnp.asarray(params["autoregressive_coef"], dtype)
         known = concrete(phi)
         if known is not None and not (np.isfinite(known) and abs(known) < 1):
             raise ValueError(f"`{self.name}_autoregressive_coef` must lie in (-1, 1); got {known}.")
         phi = nan_unless(jnp.abs(phi) < 1, phi)
-        slope_mean = jnp.asarray(params["slope_mean"], factor.dtype)
-        F = jnp.stack([jnp.array([1.0, 1.0], factor.dtype), jnp.stack([jnp.zeros_like(phi), phi])])
+        slope_mean = jnp.asarray(params["slope_mean"], dtype)
+        F = trend.transition_matrix.astype(dtype).at[1, 1].set(phi)
         offset = jnp.stack([jnp.zeros_like(slope_mean), (1.0 - phi) * slope_mean])
-        return ComponentSSM(F, factor, jnp.array([1.0, 0.0]), mean, cov, transition_offset=offset)
+        return trend._replace(transition_matrix=F, transition_offset=offset)
 
 
 class Seasonal(Component):

@@ -101,23 +101,21 @@ class Sum:
         return sum(c.state_dim for c in self.components)
 
     # ------------------------------------------------------------------ assembly
+    def _observation_prior(self, data: DataScale) -> dist.Distribution:
+        return self.observation_prior or dist.LogNormal(jnp.log(0.05 * data.scale), 1.0)
+
     def priors(self, data: DataScale) -> dict[str, dict[str, dist.Distribution]]:
         """Every parameter's prior (the user's or the data-scaled default), nested as `ssm`."""
-        priors = {
-            c.name: {p: c.priors.get(p) or c.default_prior(p, data) for p in c.parameter_names}
-            for c in self.components
-        }
+        priors = {c.name: {p: c.prior(p, data) for p in c.parameter_names} for c in self.components}
         if self.observation_noise:
-            prior = self.observation_prior or dist.LogNormal(jnp.log(0.05 * data.scale), 1.0)
-            priors["observation"] = {"scale": prior}
+            priors["observation"] = {"scale": self._observation_prior(data)}
         return priors
 
     def sample_params(self, data: DataScale) -> dict[str, dict[str, Any]]:
         """Sample every component's parameters (and the observation scale) as NumPyro sites."""
-        priors = self.priors(data)
         params = {c.name: c.sample_params(data) for c in self.components}
         if self.observation_noise:
-            scale = numpyro.sample("observation_scale", priors["observation"]["scale"])
+            scale = numpyro.sample("observation_scale", self._observation_prior(data))
             params["observation"] = {"scale": scale}
         return params
 
