@@ -108,7 +108,7 @@ def main():
     # Hidden regimes for every posterior draw (vmapped over chains and draws).
     def per_draw(means, scales, transition):
         hmm = hmm_parts(means, scales, transition)
-        return hmm.smooth(jnp.asarray(y)), hmm.viterbi(jnp.asarray(y))
+        return hmm.smooth(jnp.asarray(y)).smoothed_probs, hmm.viterbi(jnp.asarray(y)).path
 
     per_chain = jax.vmap(per_draw)
     probs, paths = jax.jit(jax.vmap(per_chain))(
@@ -118,7 +118,7 @@ def main():
     hidden = tree["hidden_states"]
     turbulent = hidden["state_probs"].sel(state="turbulent").mean(("chain", "draw")).values
     posterior_mean = {k: jnp.mean(v, axis=(0, 1)) for k, v in samples.items()}
-    path = np.asarray(hmm_parts(**posterior_mean).viterbi(jnp.asarray(y)))
+    path = np.asarray(hmm_parts(**posterior_mean).viterbi(jnp.asarray(y)).path)
     print(f"Viterbi path at the posterior mean: {np.mean(path == regimes):.1%} of regimes correct")
     print(
         "posterior regime probability > 0.5: "

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from numpyro_parallel._checks import warn_if
-from numpyro_parallel.infer._tempered_result import (
+from numpyro_parallel.smc.tempered_result import (
     MIN_ACCEPTANCE,
     MIN_JUMP,
     MIN_UNIQUE_FRACTION,

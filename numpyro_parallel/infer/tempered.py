@@ -1,48 +1,29 @@
 """Adaptive tempered SMC for NumPyro models, with log-evidence, failure flags and ArviZ output.
 
-The model is split into a log-prior on the unconstrained space (including the Jacobian of the
-constraining transforms) and a log-likelihood (the sum of all observed sites, ``numpyro.factor``
-included). Particles start from the prior and move along ``prior * likelihood^lambda``: each
-stage picks the next lambda so that the ESS of the incremental weights is ``target_ess`` times
-the number of particles (Jasra et al. 2011), reweights, resamples and applies
-``num_mcmc_steps`` sweeps of an HMC, MALA or random-walk kernel, preconditioned by the
-particle covariance, whose step size is adapted towards a target acceptance rate
-(`numpyro_parallel.infer._tempered_mutation`). The product of the stages' mean incremental
-weights estimates the evidence p(y) (Del Moral, Doucet & Jasra 2006).
-
-Failures are reported, never silent: NaN (or +inf) log-densities at the particles give a NaN
-evidence and ``nan_potential``; particles that all have zero likelihood give a -inf evidence and
-``zero_evidence``; a collapsed particle system (final acceptance ~0 or few distinct particles)
-sets ``collapsed``; ``max_stages`` bounds the tempering loop (``hit_max_stages``). Any of these
-makes ``converged`` False, and `tempered_smc` then emits a `RuntimeWarning`.
+The NumPyro front end of `numpyro_parallel.smc.tempered` (the algorithm, its references and
+its failure flags): the model is split into a log-prior on the unconstrained space (including
+the Jacobian of the constraining transforms) and a log-likelihood (the sum of all observed
+sites, ``numpyro.factor`` included); particles are drawn from the prior with
+`numpyro.infer.Predictive`, tempered by `numpyro_parallel.smc.build_adaptive_tempering`, and
+mapped back to constrained site values. `tempered_smc` emits a `RuntimeWarning` for every
+failure flag set and can show a progress bar; `tempered_smc_to_arviz` converts the result.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any
 
 import jax
-import jax.numpy as jnp
-import numpy as np
-from jax import lax
 from jax.flatten_util import ravel_pytree
-from jax.scipy.special import logsumexp
 from numpyro.infer import Predictive
 from numpyro.infer.util import unconstrain_fn
 
 from numpyro_parallel._progress import StageProgress, progress_enabled
-from numpyro_parallel.infer import _tempered_mutation as mutation
-from numpyro_parallel.infer._tempered_checks import check_options, check_rng_key
 from numpyro_parallel.infer._tempered_model import check_model_arguments, latent_sites, split_model
 from numpyro_parallel.infer._tempered_report import tempered_smc_to_arviz, warn_on_failure
-from numpyro_parallel.infer._tempered_result import (
-    MIN_ACCEPTANCE,
-    MIN_JUMP,
-    MIN_UNIQUE_FRACTION,
-    TemperedSMCResult,
-)
-from numpyro_parallel.smc.resampling import get_resampler
+from numpyro_parallel.smc.tempered import TemperedSMCResult, build_adaptive_tempering
+from numpyro_parallel.smc.tempered_checks import check_rng_key
 
 __all__ = [
     "TemperedSMCResult",
@@ -51,19 +32,6 @@ __all__ = [
     "tempered_smc",
     "tempered_smc_to_arviz",
 ]
-
-
-class _Carry(NamedTuple):
-    key: jax.Array
-    particles: jax.Array
-    loglik: jax.Array
-    lam: jax.Array
-    log_z: jax.Array
-    eps: jax.Array
-    stage: jax.Array
-    nan: jax.Array
-    zero: jax.Array
-    history: tuple
 
 
 def build_tempered_smc(
@@ -114,40 +82,24 @@ def build_tempered_smc(
             unsampleable prior (the site is named).
     """
     model_kwargs = check_model_arguments(model, model_args, model_kwargs)
-    options = check_options(
+    trace_key = jax.random.key(0)  # tracing for sites and shapes only
+    latent = latent_sites(trace_key, model, model_args, model_kwargs)
+    logprior_fn, loglikelihood_fn, _, postprocess_fn = split_model(
+        trace_key, model, model_args, model_kwargs
+    )
+    core = build_adaptive_tempering(
+        logprior_fn,
+        loglikelihood_fn,
         num_particles=num_particles,
         kernel=kernel,
         step_size=step_size,
         num_integration_steps=num_integration_steps,
         num_mcmc_steps=num_mcmc_steps,
         target_ess=target_ess,
+        resampling_fn=resampling_fn,
         max_stages=max_stages,
         dense_mass=dense_mass,
-    )
-    num_particles, max_stages = options["num_particles"], options["max_stages"]
-    if isinstance(resampling_fn, str):
-        try:
-            builtin = get_resampler(resampling_fn)
-        except ValueError:
-            raise ValueError(
-                f"`resampling_fn` must be a resampler name or function; got {resampling_fn!r}."
-            ) from None
-
-        def resample(key, log_weights):
-            return builtin(key, log_weights, num_particles, is_log=True)
-    elif callable(resampling_fn):
-
-        def resample(key, log_weights):
-            return resampling_fn(key, jnp.exp(log_weights - logsumexp(log_weights)), num_particles)
-    else:
-        raise TypeError(
-            f"`resampling_fn` must be a resampler name or function; got {resampling_fn!r}."
-        )
-
-    trace_key = jax.random.key(0)
-    latent = latent_sites(trace_key, model, model_args, model_kwargs)
-    logprior_fn, loglikelihood_fn, _, postprocess_fn = split_model(
-        trace_key, model, model_args, model_kwargs
+        on_stage=on_stage,
     )
     predictive = Predictive(model, num_samples=num_particles, return_sites=latent)
     dim = jax.eval_shape(
@@ -155,107 +107,12 @@ def build_tempered_smc(
     ).shape[1]
     if dim == 0:
         raise ValueError("`model` has no continuous latent dimensions to sample.")
-    factor, power = mutation.DEFAULT_STEP[kernel]
-    eps0 = factor / dim**power if step_size is None else float(step_size)
-    dense = (dim <= 64 and num_particles >= 4 * dim) if dense_mass is None else dense_mass
-    mutate = mutation.make_mutation(
-        kernel,
-        options["num_integration_steps"],
-        options["num_mcmc_steps"],
-        (eps0 * 1e-4, min(eps0 * 10.0, 10.0 * np.sqrt(dim))),
-    )
-    direction = jax.random.normal(jax.random.key(7), (dim,))
-    vloglik = jax.vmap(loglikelihood_fn)
 
     def run(rng_key: jax.Array) -> TemperedSMCResult:
         key_prior, key_run = jax.random.split(rng_key)
         particles = _prior_particles(predictive, key_prior, model, model_args, model_kwargs)
-        loglik = vloglik(particles)
-        logprior = jax.vmap(logprior_fn)(particles)
-        dtype = particles.dtype
-        nan = ~jnp.all(jnp.isfinite(logprior) & (loglik < jnp.inf) & ~jnp.isnan(loglik))
-        pad = jnp.full((max_stages,), jnp.nan, dtype)
-        history = (pad, pad, pad, jnp.full((max_stages,), -1, jnp.int32), pad, pad)
-        init = _Carry(
-            key_run,
-            particles,
-            loglik,
-            jnp.zeros((), dtype),
-            jnp.zeros((), dtype),
-            jnp.asarray(eps0, dtype),
-            jnp.int32(0),
-            nan,
-            jnp.zeros((), bool),
-            history,
-        )
-
-        def cond(c: _Carry):
-            return (c.lam < 1.0) & (c.stage < max_stages) & ~c.nan & ~c.zero
-
-        def body(c: _Carry):
-            key, key_resample, key_move = jax.random.split(c.key, 3)
-            delta = mutation.choose_increment(c.loglik, 1.0 - c.lam, options["target_ess"])
-            lam = jnp.where(delta >= 1.0 - c.lam, jnp.ones_like(c.lam), c.lam + delta)
-            log_w = mutation.tempered_weights(c.loglik, delta)
-            increment = logsumexp(log_w) - jnp.log(num_particles)
-            zero = increment == -jnp.inf
-            safe_w = jnp.where(zero, jnp.zeros_like(log_w), log_w)
-            ess = jnp.exp(2.0 * logsumexp(safe_w) - logsumexp(2.0 * safe_w))
-            weights = jnp.exp(safe_w - logsumexp(safe_w))
-            resampled = c.particles[resample(key_resample, safe_w)]
-
-            def logdensity(x):
-                return logprior_fn(x) + lam * loglikelihood_fn(x)
-
-            moved, rate, eps, jump = mutate(
-                key_move, c.particles, weights, resampled, logdensity, c.eps, dense
-            )
-            loglik = vloglik(moved)
-            nan = jnp.any(jnp.isnan(loglik) | (loglik == jnp.inf))
-            schedule, accept, steps, unique, ess_hist, jumps = c.history
-            i = c.stage
-            history = (
-                schedule.at[i].set(lam),
-                accept.at[i].set(rate),
-                steps.at[i].set(eps),
-                unique.at[i].set(mutation.count_unique(moved, direction).astype(jnp.int32)),
-                ess_hist.at[i].set(ess),
-                jumps.at[i].set(jump),
-            )
-            if on_stage is not None:
-                jax.debug.callback(on_stage, i + 1, lam, rate)
-            return _Carry(
-                key, moved, loglik, lam, c.log_z + increment, eps, i + 1, nan, zero, history
-            )
-
-        c = lax.while_loop(cond, body, init)
-        schedule, accept, steps, unique, ess_hist, jumps = c.history
-        last = jnp.maximum(c.stage - 1, 0)
-        collapsed = (c.stage > 0) & (
-            (accept[last] < MIN_ACCEPTANCE) | (unique[last] < MIN_UNIQUE_FRACTION * num_particles)
-        )
-        poor_mixing = (c.stage > 0) & (jnp.nanmedian(jumps) < MIN_JUMP)
-        log_z = jnp.where(c.nan, jnp.nan, jnp.where(c.zero, -jnp.inf, c.log_z))
-        reached = c.lam >= 1.0
-        return TemperedSMCResult(
-            samples=jax.vmap(postprocess_fn)(c.particles),
-            unconstrained=c.particles,
-            log_weights=jnp.full((num_particles,), -jnp.log(num_particles), dtype),
-            log_evidence=log_z,
-            num_stages=c.stage,
-            tempering_schedule=schedule,
-            acceptance_rate=accept,
-            step_size=steps,
-            num_unique=unique,
-            ess=ess_hist,
-            jump_distance=jumps,
-            converged=reached & ~c.nan & ~c.zero & ~collapsed & ~poor_mixing & jnp.isfinite(log_z),
-            hit_max_stages=~reached & ~c.nan & ~c.zero,
-            nan_potential=c.nan,
-            zero_evidence=c.zero & ~c.nan,
-            collapsed=collapsed & ~c.nan & ~c.zero,
-            poor_mixing=poor_mixing & ~c.nan & ~c.zero,
-        )
+        result = core(key_run, particles)
+        return result._replace(samples=jax.vmap(postprocess_fn)(result.unconstrained))
 
     return run
 

@@ -1,6 +1,7 @@
-"""Sequential Monte Carlo: resampling, particle filters, the dSMC smoother and FFBS.
+"""Sequential Monte Carlo: resampling, particle filters, the dSMC smoother, FFBS, tempered SMC.
 
-Tempered SMC for NumPyro models lives in `numpyro_parallel.infer.tempered`. Failure
+`build_adaptive_tempering` is adaptive tempered SMC on flat particles; its NumPyro front end
+is `numpyro_parallel.infer.tempered_smc`. Failure
 modes (invalid weights, impossible observations, collapse): see the "Failure modes" docs page and
 `numpyro_parallel.smc.status`.
 """
@@ -41,6 +42,7 @@ from numpyro_parallel.smc.resampling import (
     systematic,
 )
 from numpyro_parallel.smc.status import STATUS_NAMES
+from numpyro_parallel.smc.tempered import TemperedSMCResult, build_adaptive_tempering
 
 __all__ = [
     "RESAMPLERS",
@@ -51,8 +53,10 @@ __all__ = [
     "ParticleFilterOutput",
     "ParticleFilterState",
     "RejectionResult",
+    "TemperedSMCResult",
     "backward_sampling",
     "bootstrap",
+    "build_adaptive_tempering",
     "build_particle_filter_kernel",
     "conditional_multinomial",
     "conditional_rejection",

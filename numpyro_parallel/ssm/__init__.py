@@ -10,6 +10,7 @@ from numpyro_parallel.ssm.hmm.datatree import hmm_to_datatree
 from numpyro_parallel.ssm.hmm.distribution import DiscreteHMM
 from numpyro_parallel.ssm.hmm.inference import (
     HMMFilterResult,
+    HMMSmootherResult,
     ViterbiResult,
     hmm_filter,
     hmm_log_likelihood,
@@ -41,6 +42,7 @@ __all__ = [
     "FilterResult",
     "GaussianSSMParams",
     "HMMFilterResult",
+    "HMMSmootherResult",
     "IteratedSmootherResult",
     "LinearGaussianSSM",
     "NonlinearGaussianModel",

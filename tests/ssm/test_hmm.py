@@ -65,7 +65,9 @@ def test_parallel_equals_sequential_equals_enumeration(num_states, num_steps, ti
         log_likelihood = hmm.hmm_log_likelihood(*args, **strategy)
         np.testing.assert_allclose(log_likelihood, evidence, rtol=RTOL)
         smoothed = hmm.hmm_smoother(*args, **strategy)
-        np.testing.assert_allclose(smoothed, marginals, rtol=RTOL, atol=1e-12)
+        np.testing.assert_allclose(smoothed.smoothed_probs, marginals, rtol=RTOL, atol=1e-12)
+        np.testing.assert_allclose(smoothed.filtered_probs, filtered, rtol=RTOL, atol=1e-12)
+        np.testing.assert_allclose(smoothed.log_likelihood, evidence, rtol=RTOL)
         viterbi = hmm.hmm_viterbi(*args, **strategy)
         np.testing.assert_array_equal(viterbi.path, best_path)
         np.testing.assert_allclose(viterbi.log_joint, best_score, rtol=RTOL)
@@ -77,7 +79,7 @@ def test_parallel_equals_sequential_longer(num_steps, time_varying):
     args = _problem(5, 4, num_steps, time_varying=time_varying)
     evidence, filtered = forward_reference(*args)
     seq = hmm.hmm_filter(*args, strategy="sequential")
-    smoothed_seq = hmm.hmm_smoother(*args, strategy="sequential")
+    smoothed_seq = hmm.hmm_smoother(*args, strategy="sequential").smoothed_probs
     np.testing.assert_allclose(seq.log_likelihood, evidence, rtol=RTOL)
     for strategy in (Associative(), Blocked(5), Blocked(64)):  # Blocked(2): test_strategies
         par = hmm.hmm_filter(*args, strategy=strategy)
@@ -87,7 +89,7 @@ def test_parallel_equals_sequential_longer(num_steps, time_varying):
             par.log_likelihood_terms, seq.log_likelihood_terms, rtol=RTOL, atol=1e-12
         )
         np.testing.assert_allclose(
-            hmm.hmm_smoother(*args, strategy=strategy), smoothed_seq, rtol=RTOL, atol=1e-12
+            hmm.hmm_smoother(*args, strategy=strategy).smoothed_probs, smoothed_seq, rtol=RTOL, atol=1e-12
         )
     v_par, v_seq = hmm.hmm_viterbi(*args), hmm.hmm_viterbi(*args, strategy="sequential")
     np.testing.assert_array_equal(v_par.path, v_seq.path)
@@ -103,7 +105,7 @@ def test_structural_zeros_left_to_right():
     for strategy in STRATEGIES:
         res = hmm.hmm_filter(initial, transition, log_likelihoods, **strategy)
         np.testing.assert_allclose(res.log_likelihood, evidence, rtol=RTOL)
-        smoothed = hmm.hmm_smoother(initial, transition, log_likelihoods, **strategy)
+        smoothed = hmm.hmm_smoother(initial, transition, log_likelihoods, **strategy).smoothed_probs
         np.testing.assert_allclose(smoothed, marginals, rtol=RTOL, atol=1e-12)
         path = hmm.hmm_viterbi(initial, transition, log_likelihoods, **strategy).path
         np.testing.assert_array_equal(path, best_path)
@@ -180,8 +182,8 @@ def test_float32_long_sequence_is_stable():
         res32.log_likelihood_terms, res64.log_likelihood_terms, rtol=1e-4, atol=1e-4
     )
     np.testing.assert_allclose(res32.filtered_probs, res64.filtered_probs, atol=1e-3)
-    smoothed32 = hmm.hmm_smoother(*args32, strategy="auto")  # blocked: faster to compile
-    smoothed64 = hmm.hmm_smoother(*args64, strategy="sequential")
+    smoothed32 = hmm.hmm_smoother(*args32, strategy="auto").smoothed_probs  # blocked: faster to compile
+    smoothed64 = hmm.hmm_smoother(*args64, strategy="sequential").smoothed_probs
     assert np.all(np.isfinite(smoothed32))
     np.testing.assert_allclose(smoothed32, smoothed64, atol=1e-3)
     path32 = hmm.hmm_viterbi(*args32, strategy="auto").path  # blocked: faster to compile
@@ -212,7 +214,7 @@ def test_posterior_sample_marginals_match_smoother():
     assert draws.shape == (2, num_samples // 2, 9)
     draws = np.asarray(draws).reshape(num_samples, 9)
     empirical = np.stack([(draws == k).mean(0) for k in range(3)], axis=-1)
-    smoothed = np.asarray(hmm.hmm_smoother(*args))
+    smoothed = np.asarray(hmm.hmm_smoother(*args).smoothed_probs)
     tolerance = 4 * np.sqrt(smoothed * (1 - smoothed) / num_samples) + 1 / num_samples
     assert np.all(np.abs(empirical - smoothed) < tolerance)
 
@@ -250,7 +252,7 @@ def test_gradients_match_finite_differences(strategy):
 
     def smoothed_summary(a, b, c):
         weights = jnp.arange(21.0).reshape(7, 3)
-        return jnp.sum(hmm.hmm_smoother(a, b, c, **strategy) * weights)
+        return jnp.sum(hmm.hmm_smoother(a, b, c, **strategy).smoothed_probs * weights)
 
     check_grads(smoothed_summary, (initial, transition, log_likelihoods), order=1, modes=["rev"])
 
@@ -262,7 +264,7 @@ def test_jit_and_vmap_invariance(strategy):
     for fn in (
         lambda *a: hmm.hmm_filter(*a, strategy=strategy).log_likelihood,
         lambda *a: hmm.hmm_log_likelihood(*a, strategy=strategy),
-        lambda *a: hmm.hmm_smoother(*a, strategy=strategy),
+        lambda *a: hmm.hmm_smoother(*a, strategy=strategy).smoothed_probs,
         lambda *a: hmm.hmm_viterbi(*a, strategy=strategy).path,
     ):
         looped = jnp.stack([fn(*args) for args in batch])
@@ -283,7 +285,7 @@ def test_bad_inputs_raise():
     with pytest.raises(ValueError, match="NaN"):
         hmm.hmm_filter(initial.at[0].set(jnp.nan), transition, log_likelihoods)
     with pytest.raises(ValueError, match="finite entry"):
-        hmm.hmm_smoother(initial, transition.at[1].set(-jnp.inf), log_likelihoods)
+        hmm.hmm_smoother(initial, transition.at[1].set(-jnp.inf), log_likelihoods).smoothed_probs
 
 
 def test_blocked_strategy_matches_reference():
@@ -294,8 +296,8 @@ def test_blocked_strategy_matches_reference():
     np.testing.assert_allclose(result.log_likelihood, evidence, rtol=RTOL)
     np.testing.assert_allclose(result.filtered_probs, filtered, rtol=RTOL, atol=1e-12)
     np.testing.assert_allclose(
-        hmm.hmm_smoother(*args, strategy=strategy),
-        hmm.hmm_smoother(*args, strategy="sequential"),
+        hmm.hmm_smoother(*args, strategy=strategy).smoothed_probs,
+        hmm.hmm_smoother(*args, strategy="sequential").smoothed_probs,
         rtol=RTOL,
         atol=1e-12,
     )

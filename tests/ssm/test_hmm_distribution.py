@@ -40,8 +40,8 @@ def test_normal_log_prob_and_posteriors_match_reference(strategy):
     np.testing.assert_allclose(
         filtered.filtered_probs, forward_reference(INITIAL, TIME_TRANSITION, ll)[1], rtol=1e-9
     )
-    np.testing.assert_allclose(model.smooth(y), marginals, rtol=1e-9, atol=1e-12)
-    np.testing.assert_array_equal(model.viterbi(y), path)
+    np.testing.assert_allclose(model.smooth(y).smoothed_probs, marginals, rtol=1e-9, atol=1e-12)
+    np.testing.assert_array_equal(model.viterbi(y).path, path)
     assert model.sample_states(jax.random.key(0), y, (5,)).shape == (5, T)
 
 
@@ -151,8 +151,8 @@ def test_missing_scalar_observations_and_their_gradients():
     evidence, marginals, path, _ = enumerate_reference(INITIAL, TRANSITION, ll)
     model = DiscreteHMM(INITIAL, TRANSITION, dist.Normal(MEANS, 1.0))
     np.testing.assert_allclose(model.log_prob(y), evidence, rtol=1e-9)
-    np.testing.assert_allclose(model.smooth(y), marginals, rtol=1e-9, atol=1e-12)
-    np.testing.assert_array_equal(model.viterbi(y), path)
+    np.testing.assert_allclose(model.smooth(y).smoothed_probs, marginals, rtol=1e-9, atol=1e-12)
+    np.testing.assert_array_equal(model.viterbi(y).path, path)
 
     def log_prob(initial, transition, means):
         return DiscreteHMM(initial, transition, dist.Normal(means, 1.0)).log_prob(y)
@@ -177,8 +177,8 @@ def test_batched_models_match_a_loop_and_jit():
             np.testing.assert_allclose(got[i, b], expected, rtol=1e-9)
     jitted = jax.jit(lambda a, y: DiscreteHMM(a, transition, dist.Normal(MEANS, 1.0)).log_prob(y))
     np.testing.assert_allclose(jitted(initial, y), got, rtol=1e-12)
-    assert model.smooth(y).shape == (4, 2, T, K)
-    assert model.viterbi(y).shape == (4, 2, T)
+    assert model.smooth(y).smoothed_probs.shape == (4, 2, T, K)
+    assert model.viterbi(y).path.shape == (4, 2, T)
     assert model.filter(y).filtered_probs.shape == (4, 2, T, K)
     assert model.sample_states(jax.random.key(0), y, (3,)).shape == (3, 4, 2, T)
 
@@ -190,7 +190,7 @@ def test_sample_shapes_and_moments():
     y = model.sample(jax.random.key(0), (num_samples,))
     assert y.shape == (num_samples, T)
     # E[y_t] = sum_k p(z_t = k) mu_k under the Markov-chain prior.
-    prior = hmm.hmm_smoother(INITIAL, TIME_TRANSITION, jnp.zeros((T, K)))
+    prior = hmm.hmm_smoother(INITIAL, TIME_TRANSITION, jnp.zeros((T, K))).smoothed_probs
     mean = prior @ MEANS
     variance = prior @ (MEANS**2 + 0.25) - mean**2
     error = np.abs(np.mean(y, axis=0) - mean)
@@ -273,5 +273,5 @@ def test_blocked_distribution_matches_sequential():
         INITIAL, TIME_TRANSITION, dist.Normal(MEANS, 1.0), strategy="sequential"
     )
     np.testing.assert_allclose(blocked.log_prob(y), sequential.log_prob(y), rtol=1e-9)
-    np.testing.assert_allclose(blocked.smooth(y), sequential.smooth(y), rtol=1e-9, atol=1e-12)
-    np.testing.assert_array_equal(blocked.viterbi(y), sequential.viterbi(y))
+    np.testing.assert_allclose(blocked.smooth(y).smoothed_probs, sequential.smooth(y).smoothed_probs, rtol=1e-9, atol=1e-12)
+    np.testing.assert_array_equal(blocked.viterbi(y).path, sequential.viterbi(y).path)

@@ -132,7 +132,7 @@ def test_shapes_follow_the_time_axis_rule(num_states, num_steps, batch, fix_leng
         return
     assert model.log_prob(y).shape == batch
     assert model.log_likelihood_terms(y).shape == (*batch, num_steps)
-    assert model.viterbi(y).shape == (*batch, num_steps)
+    assert model.viterbi(y).path.shape == (*batch, num_steps)
     if num_steps > 1:
         with pytest.raises(ValueError, match="`y`"):
             model.log_prob(y[..., None])  # (T, 1): T sequences of length one

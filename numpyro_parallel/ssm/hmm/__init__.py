@@ -13,6 +13,7 @@ from numpyro_parallel.ssm.hmm.datatree import hmm_to_datatree
 from numpyro_parallel.ssm.hmm.distribution import DiscreteHMM
 from numpyro_parallel.ssm.hmm.inference import (
     HMMFilterResult,
+    HMMSmootherResult,
     hmm_filter,
     hmm_log_likelihood,
     hmm_smoother,
@@ -27,6 +28,7 @@ from numpyro_parallel.ssm.hmm.paths import (
 __all__ = [
     "DiscreteHMM",
     "HMMFilterResult",
+    "HMMSmootherResult",
     "ViterbiResult",
     "hmm_filter",
     "hmm_log_likelihood",

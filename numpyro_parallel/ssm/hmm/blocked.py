@@ -166,12 +166,14 @@ def scaled_smoother(log_initial, log_transition, log_likelihoods, block_size):
         block_size: None (sequential) or the block length.
 
     Returns:
-        ``(T, K)`` smoothed probabilities.
+        ``(smoothed (T, K), filtered (T, K), log_likelihood_terms (T,))``.
     """
-    filtered, _, elements = scaled_filter(log_initial, log_transition, log_likelihoods, block_size)
+    filtered, terms, elements = scaled_filter(
+        log_initial, log_transition, log_likelihoods, block_size
+    )
     num_steps, num_states = log_likelihoods.shape
     if num_steps == 1:
-        return filtered
+        return filtered, filtered, terms
     uniform = jnp.full((num_states,), 1.0 / num_states, filtered.dtype)
     if elements is None:
         transitions, step_lls, valid = _steps(log_transition, log_likelihoods)
@@ -185,4 +187,4 @@ def scaled_smoother(log_initial, log_transition, log_likelihoods, block_size):
         )
         messages, before = _unblock(messages, num_steps - 1), before[0]
     marginals = filtered * jnp.concatenate([before[None], messages])
-    return marginals / jnp.sum(marginals, axis=-1, keepdims=True)
+    return marginals / jnp.sum(marginals, axis=-1, keepdims=True), filtered, terms

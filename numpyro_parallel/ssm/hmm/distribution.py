@@ -46,6 +46,7 @@ from numpyro_parallel.ssm.hmm.common import prepare, resolve_mode
 from numpyro_parallel.ssm.hmm.emissions import log_emissions
 from numpyro_parallel.ssm.hmm.inference import (
     HMMFilterResult,
+    HMMSmootherResult,
     _filter,
     _log_likelihood,
     _smoother,
@@ -53,6 +54,7 @@ from numpyro_parallel.ssm.hmm.inference import (
 )
 from numpyro_parallel.ssm.hmm.paths import (
     IMPOSSIBLE_MESSAGE,
+    ViterbiResult,
     _sample_sizes,
     _sample_states,
     _viterbi,
@@ -217,34 +219,36 @@ class DiscreteHMM(Distribution):
         """
         return self._run(_filter, self._log_emissions(y))
 
-    def smooth(self, y: jax.Array) -> jax.Array:
-        """Posterior state marginals ``p(z_t | y)``, ``batch + (T, K)``.
+    def smooth(self, y: jax.Array) -> HMMSmootherResult:
+        """Posterior state marginals ``p(z_t | y)`` by forward-backward.
 
         Args:
             y: observations, ``batch + (T,) + observation_dist.event_shape``.
 
         Returns:
-            Smoothed probabilities.
+            An `HMMSmootherResult` with batch dimensions in front: ``smoothed_probs`` and
+            ``filtered_probs`` ``batch + (T, K)``, ``log_likelihood`` ``batch``.
         """
         return self._run(_smoother, self._log_emissions(y))
 
-    def viterbi(self, y: jax.Array) -> jax.Array:
-        """Most likely state path ``argmax_z p(z | y)``, int32 ``batch + (T,)``.
+    def viterbi(self, y: jax.Array) -> ViterbiResult:
+        """Most likely state path ``argmax_z p(z | y)``.
 
         When the data have probability zero under the model (or a parameter is NaN) no path
-        is most likely and the returned path is arbitrary: outside `jax.jit` a
-        `RuntimeWarning` says so; under `jax.jit` use `numpyro_parallel.ssm.hmm_viterbi`,
-        whose `ViterbiResult` carries ``log_joint`` and the ``valid`` flag.
+        is most likely and the returned path is arbitrary: the result's ``valid`` is False,
+        and outside `jax.jit` a `RuntimeWarning` says so.
 
         Args:
             y: observations, ``batch + (T,) + observation_dist.event_shape``.
 
         Returns:
-            The path (ties broken towards smaller state indices).
+            A `ViterbiResult` with batch dimensions in front: ``path`` int32 ``batch + (T,)``
+            (ties broken towards smaller state indices), ``log_joint`` and ``valid``
+            ``batch``.
         """
         result = self._run(_viterbi, self._log_emissions(y))
         warn_if(~result.valid, f"DiscreteHMM.viterbi: {IMPOSSIBLE_MESSAGE}.")
-        return result.path
+        return result
 
     def sample_states(
         self, rng_key: jax.Array, y: jax.Array, sample_shape: Sequence[int] = ()

@@ -62,6 +62,7 @@ from numpyro_parallel.strategy import Associative, StrategyLike
 
 __all__ = [
     "HMMFilterResult",
+    "HMMSmootherResult",
     "ViterbiResult",
     "check_logits",
     "hmm_filter",
@@ -85,6 +86,29 @@ class HMMFilterResult(NamedTuple):
     filtered_probs: jax.Array
     log_likelihood: jax.Array
     log_likelihood_terms: jax.Array
+
+
+class HMMSmootherResult(NamedTuple):
+    """Forward-backward output.
+
+    Attributes:
+        smoothed_probs: ``(T, K)`` ``p(z_t | y_{0:T-1})``.
+        filtered_probs: ``(T, K)`` ``p(z_t | y_{0:t})`` (the forward pass, for free).
+        log_likelihood: ``()`` ``log p(y_{0:T-1})``.
+    """
+
+    smoothed_probs: jax.Array
+    filtered_probs: jax.Array
+    log_likelihood: jax.Array
+
+
+def _forward_terms(prefix):
+    """Filtered probabilities and per-step terms from the forward prefix products."""
+    log_alpha = prefix.log_matrix[:, 0, :]
+    log_evidence = jax.nn.logsumexp(log_alpha, axis=-1) + prefix.log_scale
+    # After an impossible step every later term is -inf too (not -inf - -inf = NaN).
+    steps = jnp.where(jnp.isneginf(log_evidence[:-1]), -jnp.inf, jnp.diff(log_evidence))
+    return jax.nn.softmax(log_alpha, axis=-1), jnp.concatenate([log_evidence[:1], steps])
 
 
 def hmm_filter(
@@ -123,17 +147,12 @@ def hmm_filter(
 def _filter(log_initial, log_transition, log_likelihoods, strategy):
     if isinstance(strategy, Associative):
         _, prefix = forward_scan(log_initial, log_transition, log_likelihoods, strategy)
-        log_alpha = prefix.log_matrix[:, 0, :]
-        log_evidence = jax.nn.logsumexp(log_alpha, axis=-1) + prefix.log_scale
-        # After an impossible step every later term is -inf too (not -inf - -inf = NaN).
-        steps = jnp.where(jnp.isneginf(log_evidence[:-1]), -jnp.inf, jnp.diff(log_evidence))
-        terms = jnp.concatenate([log_evidence[:1], steps])
-        result = HMMFilterResult(jax.nn.softmax(log_alpha, axis=-1), log_evidence[-1], terms)
+        filtered, terms = _forward_terms(prefix)
     else:
         filtered, terms, _ = scaled_filter(
             log_initial, log_transition, log_likelihoods, scaled_block_size(strategy)
         )
-        result = HMMFilterResult(filtered, jnp.sum(terms), terms)
+    result = HMMFilterResult(filtered, jnp.sum(terms), terms)
     ok = inputs_ok(log_initial, log_transition, log_likelihoods)
     return HMMFilterResult(*(nan_unless(ok, x) for x in result))
 
@@ -208,7 +227,7 @@ def hmm_smoother(
     log_likelihoods: jax.Array,
     *,
     strategy: StrategyLike = "auto",
-) -> jax.Array:
+) -> HMMSmootherResult:
     """Posterior state marginals ``p(z_t | y_{0:T-1})`` by forward-backward.
 
     Args:
@@ -218,7 +237,8 @@ def hmm_smoother(
         strategy: evaluation strategy, as in `hmm_filter`.
 
     Returns:
-        ``(T, K)`` smoothed probabilities (NaN when an input is NaN under tracing).
+        An `HMMSmootherResult` (smoothed and filtered probabilities, log-likelihood); every
+        entry is NaN when an input is NaN (only possible under tracing).
 
     Raises:
         ValueError, TypeError: as `hmm_filter`.
@@ -236,8 +256,11 @@ def _smoother(log_initial, log_transition, log_likelihoods, strategy):
             reverse_sum_product, backward_elements(elements), strategy=strategy, reverse=True
         )
         log_marginal = prefix.log_matrix[:, 0, :] + suffix.log_matrix[:, :, 0]
-        return nan_unless(ok, jax.nn.softmax(log_marginal, axis=-1))
-    smoothed = scaled_smoother(
-        log_initial, log_transition, log_likelihoods, scaled_block_size(strategy)
-    )
-    return nan_unless(ok, smoothed)
+        smoothed = jax.nn.softmax(log_marginal, axis=-1)
+        filtered, terms = _forward_terms(prefix)
+    else:
+        smoothed, filtered, terms = scaled_smoother(
+            log_initial, log_transition, log_likelihoods, scaled_block_size(strategy)
+        )
+    result = HMMSmootherResult(smoothed, filtered, jnp.sum(terms))
+    return HMMSmootherResult(*(nan_unless(ok, x) for x in result))

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from numpyro_parallel._checks import check_positive_int
-from numpyro_parallel.infer._tempered_mutation import DEFAULT_STEP
+from numpyro_parallel.smc.tempered_mutation import DEFAULT_STEP
 
 __all__ = ["check_options", "check_rng_key"]
 
