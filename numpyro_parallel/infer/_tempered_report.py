@@ -7,13 +7,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from numpyro_parallel._checks import warn_if
+from numpyro_parallel.smc.resampling import get_resampler
 from numpyro_parallel.smc.tempered_result import (
     MIN_ACCEPTANCE,
     MIN_JUMP,
     MIN_UNIQUE_FRACTION,
     TemperedSMCResult,
 )
-from numpyro_parallel.smc.resampling import get_resampler
 
 __all__ = ["tempered_smc_to_arviz", "warn_on_failure"]
 

@@ -22,7 +22,7 @@ Lazy stitching (section "lazy resampling" of the paper): given an upper bound
 ``transition_log_bound`` on ``log f_t``, each of the N pairs is drawn by rejection (propose
 ``i ~ w^L``, ``j ~ w^R``, accept with probability ``f_ij / bound``), O(N) work per trial;
 slots not accepted after ``max_trials`` trials are drawn from the exact N x N pair weights, so
-the pairs remain exact i.i.d. draws (see `numpyro_parallel.smc.dsmc_stitching`).
+the pairs remain exact i.i.d. draws (see `numpyro_parallel.smc.dsmc_lazy`).
 """
 
 from __future__ import annotations
@@ -36,7 +36,8 @@ import jax.numpy as jnp
 from numpyro_parallel.linalg import mvn_logpdf_from_cholesky
 from numpyro_parallel.smc.conditional_resampling import get_conditional_resampler
 from numpyro_parallel.smc.dsmc_checks import check_dsmc_inputs
-from numpyro_parallel.smc.dsmc_stitching import exact_pairs, lazy_level, log_bounds_array
+from numpyro_parallel.smc.dsmc_lazy import lazy_level, log_bounds_array
+from numpyro_parallel.smc.dsmc_stitching import exact_pairs
 from numpyro_parallel.smc.resampling import get_resampler, multinomial
 from numpyro_parallel.smc.status import IMPOSSIBLE, INVALID, OK, step_status, warn_status
 from numpyro_parallel.smc.weights import ess, log_normalize, log_weights_valid

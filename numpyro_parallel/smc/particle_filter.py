@@ -42,15 +42,13 @@ from numpyro_parallel.smc.feynman_kac import (
     bootstrap,
     check_model,
     guided,
-    is_missing,
-    masked_potential,
-    sanitised,
 )
 from numpyro_parallel.smc.particle_filter_checks import (
     check_collapse_ess,
     check_kernel_args,
     num_steps_of,
 )
+from numpyro_parallel.smc.particle_filter_kernel import initial_state, make_kernel
 from numpyro_parallel.smc.particle_filter_types import (
     ParticleFilter,
     ParticleFilterInfo,
@@ -58,8 +56,7 @@ from numpyro_parallel.smc.particle_filter_types import (
     ParticleFilterState,
 )
 from numpyro_parallel.smc.resampling import ess
-from numpyro_parallel.smc.status import INVALID, step_status, warn_status
-from numpyro_parallel.smc.weights import log_normalize, log_weights_valid
+from numpyro_parallel.smc.status import warn_status
 
 __all__ = [
     "FeynmanKac",
@@ -74,33 +71,6 @@ __all__ = [
     "init",
     "run",
 ]
-
-
-def _weigh(unnormalised: jax.Array, collapse_ess: float):
-    """Normalised log-weights, log-normaliser, ESS and status of one weighting step."""
-    valid = log_weights_valid(unnormalised)
-    normalised, total = log_normalize(unnormalised)
-    normalised = jnp.where(valid, normalised, jnp.full_like(normalised, jnp.nan))
-    ess_value = ess(normalised)
-    status = step_status(unnormalised, ess_value, collapse_ess)
-    total = jnp.where(status == INVALID, jnp.full_like(total, jnp.nan), total)
-    return normalised, total, ess_value, status
-
-
-def _init(rng_key, model, observation, num_particles, collapse_ess) -> ParticleFilterState:
-    keys = jax.random.split(rng_key, num_particles)
-    particles = jax.vmap(model.init_sample, in_axes=(0, None))(keys, observation)
-    missing = is_missing(observation)
-    safe = sanitised(observation, missing)
-    log_g = jax.vmap(model.init_log_potential, in_axes=(0, None))(particles, safe)
-    log_g = masked_potential(log_g, missing)
-    if model.init_log_correction is not None:
-        log_g = log_g + jax.vmap(model.init_log_correction, in_axes=(0, None))(
-            particles, observation
-        )
-    normalised, total, _, status = _weigh(log_g, collapse_ess)
-    log_likelihood = total - jnp.log(num_particles).astype(total.dtype)
-    return ParticleFilterState(particles, normalised, log_likelihood, jnp.int32(0), status)
 
 
 def init(
@@ -129,60 +99,11 @@ def init(
     """
     check_model(model)
     num_particles = check_positive_int("num_particles", num_particles)
-    state = _init(rng_key, model, observation, num_particles, check_collapse_ess(collapse_ess))
+    state = initial_state(
+        rng_key, model, observation, num_particles, check_collapse_ess(collapse_ess)
+    )
     warn_status(state.status, "particle filter init")
     return state
-
-
-def _kernel(model, resample, gradient_estimator, collapse_ess):
-    def kernel(rng_key: jax.Array, state: ParticleFilterState, observations: Any):
-        n = state.log_weights.shape[0]
-        time = state.time + 1
-        observation = jax.tree_util.tree_map(
-            lambda y: lax.dynamic_index_in_dim(y, time, keepdims=False), observations
-        )
-        # After an impossible / invalid step the weights are NaN: restart from uniform.
-        previous_lw = state.log_weights
-        uniform = jnp.full_like(previous_lw, -jnp.log(n))
-        previous_lw = jnp.where(log_weights_valid(previous_lw), previous_lw, uniform)
-        key_resample, key_propagate = jax.random.split(rng_key)
-        ancestors, carried, resampled = resample(key_resample, lax.stop_gradient(previous_lw))
-        if gradient_estimator == "score":
-            # Same value as `carried`; gradient of the selected weights flows through.
-            selected = previous_lw[ancestors]
-            carried = carried + selected - lax.stop_gradient(selected)
-        carried = jnp.where(resampled, carried, previous_lw)
-        previous = jax.tree_util.tree_map(lambda x: x[ancestors], state.particles)
-        keys = jax.random.split(key_propagate, n)
-        particles = jax.vmap(model.propagate_sample, in_axes=(0, 0, None, None))(
-            keys, previous, observation, time
-        )
-        missing = is_missing(observation)
-        safe = sanitised(observation, missing)
-        log_g = jax.vmap(model.log_potential, in_axes=(0, 0, None, None))(
-            previous, particles, safe, time
-        )
-        log_g = masked_potential(log_g, missing)
-        if model.log_correction is not None:
-            log_g = log_g + jax.vmap(model.log_correction, in_axes=(0, 0, None, None))(
-                previous, particles, observation, time
-            )
-        normalised, increment, ess_value, status = _weigh(carried + log_g, collapse_ess)
-        # A step past the last observation has nothing to assimilate: NaN, not a reuse.
-        num_steps = jax.tree_util.tree_leaves(observations)[0].shape[0]
-        increment = jnp.where(time < num_steps, increment, jnp.full_like(increment, jnp.nan))
-        status = jnp.where(time < num_steps, status, INVALID).astype(jnp.int32)
-        new_state = ParticleFilterState(
-            particles,
-            normalised,
-            state.log_likelihood + increment,
-            time,
-            jnp.maximum(jnp.asarray(state.status, jnp.int32), status),
-        )
-        info = ParticleFilterInfo(ancestors, ess_value, increment, resampled, status)
-        return new_state, info
-
-    return kernel
 
 
 def build_kernel(
@@ -211,7 +132,7 @@ def build_kernel(
         TypeError, ValueError: bad model or argument (the message names it).
     """
     resample = check_kernel_args(model, resampling_fn, ess_threshold, gradient_estimator)
-    return _kernel(model, resample, gradient_estimator, check_collapse_ess(collapse_ess))
+    return make_kernel(model, resample, gradient_estimator, check_collapse_ess(collapse_ess))
 
 
 def as_top_level_api(
@@ -303,10 +224,10 @@ def run(
     num_particles = check_positive_int("num_particles", num_particles)
     collapse_ess = check_collapse_ess(collapse_ess)
     resample = check_kernel_args(model, resampling_fn, ess_threshold, gradient_estimator)
-    kernel = _kernel(model, resample, gradient_estimator, collapse_ess)
+    kernel = make_kernel(model, resample, gradient_estimator, collapse_ess)
     key_init, key_steps = jax.random.split(rng_key)
     first = jax.tree_util.tree_map(lambda y: y[0], observations)
-    state0 = _init(key_init, model, first, num_particles, collapse_ess)
+    state0 = initial_state(key_init, model, first, num_particles, collapse_ess)
 
     def body(state, key):
         state, info = kernel(key, state, observations)

@@ -32,7 +32,7 @@ from jax.scipy.special import logsumexp
 
 from numpyro_parallel.smc import tempered_mutation as mutation
 from numpyro_parallel.smc.resampling import get_resampler
-from numpyro_parallel.smc.tempered_checks import check_options
+from numpyro_parallel.smc.tempered_checks import check_options, check_rng_key
 from numpyro_parallel.smc.tempered_result import (
     MIN_ACCEPTANCE,
     MIN_JUMP,
@@ -120,8 +120,10 @@ def build_adaptive_tempering(
         both the final ``(N, D)`` particles.
 
     Raises:
-        TypeError: an option of the wrong type (named in the message).
-        ValueError: an option out of range (named in the message).
+        TypeError: an option of the wrong type (named in the message); from ``run``, an
+            ``rng_key`` that is not a single PRNG key.
+        ValueError: an option out of range (named in the message); from ``run``,
+            ``initial_particles`` not of shape ``(num_particles, D)``.
     """
     options = check_options(
         num_particles=num_particles,
@@ -138,6 +140,7 @@ def build_adaptive_tempering(
     vloglik = jax.vmap(loglikelihood_fn)
 
     def run(rng_key: jax.Array, initial_particles: jax.Array) -> TemperedSMCResult:
+        check_rng_key(rng_key)
         particles = jnp.asarray(initial_particles)
         if particles.ndim != 2 or particles.shape[0] != num_particles:
             raise ValueError(

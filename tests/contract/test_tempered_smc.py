@@ -18,6 +18,7 @@ from numpyro_parallel.infer.tempered import (
     tempered_smc,
     tempered_smc_to_arviz,
 )
+from numpyro_parallel.smc import build_adaptive_tempering
 from tests.contract.matrix import Case, case_id, is_nan, raises, returns, run_case
 
 Y = jnp.asarray([0.3, -0.2, 1.1, 0.4])
@@ -30,6 +31,7 @@ BUILD = "numpyro_parallel.infer.build_tempered_smc"
 SPLIT = "numpyro_parallel.infer.split_model"
 RESULT = "numpyro_parallel.infer.TemperedSMCResult"
 ARVIZ = "numpyro_parallel.infer.tempered_smc_to_arviz"
+CORE = "numpyro_parallel.smc.build_adaptive_tempering"
 
 
 def normal_model(y):
@@ -111,11 +113,45 @@ def _vmapped_result():
     return jax.tree.map(lambda leaf: jnp.stack([leaf, leaf]), nan_run())
 
 
+def _core(loglikelihood_fn=lambda x: -0.5 * jnp.sum(x**2), particles=None, key=KEY, **kwargs):
+    """`build_adaptive_tempering` on a standard-normal prior with cheap settings."""
+    run = build_adaptive_tempering(
+        lambda x: -0.5 * jnp.sum(x**2), loglikelihood_fn, **{**FAST, **kwargs}
+    )
+    if particles is None:
+        particles = jax.random.normal(jax.random.key(1), (FAST["num_particles"], 2))
+    return run(key, particles)
+
+
 def _with(**kwargs):
     return lambda: tempered_smc(KEY, normal_model, Y, **{**FAST, **kwargs})
 
 
 CASES = [
+    # ---- build_adaptive_tempering (flat particles): options, shapes, keys, run-time flags
+    Case(
+        "core target_ess=2", CORE, lambda: _core(target_ess=2.0), raises(ValueError, "`target_ess`")
+    ),
+    Case("core kernel unknown", CORE, lambda: _core(kernel="nuts"), raises(ValueError, "`kernel`")),
+    Case(
+        "core particles wrong N",
+        CORE,
+        lambda: _core(particles=jnp.zeros((FAST["num_particles"] + 1, 2))),
+        raises(ValueError, "`initial_particles`"),
+    ),
+    Case("core rng_key int", CORE, lambda: _core(key=0), raises(TypeError, "`rng_key`")),
+    Case(
+        "core NaN log-likelihood",
+        CORE,
+        lambda: _core(lambda x: jnp.nan * jnp.sum(x)),
+        returns(lambda r: is_nan(r.log_evidence) and _flags_only(r, "nan_potential")),
+    ),
+    Case(
+        "core impossible data",
+        CORE,
+        lambda: _core(lambda x: -jnp.inf + 0.0 * jnp.sum(x)),
+        returns(lambda r: float(r.log_evidence) == -np.inf and _flags_only(r, "zero_evidence")),
+    ),
     # ---- tempered_smc: concrete bad options raise, naming the argument
     Case("num_particles=1", TSMC, _with(num_particles=1), raises(ValueError, "`num_particles`")),
     Case("num_particles=0", TSMC, _with(num_particles=0), raises(ValueError, "`num_particles`")),

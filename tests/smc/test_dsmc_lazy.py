@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from numpyro_parallel.smc.dsmc_stitching import lazy_level, log_bounds_array
+from numpyro_parallel.smc.dsmc_lazy import lazy_level, log_bounds_array
 from tests.smc import lgssm
 
 T = 13  # odd and prime: exercises the padding of the stitching tree

@@ -88,9 +88,8 @@ def test_parallel_equals_sequential_longer(num_steps, time_varying):
         np.testing.assert_allclose(
             par.log_likelihood_terms, seq.log_likelihood_terms, rtol=RTOL, atol=1e-12
         )
-        np.testing.assert_allclose(
-            hmm.hmm_smoother(*args, strategy=strategy).smoothed_probs, smoothed_seq, rtol=RTOL, atol=1e-12
-        )
+        smoothed = hmm.hmm_smoother(*args, strategy=strategy).smoothed_probs
+        np.testing.assert_allclose(smoothed, smoothed_seq, rtol=RTOL, atol=1e-12)
     v_par, v_seq = hmm.hmm_viterbi(*args), hmm.hmm_viterbi(*args, strategy="sequential")
     np.testing.assert_array_equal(v_par.path, v_seq.path)
     np.testing.assert_allclose(v_par.log_joint, v_seq.log_joint, rtol=RTOL)
@@ -182,7 +181,8 @@ def test_float32_long_sequence_is_stable():
         res32.log_likelihood_terms, res64.log_likelihood_terms, rtol=1e-4, atol=1e-4
     )
     np.testing.assert_allclose(res32.filtered_probs, res64.filtered_probs, atol=1e-3)
-    smoothed32 = hmm.hmm_smoother(*args32, strategy="auto").smoothed_probs  # blocked: faster to compile
+    # "auto" is blocked here: faster to compile.
+    smoothed32 = hmm.hmm_smoother(*args32, strategy="auto").smoothed_probs
     smoothed64 = hmm.hmm_smoother(*args64, strategy="sequential").smoothed_probs
     assert np.all(np.isfinite(smoothed32))
     np.testing.assert_allclose(smoothed32, smoothed64, atol=1e-3)
@@ -285,7 +285,7 @@ def test_bad_inputs_raise():
     with pytest.raises(ValueError, match="NaN"):
         hmm.hmm_filter(initial.at[0].set(jnp.nan), transition, log_likelihoods)
     with pytest.raises(ValueError, match="finite entry"):
-        hmm.hmm_smoother(initial, transition.at[1].set(-jnp.inf), log_likelihoods).smoothed_probs
+        hmm.hmm_smoother(initial, transition.at[1].set(-jnp.inf), log_likelihoods)
 
 
 def test_blocked_strategy_matches_reference():

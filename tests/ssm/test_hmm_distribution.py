@@ -273,5 +273,10 @@ def test_blocked_distribution_matches_sequential():
         INITIAL, TIME_TRANSITION, dist.Normal(MEANS, 1.0), strategy="sequential"
     )
     np.testing.assert_allclose(blocked.log_prob(y), sequential.log_prob(y), rtol=1e-9)
-    np.testing.assert_allclose(blocked.smooth(y).smoothed_probs, sequential.smooth(y).smoothed_probs, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(
+        blocked.smooth(y).smoothed_probs,
+        sequential.smooth(y).smoothed_probs,
+        rtol=1e-9,
+        atol=1e-12,
+    )
     np.testing.assert_array_equal(blocked.viterbi(y).path, sequential.viterbi(y).path)

@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from numpyro_parallel._checks import check_finite, check_positive_int, concrete
+from numpyro_parallel._checks import check_covariance, check_finite, check_positive_int, concrete
 from numpyro_parallel.ssm.nonlinear.linearize import METHODS
 
 if TYPE_CHECKING:
@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "INITIAL_TRAJECTORIES",
+    "check_distribution_arrays",
     "check_function",
     "check_method",
     "check_model",
@@ -179,3 +180,54 @@ def check_options(
             f"`initial_trajectory` must be one of {INITIAL_TRAJECTORIES}, a (T, d) array or a "
             f"(mean, chol) pair; got {initial_trajectory!r}."
         )
+
+
+def _check_noise_cov(name: str, cov: jax.Array, dim: int, num_steps: int) -> None:
+    if cov.shape not in ((dim, dim), (num_steps, dim, dim)):
+        raise ValueError(
+            f"`{name}` must have shape {(dim, dim)} or {(num_steps, dim, dim)}; got {cov.shape}."
+        )
+    check_covariance(name, cov)
+
+
+def check_distribution_arrays(
+    initial_mean: Any,
+    initial_cov: Any,
+    transition_fn: Any,
+    transition_cov: Any,
+    observation_fn: Any,
+    observation_cov: Any,
+    num_steps: int,
+) -> tuple[tuple[jax.Array, ...], int]:
+    """Check the arguments of `NonlinearGaussianSSM` (noise as covariances).
+
+    Returns:
+        ``((initial_mean, initial_cov, transition_cov, observation_cov), p)`` as arrays, with
+        ``p`` the observation dimension.
+
+    Raises:
+        ValueError, TypeError: the offending argument is named.
+    """
+    initial_mean = jnp.asarray(initial_mean)
+    if not jnp.issubdtype(initial_mean.dtype, jnp.inexact):
+        initial_mean = initial_mean.astype(float)
+    if initial_mean.ndim != 1 or initial_mean.shape[0] < 1:
+        raise ValueError(
+            f"`initial_mean` must have shape (d,) with d >= 1; got {initial_mean.shape}"
+            " (batch the distribution with jax.vmap instead)."
+        )
+    check_finite("initial_mean", initial_mean)
+    d = initial_mean.shape[0]
+    initial_cov = jnp.asarray(initial_cov)
+    if initial_cov.shape != (d, d):
+        raise ValueError(
+            f"`initial_cov` must have shape (d, d) = {(d, d)}; got {initial_cov.shape}."
+        )
+    check_covariance("initial_cov", initial_cov)
+    check_function("transition_fn", transition_fn, initial_mean, (d,))
+    (p,) = check_function("observation_fn", observation_fn, initial_mean)
+    transition_cov = jnp.asarray(transition_cov)
+    observation_cov = jnp.asarray(observation_cov)
+    _check_noise_cov("transition_cov", transition_cov, d, num_steps)
+    _check_noise_cov("observation_cov", observation_cov, p, num_steps)
+    return (initial_mean, initial_cov, transition_cov, observation_cov), p

@@ -21,16 +21,9 @@ adds one term of the Neumann series of the implicit derivative ``dx*/dθ``; one 
 error to about 1% there, at the cost of one more smoother pass. Linear models are exact
 either way.
 
-The approximation is poor when the posterior is far from Gaussian: multimodal or ambiguous
-observation models (``y = sin(x)`` with large angles, bearings-only tracking at long range),
-or strong nonlinearity relative to the noise scale.
-
-Failure reporting (the package's contract): concrete invalid arguments raise `ValueError` /
-`TypeError` naming the argument; under `jax.jit` / NUTS invalid values (NaN, non-PSD
-covariances) give a NaN `log_prob`. When the iterations stop without converging (the
-``max_iterations`` cap, or a non-finite iterate), `log_prob` is NaN and, outside `jit`, a
-`RuntimeWarning` is emitted; `log_prob_and_smooth` returns the log-likelihood together with
-the smoother's diagnostics (``converged``, ``num_iterations``, ``change``).
+The approximation is poor when the posterior is far from Gaussian (multimodal or ambiguous
+observation models, strong nonlinearity relative to the noise). Failures: see the class
+docstring and the "Failure modes" docs page.
 """
 
 from __future__ import annotations
@@ -42,16 +35,11 @@ import jax
 import jax.numpy as jnp
 from numpyro.distributions import Distribution, constraints
 
-from numpyro_parallel._checks import (
-    check_covariance,
-    check_finite,
-    check_positive_int,
-    nan_unless,
-)
+from numpyro_parallel._checks import check_positive_int, nan_unless
 from numpyro_parallel.linalg import cholesky_of
 from numpyro_parallel.ssm.kalman.inference import kalman_sample_states
 from numpyro_parallel.ssm.nonlinear.checks import (
-    check_function,
+    check_distribution_arrays,
     check_observation_values,
     check_options,
 )
@@ -68,14 +56,6 @@ from numpyro_parallel.ssm.nonlinear.smoother import (
 from numpyro_parallel.strategy import StrategyLike, as_strategy
 
 __all__ = ["NonlinearGaussianSSM"]
-
-
-def _check_noise_cov(name: str, cov: jax.Array, dim: int, num_steps: int) -> None:
-    if cov.shape not in ((dim, dim), (num_steps, dim, dim)):
-        raise ValueError(
-            f"`{name}` must have shape {(dim, dim)} or {(num_steps, dim, dim)}; got {cov.shape}."
-        )
-    check_covariance(name, cov)
 
 
 class NonlinearGaussianSSM(Distribution):
@@ -177,28 +157,16 @@ class NonlinearGaussianSSM(Distribution):
             )
         self.num_steps = check_positive_int("num_steps", num_steps)
         self.gradient_steps = check_positive_int("gradient_steps", gradient_steps, minimum=0)
-        self.initial_mean = jnp.asarray(initial_mean)
-        if not jnp.issubdtype(self.initial_mean.dtype, jnp.inexact):
-            self.initial_mean = self.initial_mean.astype(float)
-        if self.initial_mean.ndim != 1 or self.initial_mean.shape[0] < 1:
-            raise ValueError(
-                f"`initial_mean` must have shape (d,) with d >= 1; got {self.initial_mean.shape}"
-                " (batch the distribution with jax.vmap instead)."
-            )
-        check_finite("initial_mean", self.initial_mean)
-        d = self.initial_mean.shape[0]
-        self.initial_cov = jnp.asarray(initial_cov)
-        if self.initial_cov.shape != (d, d):
-            raise ValueError(
-                f"`initial_cov` must have shape (d, d) = {(d, d)}; got {self.initial_cov.shape}."
-            )
-        check_covariance("initial_cov", self.initial_cov)
-        check_function("transition_fn", transition_fn, self.initial_mean, (d,))
-        (p,) = check_function("observation_fn", observation_fn, self.initial_mean)
-        self.transition_cov = jnp.asarray(transition_cov)
-        self.observation_cov = jnp.asarray(observation_cov)
-        _check_noise_cov("transition_cov", self.transition_cov, d, self.num_steps)
-        _check_noise_cov("observation_cov", self.observation_cov, p, self.num_steps)
+        arrays, p = check_distribution_arrays(
+            initial_mean,
+            initial_cov,
+            transition_fn,
+            transition_cov,
+            observation_fn,
+            observation_cov,
+            self.num_steps,
+        )
+        self.initial_mean, self.initial_cov, self.transition_cov, self.observation_cov = arrays
         self.transition_fn = transition_fn
         self.observation_fn = observation_fn
         self.method = method
