@@ -75,6 +75,18 @@ def check_tolerance(name: str, value: Any) -> Any:
     return value
 
 
+def check_rng_key(rng_key: Any) -> None:
+    """Raise `TypeError` unless ``rng_key`` is a single PRNG key (typed or raw uint32[2])."""
+    dtype = getattr(rng_key, "dtype", None)
+    typed = dtype is not None and jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key)
+    raw = dtype == jnp.uint32 and jnp.shape(rng_key) == (2,)
+    if not (typed and jnp.ndim(rng_key) == 0) and not raw:
+        raise TypeError(
+            "`rng_key` must be a single PRNG key (`jax.random.key(seed)`); got "
+            f"{type(rng_key).__name__} with shape {jnp.shape(rng_key)}."
+        )
+
+
 def check_finite(name: str, value: Any) -> None:
     """Raise `ValueError` when a concrete ``value`` holds NaN or inf (no-op under tracing)."""
     array = concrete(value)

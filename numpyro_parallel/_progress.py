@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["StageProgress", "progress_enabled"]
+__all__ = ["StageProgress", "progress_enabled", "tracing"]
 
 
 def progress_enabled(progress_bar: Any) -> bool:
@@ -26,26 +26,41 @@ def progress_enabled(progress_bar: Any) -> bool:
     return progress_bar and not os.environ.get("CI")
 
 
+def tracing(*trees: Any) -> bool:
+    """Whether any leaf of ``trees`` is a tracer (a call under `jit` / `vmap` / `grad`).
+
+    A bar opened while tracing would be closed before the compiled loop runs, so the
+    functional APIs show one only when called eagerly.
+    """
+    import jax
+
+    leaves = jax.tree_util.tree_leaves(trees)
+    return any(isinstance(leaf, jax.core.Tracer) for leaf in leaves)
+
+
 class StageProgress:
-    """A bar over a fraction in [0, 1] (e.g. a tempering exponent), with the stage count.
+    """A bar over a fraction in [0, 1] (a tempering exponent, a converged prefix).
 
     Args:
         description: text before the bar.
+        stage_name: what a stage is called in the postfix (``"stage"``, ``"iteration"``).
     """
 
-    def __init__(self, description: str):
+    def __init__(self, description: str, stage_name: str = "stage"):
         from tqdm.auto import tqdm
 
+        self._stage_name = stage_name
         self._bar = tqdm(total=1000, desc=description, bar_format="{l_bar}{bar}| {postfix}")
 
-    def __call__(self, stage: Any, fraction: Any, acceptance: Any) -> None:
-        """Host callback: move the bar to ``fraction`` and show the stage and acceptance."""
+    def __call__(self, stage: Any, fraction: Any, acceptance: Any = None) -> None:
+        """Host callback: move the bar to ``fraction``; show the stage (and acceptance)."""
         position = int(1000 * float(np.clip(np.max(fraction), 0.0, 1.0)))
         if position > self._bar.n:
             self._bar.update(position - self._bar.n)
-        self._bar.set_postfix_str(
-            f"stage {int(np.max(stage))}, acceptance {float(np.mean(acceptance)):.2f}"
-        )
+        postfix = f"{self._stage_name} {int(np.max(stage))}"
+        if acceptance is not None:
+            postfix += f", acceptance {float(np.mean(acceptance)):.2f}"
+        self._bar.set_postfix_str(postfix)
 
     def close(self) -> None:
         """Close the bar."""

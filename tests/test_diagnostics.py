@@ -41,6 +41,7 @@ def fitted():
     return mcmc, y
 
 
+@pytest.mark.slow
 def test_pointwise_log_likelihood_sums_to_log_prob(fitted):
     mcmc, y = fitted
     samples = mcmc.get_samples(group_by_chain=True)
@@ -97,6 +98,7 @@ def hmm_model(y, x):
     numpyro.sample("x", dist.Normal(mu, 1.0), obs=x)  # iid site of another length (7)
 
 
+@pytest.mark.slow
 def test_discrete_hmm_log_likelihood_has_time_and_loo_counts_time_points():
     T = 25
     states = (jnp.arange(T) // 5) % 2

@@ -252,3 +252,63 @@ def test_status_names_and_solver_shorthands():
     assert fixed_point.STATUS_NAMES[fixed_point.FALLBACK] == "fallback"
     assert fixed_point.as_solver("online_picard") == OnlinePicard()
     assert fixed_point.as_solver("quasi_newton") == QuasiNewton()
+
+
+def _naive_map_iterations(map_fn, z, atol, max_iterations):
+    """Plain Python loop: iterations until max |z_new - z| <= atol, and the last change."""
+    for i in range(1, max_iterations + 1):
+        new = map_fn(z)
+        change = float(np.max(np.abs(new - z)))
+        z = new
+        if change <= atol:
+            return i, change, z
+    return max_iterations, change, z
+
+
+def test_iterate_map_reaches_the_fixed_point_like_a_plain_loop():
+    a = jnp.array([[0.5, 0.2], [-0.1, 0.3]])
+    b = jnp.array([1.0, -2.0])
+    map_fn = lambda z: a @ z + b
+    exact = np.linalg.solve(np.eye(2) - np.asarray(a), np.asarray(b))
+    result = fixed_point.iterate_map(map_fn, jnp.zeros(2), atol=1e-12, rtol=0.0, max_iterations=200)
+    iterations, change, z = _naive_map_iterations(map_fn, jnp.zeros(2), 1e-12, 200)
+    assert int(result.status) == fixed_point.OK and bool(result.converged)
+    assert int(result.num_iterations) == iterations
+    np.testing.assert_allclose(result.residual, change, rtol=1e-12)
+    np.testing.assert_allclose(result.states, z, rtol=1e-14)
+    np.testing.assert_allclose(result.states, exact, rtol=1e-10)
+    # jit and vmap over the offset give the same fixed points.
+    offsets = jnp.stack([b, -b, 2 * b])
+    batched = jax.jit(
+        jax.vmap(
+            lambda c: (
+                fixed_point.iterate_map(
+                    lambda z: a @ z + c, jnp.zeros(2), atol=1e-12, rtol=0.0, max_iterations=200
+                ).states
+            )
+        )
+    )(offsets)
+    np.testing.assert_allclose(batched[0], result.states, rtol=1e-14)
+    np.testing.assert_allclose(batched[2], 2 * result.states, rtol=1e-10)
+
+
+def test_iterate_map_reports_the_cap_and_non_finite_iterates():
+    slow = fixed_point.iterate_map(
+        lambda z: 0.99 * z + 1.0, jnp.zeros(1), atol=1e-12, rtol=0.0, max_iterations=3
+    )
+    assert int(slow.status) == fixed_point.MAX_ITERATIONS and not bool(slow.converged)
+    assert int(slow.num_iterations) == 3
+    np.testing.assert_allclose(slow.states, [1.0 + 0.99 + 0.99**2], rtol=1e-14)
+    # The second iterate is NaN: the loop stops there, residual NaN.
+    blow_up = fixed_point.iterate_map(
+        lambda z: jnp.where(z > 0.5, jnp.nan, z + 1.0), jnp.zeros(1), atol=0.0, rtol=0.0,
+        max_iterations=50,
+    )  # fmt: skip
+    assert int(blow_up.status) == fixed_point.NON_FINITE and int(blow_up.num_iterations) == 2
+    assert np.isnan(float(blow_up.residual))
+    start_nan = fixed_point.iterate_map(
+        lambda z: z, jnp.full(1, jnp.nan), atol=1e-6, rtol=0.0, max_iterations=5
+    )
+    assert int(start_nan.status) == fixed_point.NON_FINITE
+    assert int(start_nan.num_iterations) == 0
+    assert fixed_point.STATUS_NAMES[fixed_point.MAX_ITERATIONS] == "max_iterations"

@@ -89,6 +89,7 @@ def _hmm(args, strategy):
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("T", [1, 7])
 @pytest.mark.parametrize("name", list(STRATEGIES))
 def test_kalman_every_strategy_equals_sequential(T, name):
@@ -96,6 +97,7 @@ def test_kalman_every_strategy_equals_sequential(T, name):
     _close(_kalman(params, y, STRATEGIES[name]), _kalman(params, y, Sequential()))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("T", [1, 7])
 @pytest.mark.parametrize("name", list(STRATEGIES))
 def test_hmm_every_strategy_equals_sequential(T, name):
@@ -125,6 +127,7 @@ def test_batched_inputs_every_strategy(strategy):
     _close(got, expected)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("T", [1, 7])
 def test_distributions_every_strategy(T):
     import numpyro.distributions as dist
@@ -170,6 +173,7 @@ def _pendulum(T):
     return model, y
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("T", [1, 7])
 def test_nonlinear_every_strategy_equals_sequential(T):
     model, y = _pendulum(T)

@@ -21,6 +21,7 @@ iteration whose every iteration is parallel over time. One loop serves every sol
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from typing import Any
 
@@ -29,6 +30,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from numpyro_parallel._checks import check_positive_int, check_tolerance
+from numpyro_parallel._progress import StageProgress, progress_enabled, tracing
 from numpyro_parallel.fixed_point.result import (
     FixedPointResult,
     certify,
@@ -160,6 +162,7 @@ def solve_recursion(
     decisions_fn: Callable[[Any], jax.Array] | None = None,
     initial_guess: jax.Array | None = None,
     rng_key: jax.Array | None = None,
+    progress_bar: bool = True,
 ) -> FixedPointResult:
     """Solve ``x_t, aux_t = fn(x_{t-1}, inputs[t-1])``, t = 1..T, by parallel iteration.
 
@@ -185,6 +188,9 @@ def solve_recursion(
         rng_key: PRNG key of the Hutchinson probes (`QuasiNewton` with large d) and of the
             certification's perturbations; default ``jax.random.key(0)`` (the solution does
             not depend on it).
+        progress_bar: when called outside `jit`/`vmap`, show the certified prefix's share
+            of T and the iteration count as the solver runs (off when the ``CI`` environment
+            variable is set).
 
     Returns:
         A `numpyro_parallel.fixed_point.result.FixedPointResult`. Outside ``jit`` a
@@ -196,18 +202,36 @@ def solve_recursion(
             ``atol``/``rtol``; ``max_iterations`` or ``window`` < 1; shapes.
         TypeError: non-integer ``max_iterations``/``window``; non-floating ``initial_state``.
     """
-    result = _solve_recursion(
-        fn, initial_state, inputs, solver=solver, strategy=strategy, atol=atol, rtol=rtol,
-        max_iterations=max_iterations, window=window, decisions_fn=decisions_fn,
-        initial_guess=initial_guess, rng_key=rng_key,
-    )  # fmt: skip
+    with iteration_progress("solve_recursion", progress_bar, initial_state, inputs) as progress:
+        result = _solve_recursion(
+            fn, initial_state, inputs, solver=solver, strategy=strategy, atol=atol, rtol=rtol,
+            max_iterations=max_iterations, window=window, decisions_fn=decisions_fn,
+            initial_guess=initial_guess, rng_key=rng_key, on_iteration=progress,
+        )  # fmt: skip
     warn_result(result, "solve_recursion")
     return result
+
+
+@contextlib.contextmanager
+def iteration_progress(description: str, progress_bar: Any, *arguments: Any):
+    """A progress bar for the parallel iterations, or None under tracing / CI / when off.
+
+    Yields the ``on_iteration(iteration, fraction)`` host callback for `_solve_recursion`;
+    the bar closes once the results are ready.
+    """
+    enabled = progress_enabled(progress_bar) and not tracing(*arguments)
+    progress = StageProgress(description, stage_name="iteration") if enabled else None
+    try:
+        yield progress
+    finally:
+        if progress is not None:
+            progress.close()
 
 
 def _solve_recursion(
     fn, initial_state, inputs, *, solver="newton", strategy="auto", atol=None, rtol=None,
     max_iterations=None, window=None, decisions_fn=None, initial_guess=None, rng_key=None,
+    on_iteration=None,
 ) -> FixedPointResult:  # fmt: skip
     """`solve_recursion` without the warnings (callers report the result themselves)."""
     num_steps = check_inputs(initial_state, inputs)
@@ -251,8 +275,12 @@ def _solve_recursion(
             step, solver, strategy, initial_state, inputs,
             initial_guess.astype(initial_state.dtype), probe_key, atol=atol, rtol=rtol,
             max_iterations=max_iterations, width=width, guess_given=guess_given,
+            on_iteration=on_iteration,
         )  # fmt: skip
-        return certify(fn, buffer, inputs, num_iterations, sensitivity_key, atol=atol, rtol=rtol)
+        result = certify(fn, buffer, inputs, num_iterations, sensitivity_key, atol=atol, rtol=rtol)
+    if on_iteration is not None:
+        jax.block_until_ready(result)  # the bar closes after the last callback
+    return result
 
 
 def _tree_slice(tree: Any, start: jax.Array, size: int) -> Any:
@@ -261,7 +289,7 @@ def _tree_slice(tree: Any, start: jax.Array, size: int) -> Any:
 
 def _iterate(
     step, solver, strategy, x0, inputs, guess, probe_key, *, atol, rtol, max_iterations, width,
-    guess_given,
+    guess_given, on_iteration=None,
 ):  # fmt: skip
     """The sliding-window loop; returns the ``(T + 1, d)`` iterate and the iteration count."""
     num_steps = guess.shape[0]
@@ -299,6 +327,8 @@ def _iterate(
         buffer = lax.dynamic_update_slice_in_dim(buffer, new, start + 1, 0)
         decisions = lax.dynamic_update_slice_in_dim(decisions, new_decisions, start, 0)
         frontier = jnp.maximum(frontier, start + width)
+        if on_iteration is not None:
+            jax.debug.callback(on_iteration, iteration + 1, advanced / num_steps)
         return (
             buffer,
             decisions,

@@ -18,10 +18,18 @@ from jax import lax
 
 from numpyro_parallel._checks import check_tolerance, concrete, warn_if
 
-__all__ = ["FALLBACK", "NON_FINITE", "OK", "STATUS_NAMES", "FixedPointResult", "certify"]
+__all__ = [
+    "FALLBACK",
+    "MAX_ITERATIONS",
+    "NON_FINITE",
+    "OK",
+    "STATUS_NAMES",
+    "FixedPointResult",
+    "certify",
+]
 
-OK, FALLBACK, NON_FINITE = 0, 1, 2
-STATUS_NAMES = ("ok", "fallback", "non_finite")
+OK, FALLBACK, NON_FINITE, MAX_ITERATIONS = 0, 1, 2, 3
+STATUS_NAMES = ("ok", "fallback", "non_finite", "max_iterations")
 SENSITIVITY_FACTOR = 10.0
 JUMP_FACTOR = 1e4
 
@@ -35,8 +43,10 @@ class FixedPointResult(NamedTuple):
         aux: auxiliary outputs of the step at the solution, stacked over time (for an MCMC
             chain: the step's info, e.g. acceptance rates).
         status: int32 ``OK`` (0), ``FALLBACK`` (1: not converged within ``max_iterations``,
-            the uncertified steps were recomputed sequentially) or ``NON_FINITE`` (2: the
-            states contain NaN/Inf); names in ``STATUS_NAMES``.
+            the uncertified steps were recomputed sequentially), ``NON_FINITE`` (2: the
+            states contain NaN/Inf) or, for `iterate_map` (no sequential fallback exists),
+            ``MAX_ITERATIONS`` (3: the cap was reached before convergence); names in
+            ``STATUS_NAMES``.
         converged: ``status == OK``.
         num_iterations: parallel iterations performed (T for the sequential strategy).
         residual: ``max_t |x_t - f(x_{t-1})|`` (max norm) of the returned states.

@@ -19,11 +19,11 @@ from jax.flatten_util import ravel_pytree
 from numpyro.infer import Predictive
 from numpyro.infer.util import unconstrain_fn
 
+from numpyro_parallel._checks import check_rng_key
 from numpyro_parallel._progress import StageProgress, progress_enabled
 from numpyro_parallel.infer._tempered_model import check_model_arguments, latent_sites, split_model
 from numpyro_parallel.infer._tempered_report import tempered_smc_to_arviz, warn_on_failure
 from numpyro_parallel.smc.tempered import TemperedSMCResult, build_adaptive_tempering
-from numpyro_parallel.smc.tempered_checks import check_rng_key
 
 __all__ = [
     "TemperedSMCResult",

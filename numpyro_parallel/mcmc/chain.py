@@ -27,11 +27,12 @@ import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
-from numpyro_parallel._checks import check_positive_int
+from numpyro_parallel._checks import check_positive_int, check_rng_key
 from numpyro_parallel.fixed_point.driver import (
     MATMUL_PRECISION,
     _solve_recursion,
     check_solver_options,
+    iteration_progress,
 )
 from numpyro_parallel.fixed_point.result import (
     NON_FINITE,
@@ -63,17 +64,6 @@ _STATE_HINT = (
     "pass the sampler's state `init_fn(position)` (e.g. `algorithm.init(position)`), "
     "not a bare position"
 )
-
-
-def _check_key(rng_key: Any) -> None:
-    dtype = getattr(rng_key, "dtype", None)
-    typed = dtype is not None and jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key)
-    raw = dtype == jnp.uint32 and jnp.shape(rng_key) == (2,)
-    if not (typed and jnp.ndim(rng_key) == 0) and not raw:
-        raise TypeError(
-            "`rng_key` must be a single PRNG key (`jax.random.key(seed)`); got "
-            f"{type(rng_key).__name__} with shape {jnp.shape(rng_key)}."
-        )
 
 
 def _check_state(step: Callable, initial_state: Any, rng_key: Any, init_fn: Any) -> None:
@@ -134,6 +124,7 @@ def run_chain(
     max_iterations: int | None = None,
     window: int | None = None,
     init_fn: Callable | None = None,
+    progress_bar: bool = True,
 ) -> tuple[Any, FixedPointResult]:
     """Compute ``num_steps`` MCMC steps, in parallel over the chain or one after the other.
 
@@ -164,6 +155,9 @@ def run_chain(
         init_fn: ``init_fn(position) -> state`` rebuilding cached quantities (log-density,
             gradient) from a position; then only the position is iterated. Without it every
             floating leaf of the state is iterated (correct, with a larger Jacobian).
+        progress_bar: when called outside `jit`/`vmap` with a parallel solver, show the
+            share of the chain already certified and the iteration count as the solver runs
+            (off when the ``CI`` environment variable is set).
 
     Returns:
         ``(states, info)``: the states for t = 1..T stacked on a leading axis, and a
@@ -180,22 +174,24 @@ def run_chain(
         ValueError: ``num_steps``, ``max_iterations`` or ``window`` < 1, an unknown
             ``solver``/``strategy`` name, negative or non-finite ``atol``/``rtol``.
     """
-    result = _run_chain(
-        step_fn, initial_state, rng_key, num_steps, strategy=strategy, solver=solver,
-        atol=atol, rtol=rtol, max_iterations=max_iterations, window=window, init_fn=init_fn,
-    )  # fmt: skip
+    with iteration_progress("run_chain", progress_bar, initial_state, rng_key) as progress:
+        result = _run_chain(
+            step_fn, initial_state, rng_key, num_steps, strategy=strategy, solver=solver,
+            atol=atol, rtol=rtol, max_iterations=max_iterations, window=window, init_fn=init_fn,
+            on_iteration=progress,
+        )  # fmt: skip
     warn_result(result[1], "run_chain")
     return result
 
 
 def _run_chain(
     step_fn, initial_state, rng_key, num_steps, *, strategy="auto", solver="newton", atol=None,
-    rtol=None, max_iterations=None, window=None, init_fn=None,
+    rtol=None, max_iterations=None, window=None, init_fn=None, on_iteration=None,
 ) -> tuple[Any, FixedPointResult]:  # fmt: skip
     """`run_chain` without the warnings (callers report the result themselves)."""
     num_steps = check_positive_int("num_steps", num_steps)
     check_solver_options(solver, strategy, atol, rtol, max_iterations, window)
-    _check_key(rng_key)
+    check_rng_key(rng_key)
     step, init = _resolve(step_fn, init_fn)
     _check_state(step, initial_state, rng_key, init)
     keys = jax.random.split(rng_key, num_steps)
@@ -219,6 +215,7 @@ def _run_chain(
         fn, x0, keys, solver=solver, strategy=strategy, atol=atol, rtol=rtol,
         max_iterations=max_iterations, window=window, decisions_fn=_accept_decision,
         rng_key=jax.random.fold_in(rng_key, num_steps),  # probes: independent of the step keys
+        on_iteration=on_iteration,
     )  # fmt: skip
     states = jax.vmap(to_state)(result.states)
     finite = all_finite(states)

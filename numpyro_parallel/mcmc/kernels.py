@@ -127,6 +127,7 @@ def build_kernel(
             step, state, rng_key, num_steps_per_block, solver=solver, strategy=strategy,
             atol=atol, rtol=rtol, max_iterations=max_iterations, window=window,
             init_fn=lambda position: base_init(position, logdensity_fn),
+            progress_bar=False,  # one block per call: the caller's loop shows progress
         )  # fmt: skip
         ok = jnp.asarray(True) if params_ok is None else params_ok(*params)
         poison = lambda x: nan_unless(ok, x) if jnp.issubdtype(x.dtype, jnp.inexact) else x

@@ -30,9 +30,10 @@ import numpy as np
 from jax import lax
 from jax.scipy.special import logsumexp
 
+from numpyro_parallel._checks import check_rng_key
 from numpyro_parallel.smc import tempered_mutation as mutation
 from numpyro_parallel.smc.resampling import get_resampler
-from numpyro_parallel.smc.tempered_checks import check_options, check_rng_key
+from numpyro_parallel.smc.tempered_checks import check_options
 from numpyro_parallel.smc.tempered_result import (
     MIN_ACCEPTANCE,
     MIN_JUMP,

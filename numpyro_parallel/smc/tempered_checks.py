@@ -5,14 +5,12 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
 from numpyro_parallel._checks import check_positive_int
 from numpyro_parallel.smc.tempered_mutation import DEFAULT_STEP
 
-__all__ = ["check_options", "check_rng_key"]
+__all__ = ["check_options"]
 
 
 def _check_real(name: str, value: Any) -> float:
@@ -56,17 +54,3 @@ def check_options(
         "max_stages": check_positive_int("max_stages", max_stages),
         "target_ess": target,
     }
-
-
-def check_rng_key(rng_key: Any) -> None:
-    """Raise `TypeError` unless ``rng_key`` is a single PRNG key (typed or raw uint32[2])."""
-    if isinstance(rng_key, jax.Array) and jnp.issubdtype(rng_key.dtype, jax.dtypes.prng_key):
-        if rng_key.shape == ():
-            return
-    elif isinstance(rng_key, jax.Array) and rng_key.dtype == jnp.uint32:
-        if rng_key.shape == (2,):
-            return
-    raise TypeError(
-        "`rng_key` must be a single PRNG key (jax.random.key(seed)); got "
-        f"{type(rng_key).__name__} {getattr(rng_key, 'shape', '')}."
-    )

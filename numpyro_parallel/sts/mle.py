@@ -156,7 +156,9 @@ def fit_mle(
     )  # fmt: skip
     params = constrain(unravel(jnp.asarray(result.x, flat0.dtype)))
     flat_params, unravel_params = ravel_pytree(params)
-    hessian = jax.hessian(lambda f: negative_log_likelihood(unravel_params(f)))(flat_params)
+    # Jitted: op-by-op dispatch of the Hessian through the filter takes a minute even for d = 5.
+    hessian_fn = jax.jit(jax.hessian(lambda f: negative_log_likelihood(unravel_params(f))))
+    hessian = hessian_fn(flat_params)
     covariance = jnp.linalg.inv(hessian)
     variances = jnp.diagonal(covariance)
     positive = bool(jnp.all(jnp.linalg.eigvalsh(0.5 * (hessian + hessian.T)) > 0))

@@ -21,6 +21,7 @@ import numpyro.distributions as dist
 
 from numpyro_parallel._checks import concrete
 from numpyro_parallel.ssm.kalman.distribution import LinearGaussianSSM
+from numpyro_parallel.strategy import StrategyLike, as_strategy
 from numpyro_parallel.sts.components import Component, DataScale, block_diag, positive_scale
 
 __all__ = ["Sum", "data_scale"]
@@ -61,6 +62,10 @@ class Sum:
         observation_prior: prior of ``observation_scale``; default log-normal around 5% of the
             series' standard deviation.
         name: site name of the observations in `numpyro_model` (default ``"y"``).
+        strategy: how the Kalman recursions run (`numpyro_parallel.strategy`): ``"auto"``
+            (default), `Sequential()`, `Associative()` or `Blocked(block_size)`; it is the
+            strategy of every `LinearGaussianSSM` the model builds (`ssm`), so of
+            `numpyro_model`, `fit_mle`, `forecast`, `decompose` and `detect_anomalies`.
 
     Example:
         ```python
@@ -78,6 +83,7 @@ class Sum:
         observation_noise: bool = True,
         observation_prior: dist.Distribution | None = None,
         name: str = "y",
+        strategy: StrategyLike = "auto",
     ):
         components = list(components)
         if not components or not all(isinstance(c, Component) for c in components):
@@ -94,6 +100,7 @@ class Sum:
         self.observation_noise = bool(observation_noise)
         self.observation_prior = observation_prior
         self.name = name
+        self.strategy = as_strategy(strategy)
 
     @property
     def state_dim(self) -> int:
@@ -200,6 +207,7 @@ class Sum:
             transition_cov_factor=L,
             transition_offset=c,
             observation_offset=offset,
+            strategy=self.strategy,
         )
 
     def params_from_samples(self, samples: dict[str, Any]) -> dict[str, dict[str, Any]]:

@@ -40,12 +40,16 @@ class Case(NamedTuple):
         entry_point: qualified public name, e.g. ``"numpyro_parallel.smc.resample"``.
         call: zero-argument function that performs the call.
         expect: `raises(...)` or `returns(...)`.
+        slow: run only with the slow tests (``-m slow``): cases that compile a large
+            program (a Hessian, a dSMC tree); the fast suite keeps a cheaper case for the
+            same entry point.
     """
 
     name: str
     entry_point: str
     call: Callable[[], Any]
     expect: Expectation
+    slow: bool = False
 
 
 def raises(exception: type[BaseException], match: str) -> Expectation:
@@ -65,6 +69,13 @@ def is_nan(value: Any) -> bool:
 
 def case_id(case: Case) -> str:
     return f"{case.entry_point.rsplit('.', 1)[-1]}-{case.name}"
+
+
+def case_params(cases: list[Case]) -> list:
+    """``cases`` as `pytest.param` s with their ids, the slow ones marked ``slow``."""
+    return [
+        pytest.param(c, id=case_id(c), marks=[pytest.mark.slow] if c.slow else []) for c in cases
+    ]
 
 
 def run_case(case: Case) -> None:

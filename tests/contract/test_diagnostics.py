@@ -12,7 +12,7 @@ from numpyro.infer.autoguide import AutoNormal
 from numpyro.infer.svi import SVIRunResult
 
 from numpyro_parallel import diagnostics
-from tests.contract.matrix import Case, case_id, raises, returns, run_case
+from tests.contract.matrix import Case, case_params, raises, returns, run_case
 
 DIAG = "numpyro_parallel.diagnostics."
 
@@ -107,6 +107,6 @@ CASES: list[Case] = [
 ]  # fmt: skip
 
 
-@pytest.mark.parametrize("case", CASES, ids=case_id)
+@pytest.mark.parametrize("case", case_params(CASES))
 def test_contract(case):
     run_case(case)

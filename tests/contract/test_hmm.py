@@ -17,7 +17,7 @@ from numpyro_parallel.ssm import (
     hmm_to_datatree,
     hmm_viterbi,
 )
-from tests.contract.matrix import Case, case_id, is_nan, raises, returns, run_case
+from tests.contract.matrix import Case, case_params, is_nan, raises, returns, run_case
 
 SSM = "numpyro_parallel.ssm."
 K, T = 2, 4
@@ -238,6 +238,6 @@ CASES: list[Case] = [
 ]  # fmt: skip
 
 
-@pytest.mark.parametrize("case", CASES, ids=case_id)
+@pytest.mark.parametrize("case", case_params(CASES))
 def test_contract(case):
     run_case(case)

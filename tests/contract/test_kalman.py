@@ -18,7 +18,7 @@ from numpyro_parallel.ssm import (
     kalman_smoother,
 )
 from numpyro_parallel.strategy import Blocked
-from tests.contract.matrix import Case, case_id, is_nan, raises, returns, run_case
+from tests.contract.matrix import Case, case_params, is_nan, raises, returns, run_case
 
 SSM = "numpyro_parallel.ssm."
 LIN = "numpyro_parallel.linalg."
@@ -633,7 +633,7 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("case", CASES, ids=case_id)
+@pytest.mark.parametrize("case", case_params(CASES))
 def test_contract(case):
     run_case(case)
 

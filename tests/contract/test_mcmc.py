@@ -9,7 +9,7 @@ import pytest
 
 from numpyro_parallel import Associative, fixed_point, mcmc
 from numpyro_parallel.infer import ParallelHMC, ParallelMALA
-from tests.contract.matrix import Case, case_id, raises, returns, run_case
+from tests.contract.matrix import Case, case_params, raises, returns, run_case
 
 KEY = jax.random.key(0)
 FP = "numpyro_parallel.fixed_point."
@@ -105,6 +105,15 @@ CASES = [
     Case("max-iterations-float", FP + "solve_recursion", solve(max_iterations=2.0),
          raises(TypeError, "`max_iterations`")),
     Case("window-0", FP + "solve_recursion", solve(window=0), raises(ValueError, "`window`")),
+    Case("max-iterations-0", FP + "iterate_map",
+         lambda: fixed_point.iterate_map(jnp.tanh, X0, atol=1e-8, rtol=0.0, max_iterations=0),
+         raises(ValueError, "`max_iterations`")),
+    Case("nan-start", FP + "iterate_map",
+         lambda: fixed_point.iterate_map(jnp.tanh, X0 * jnp.nan, atol=1e-8, rtol=0.0,
+                                         max_iterations=5),
+         returns(lambda r: int(r.status) == fixed_point.NON_FINITE and not bool(r.converged))),
+    Case("progress-bar-str", FP + "solve_recursion", solve(progress_bar="yes"),
+         raises(TypeError, "`progress_bar`")),
     Case("damping-0", FP + "solve_recursion", lambda: solve(solver=fixed_point.Newton(damping=0.0))(),
          raises(ValueError, "`Newton.damping`")),
     Case("strategy-as-solver", FP + "solve_recursion", solve(solver=Associative()),
@@ -266,6 +275,6 @@ CASES = [
 ]  # fmt: skip
 
 
-@pytest.mark.parametrize("case", CASES, ids=case_id)
+@pytest.mark.parametrize("case", case_params(CASES))
 def test_bad_input(case):
     run_case(case)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import numpyro_parallel.smc as smc
-from tests.contract.matrix import Case, case_id, is_nan, raises, returns, run_case
+from tests.contract.matrix import Case, case_params, is_nan, raises, returns, run_case
 
 P = "numpyro_parallel.smc."
 KEY = jax.random.key(0)
@@ -400,6 +400,7 @@ CASES += [
         P + "run_particle_filter",
         lambda: [_run(_model(-jnp.inf), resampling_fn=name) for name in smc.RESAMPLERS],
         returns(lambda outs: all(_impossible(out) for out in outs), warns=RuntimeWarning),
+        slow=True,
     ),
     Case(
         "jit_impossible",
@@ -532,6 +533,7 @@ CASES += [
             transition_log_bound=0.0,
         ),
         returns(_dsmc_status(2, lambda v: bool(np.isneginf(v))), warns=RuntimeWarning),
+        slow=True,
     ),
     Case(
         "negative_inflation",
@@ -587,6 +589,6 @@ def _model_bad_at_zero():
     )
 
 
-@pytest.mark.parametrize("case", CASES, ids=case_id)
+@pytest.mark.parametrize("case", case_params(CASES))
 def test_smc_bad_input(case):
     run_case(case)

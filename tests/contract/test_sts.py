@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from numpyro_parallel import sts
-from tests.contract.matrix import Case, case_id, is_nan, raises, returns, run_case
+from tests.contract.matrix import Case, case_params, is_nan, raises, returns, run_case
 
 P = "numpyro_parallel.sts."
 Y = jnp.sin(jnp.arange(24.0)) + 0.1 * jnp.arange(24.0)
@@ -208,6 +208,7 @@ CASES = [
         P + "fit_mle",
         lambda: sts.fit_mle(MODEL, Y, max_iterations=1),
         returns(lambda r: not r.converged and r.num_iterations == 1, warns=RuntimeWarning),
+        slow=True,
     ),
     Case(
         "threshold-zero",
@@ -278,6 +279,6 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("case", CASES, ids=case_id)
+@pytest.mark.parametrize("case", case_params(CASES))
 def test_sts_contract(case):
     run_case(case)

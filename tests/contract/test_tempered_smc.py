@@ -19,7 +19,7 @@ from numpyro_parallel.infer.tempered import (
     tempered_smc_to_arviz,
 )
 from numpyro_parallel.smc import build_adaptive_tempering
-from tests.contract.matrix import Case, case_id, is_nan, raises, returns, run_case
+from tests.contract.matrix import Case, case_params, is_nan, raises, returns, run_case
 
 Y = jnp.asarray([0.3, -0.2, 1.1, 0.4])
 KEY = jax.random.key(0)
@@ -356,7 +356,7 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("case", CASES, ids=case_id)
+@pytest.mark.parametrize("case", case_params(CASES))
 def test_tempered_smc_contract(case):
     run_case(case)
 

@@ -53,6 +53,7 @@ def conjugate_run():
     return mcmc
 
 
+@pytest.mark.slow
 def test_conjugate_posterior_within_monte_carlo_error(conjugate_run):
     draws = conjugate_run.get_samples(group_by_chain=True)["mu"]
     assert draws.shape == (2, 1200)
@@ -74,6 +75,7 @@ def test_arviz_and_summary(conjugate_run):
     conjugate_run.print_summary()
 
 
+@pytest.mark.slow
 def test_sequential_chain_method():
     # Same keys as the vectorized run, but vmapped and unvmapped arithmetic round differently,
     # and one flipped accept decision decorrelates the chains: compare statistically.
@@ -157,6 +159,7 @@ def test_divergences_reported_for_nan_proposals():
     assert np.all(np.asarray(mcmc.get_extra_fields()["accept_prob"])[diverging] == 0)
 
 
+@pytest.mark.slow
 def test_parallel_hmc_random_path_length_equals_sequential():
     # The jittered number of leapfrog steps comes from each step's key: parallel == sequential.
     logdensity = lambda x: -0.5 * jnp.sum(x**2)

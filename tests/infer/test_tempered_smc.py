@@ -79,6 +79,7 @@ def _check(estimates, exact, num_se=4.0):
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kernel", ["hmc", "rwm"])
 def test_normal_mean_posterior_and_evidence(kernel):
     log_z_exact, mean_exact, var_exact = normal_exact(Y_NORMAL)

@@ -55,6 +55,7 @@ def assert_same_chain(parallel, sequential):
     np.testing.assert_array_equal(p_info.aux.is_accepted, s_info.aux.is_accepted)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("solver", SOLVERS)
 @pytest.mark.parametrize("kernel", ["mala", "rwm", "hmc"])
 @pytest.mark.parametrize("target", ["gaussian", "logistic"])
@@ -75,6 +76,7 @@ def test_parallel_equals_sequential(solver, kernel, target):
 LENGTH_CASES = [("newton", 1), ("newton", 16), ("newton", 17), ("quasi_newton", 15), ("jacobi", 1)]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("solver,num_steps", LENGTH_CASES)
 def test_lengths_around_window(solver, num_steps):
     algorithm = make_algorithm("mala", logistic_logdensity)
@@ -250,6 +252,7 @@ def test_sequential_chain_with_nan_log_density_not_ok():
         ("blocked", fixed_point.Jacobi()),
     ],
 )
+@pytest.mark.slow
 def test_every_strategy_and_solver_object_gives_the_sequential_chain(strategy, solver):
     # Damped Newton, the Hutchinson-probe quasi-Newton (exact diagonal disabled) and Jacobi,
     # with the linear recursions in every strategy: the same chain as Sequential().
@@ -261,3 +264,22 @@ def test_every_strategy_and_solver_object_gives_the_sequential_chain(strategy, s
     assert_same_chain(result, expected)
     assert int(result[1].status) == fixed_point.OK and bool(result[1].converged)
     assert int(expected[1].num_sequential_steps) == 29
+
+
+def test_progress_bar_shows_the_certified_share_and_is_off_under_jit_and_in_ci(
+    monkeypatch, capsys
+):
+    algorithm = make_algorithm("mala", gaussian_logdensity)
+    state, key = algorithm.init(jnp.ones(3)), jax.random.key(4)
+    monkeypatch.delenv("CI", raising=False)
+    _, info = run_chain(algorithm, state, key, 40, strategy=Associative())
+    shown = capsys.readouterr().err
+    assert "run_chain" in shown and f"iteration {int(info.num_iterations)}" in shown
+    assert "100%" in shown  # the whole chain was certified
+    jax.jit(lambda k: run_chain(algorithm, state, k, 40, strategy=Associative()))(key)
+    run_chain(algorithm, state, key, 40, strategy=Associative(), progress_bar=False)
+    monkeypatch.setenv("CI", "true")
+    run_chain(algorithm, state, key, 40, strategy=Associative())
+    assert capsys.readouterr().err == ""
+    with pytest.raises(TypeError, match="`progress_bar`"):
+        run_chain(algorithm, state, key, 40, progress_bar="yes")

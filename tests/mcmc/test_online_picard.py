@@ -57,6 +57,7 @@ def assert_exact(result, expected, num_steps):
     assert 1 <= int(info.num_iterations) <= num_steps
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("target", ["gaussian", "logistic"])
 @pytest.mark.parametrize("dim", [1, 5])
 def test_equals_sequential(target, dim):
@@ -73,6 +74,7 @@ LENGTHS = [(1, "gaussian", 1), (7, "logistic", 5), (15, "gaussian", 5), (16, "lo
            (17, "logistic", 5)]  # fmt: skip
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("num_steps,target,dim", LENGTHS)
 def test_lengths_around_window(num_steps, target, dim):
     # T = 1, T < W, T = W - 1, W, W + 1 with a window of W = 16 steps.

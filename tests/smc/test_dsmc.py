@@ -31,6 +31,7 @@ def test_reference_rts_matches_brute_force():
 @pytest.mark.parametrize(
     "kwargs", [{}, {"row_chunk_size": 16}, {"resampling_fn": "systematic"}], ids=str
 )
+@pytest.mark.slow
 def test_dsmc_log_evidence_unbiased_and_smoothing_means(kwargs):
     keys = jax.random.split(jax.random.key(0), 200)
     out = jax.jit(jax.vmap(lambda k: _run(k, 64, **kwargs)))(keys)

@@ -101,6 +101,7 @@ def _run(key, num_particles, ys=YS, mean=PROPOSAL_MEAN, chol=PROPOSAL_CHOL, **kw
     return lgssm.run_dsmc(key, num_particles, ys, mean, chol, **kwargs)
 
 
+@pytest.mark.slow
 def test_lazy_dsmc_log_evidence_unbiased_and_smoothing_means():
     max_trials = 64
     keys = jax.random.split(jax.random.key(20), 200)
@@ -122,6 +123,7 @@ def test_conditional_lazy_dsmc_keeps_posterior_invariant():
     )
 
 
+@pytest.mark.slow
 def test_bound_forms_and_wrong_bound_is_reported():
     expected = np.full(T, LOG_BOUND)
     for bound in (LOG_BOUND, jnp.full((T,), LOG_BOUND), lambda t: LOG_BOUND + 0.0 * t):
@@ -143,6 +145,7 @@ def test_bound_forms_and_wrong_bound_is_reported():
     np.testing.assert_array_equal(batched.trajectories[1], run(keys[1], LOG_BOUND).trajectories)
 
 
+@pytest.mark.slow
 def test_lazy_jit_float32_and_bad_input():
     out32 = jax.jit(
         lambda k: _run(

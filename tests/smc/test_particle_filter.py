@@ -24,6 +24,7 @@ def _log_z(model, seeds=SEEDS, ys=YS, num_particles=N, **kwargs):
     return np.asarray(run(keys))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(RESAMPLERS))
 def test_log_evidence_unbiased_every_resampler(name):
     log_z = _log_z(lgssm.bootstrap_model(), resampling_fn=name)

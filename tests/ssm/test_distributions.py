@@ -98,6 +98,7 @@ def _nuts_posterior(y, strategy, seed=0):
     return {k: np.asarray(v) for k, v in mcmc.get_samples().items()}
 
 
+@pytest.mark.slow
 def test_nuts_recovers_local_level_variances_in_both_modes():
     T, true_level, true_obs = 150, 0.5, 1.0
     ssm = _local_level(true_level**2, true_obs**2, T)

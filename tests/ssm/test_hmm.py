@@ -48,6 +48,7 @@ STRATEGIES = [
 STRATEGY_IDS = ["associative", "blocked2", "blocked3", "auto", "sequential"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("num_states,num_steps,time_varying", CASES)
 def test_parallel_equals_sequential_equals_enumeration(num_states, num_steps, time_varying):
     # One strategy of each implementation (log-space scan, blocked and sequential scaled
@@ -73,6 +74,7 @@ def test_parallel_equals_sequential_equals_enumeration(num_states, num_steps, ti
         np.testing.assert_allclose(viterbi.log_joint, best_score, rtol=RTOL)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("time_varying", [True, False])
 @pytest.mark.parametrize("num_steps", [1, 13, 31])
 def test_parallel_equals_sequential_longer(num_steps, time_varying):
@@ -95,6 +97,7 @@ def test_parallel_equals_sequential_longer(num_steps, time_varying):
     np.testing.assert_allclose(v_par.log_joint, v_seq.log_joint, rtol=RTOL)
 
 
+@pytest.mark.slow
 def test_structural_zeros_left_to_right():
     # Left-to-right chain: impossible transitions are -inf; values and gradients stay finite.
     initial = jnp.array([0.0, -jnp.inf, -jnp.inf])
@@ -235,6 +238,7 @@ def test_prior_path_samples_match_enumeration():
         assert np.all(np.abs(freq - expected) < tolerance)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("strategy", STRATEGIES, ids=STRATEGY_IDS)
 def test_gradients_match_finite_differences(strategy):
     initial, transition, log_likelihoods = _problem(9, 3, 7, time_varying=True)

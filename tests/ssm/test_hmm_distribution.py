@@ -92,6 +92,7 @@ def test_poisson_categorical_and_multivariate_emissions():
     )
 
 
+@pytest.mark.slow
 def test_partially_missing_vectors_are_marginalised():
     # Independent (to_event) emissions: observed components summed; Normal and Poisson.
     locs = jnp.asarray(RNG.normal(size=(K, 3)))
@@ -228,6 +229,7 @@ def test_bad_arguments_raise():
         DiscreteHMM(INITIAL, TRANSITION, mvn).log_prob(jnp.zeros((T, 3)))
 
 
+@pytest.mark.slow
 def test_nuts_recovers_two_state_gaussian_hmm():
     true_means, true_scale, stay = np.array([-1.0, 1.0]), 0.5, 0.9
     transition = np.log(np.array([[stay, 1 - stay], [1 - stay, stay]]))

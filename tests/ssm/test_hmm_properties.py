@@ -71,6 +71,7 @@ def _expected_error(initial, transition) -> bool:
     return False
 
 
+@pytest.mark.slow
 @SETTINGS
 @given(problems())
 def test_discrete_hmm_raises_clearly_or_matches_enumeration(problem):
@@ -115,6 +116,7 @@ def test_discrete_hmm_raises_clearly_or_matches_enumeration(problem):
     st.sampled_from([(), (2,), (1,)]),
     st.booleans(),
 )
+@pytest.mark.slow
 def test_shapes_follow_the_time_axis_rule(num_states, num_steps, batch, fix_length):
     """``y`` is ``batch + (T,)``: results have the batch shape (T-terms: ``batch + (T,)``);
     a trailing length-1 axis is rejected as ambiguous unless the model fixes T."""

@@ -63,6 +63,7 @@ NAIVE_CASES = [(case, "associative") for case in CASES] + [
     NAIVE_CASES,
     ids=lambda c: "T{}-d{}-p{}-tv{}-off{}-nan{}".format(*c) if isinstance(c, tuple) else c,
 )
+@pytest.mark.slow
 def test_filter_and_smoother_match_naive_reference(case, mode):
     T, d, p, time_varying, offsets, missing = case
     rng = np.random.default_rng(T * 100 + d * 10 + p)
@@ -118,6 +119,7 @@ def _same_element(e1, e2, square_roots):
         np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-10, err_msg=name)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("d,p", [(1, 1), (3, 2), (2, 4)])
 def test_filter_combine_is_associative(d, p):
     rng = np.random.default_rng(d + 10 * p)
@@ -143,6 +145,7 @@ def test_smoother_combine_is_associative():
     _same_element(left, right, ("L",))
 
 
+@pytest.mark.slow
 def test_log_prob_gradients_match_finite_differences():
     rng = np.random.default_rng(5)
     T, d, p = 6, 2, 2
@@ -167,6 +170,7 @@ def test_log_prob_gradients_match_finite_differences():
             np.testing.assert_allclose(analytic, fd, rtol=1e-5, atol=1e-6, err_msg=name)
 
 
+@pytest.mark.slow
 def test_gradients_finite_with_singular_process_noise():
     # Local linear trend with noise on the slope only: Q is singular.
     T = 9
@@ -189,6 +193,7 @@ def test_gradients_finite_with_singular_process_noise():
     np.testing.assert_allclose(grad, fd, rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_jit_and_vmap_invariance():
     rng = np.random.default_rng(8)
     T, d, p = 10, 2, 1
@@ -201,6 +206,7 @@ def test_jit_and_vmap_invariance():
     np.testing.assert_allclose(ssm.log_prob(ys), eager, rtol=1e-12)
 
 
+@pytest.mark.slow
 def test_float32_long_series_is_accurate():
     T = 10_000
     rng = np.random.default_rng(11)
@@ -251,6 +257,7 @@ def test_cholesky_of_accepts_singular_covariances():
     np.testing.assert_allclose(chol @ chol.T, cov, atol=1e-12)
 
 
+@pytest.mark.slow
 def test_gradients_agree_across_scan_strategies():
     # p < d makes the information part of intermediate elements rank-deficient: the
     # associative strategy combines such elements with each other (the sequential and

@@ -70,6 +70,7 @@ def inputs(draw):
     return model, y, T, defect, dtype
 
 
+@pytest.mark.slow
 @settings(max_examples=30, deadline=None)
 @given(inputs())
 def test_lgssm_errors_name_an_argument_or_match_the_references(data):

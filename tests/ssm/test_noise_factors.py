@@ -43,6 +43,7 @@ def _directional_fd_check(fn, x, rng, *, eps=1e-6, rtol=1e-6, atol=1e-8, symmetr
     "shape,rank",
     [((3, 3), 3), ((3, 1), 1), ((4, 2), 2), ((13, 3), 3), ((4, 6), 2), ((13, 20), 5)],
 )
+@pytest.mark.slow
 def test_tria_jvp_matches_finite_differences_for_any_rank(shape, rank):
     rng = np.random.default_rng(sum(shape) + rank)
     n, k = shape
@@ -146,6 +147,7 @@ GRADIENT_CASES = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("rank,form,strategy", GRADIENT_CASES)
 def test_log_prob_gradients_exact_for_rank_deficient_noise(rank, form, strategy):
     # d = 3: ranks 1 and 2 = d - 1; noise as a (d, r) factor, a dense singular covariance
@@ -199,6 +201,7 @@ def test_selection_matrix_times_cholesky_is_a_factor():
     np.testing.assert_allclose(by_factor, expected[2].sum(), rtol=1e-10)
 
 
+@pytest.mark.slow
 def test_all_factors_time_varying_and_sampling():
     rng = np.random.default_rng(4)
     d, p, T = 3, 2, 8

@@ -8,6 +8,7 @@ to the naive covariance-form Kalman filter of `tests.reference.kalman`.
 
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -58,6 +59,7 @@ def inputs(draw):
     return model, F, H, y, T, defect
 
 
+@pytest.mark.slow
 @settings(max_examples=8, deadline=None)
 @given(inputs())
 def test_nonlinear_ssm_errors_name_an_argument_or_match_the_kalman_reference(data):

@@ -43,6 +43,7 @@ def test_nuts_fits_the_default_model_and_forecasts():
     assert np.all(fc.variance > samples["observation_scale"][:, None] ** 2)
 
 
+@pytest.mark.slow
 def test_decomposition_adds_up_to_the_smoothed_signal():
     y = jnp.asarray(_simulated())
     model = _model()
@@ -64,6 +65,7 @@ def test_decomposition_adds_up_to_the_smoothed_signal():
         assert np.all(parts["trend"].variance[s] >= 0)
 
 
+@pytest.mark.slow
 def test_forecast_draws_match_forecast_moments():
     y = jnp.asarray(_simulated())
     model = _model()
@@ -85,6 +87,7 @@ def test_forecast_draws_match_forecast_moments():
     assert np.all(np.abs(fc.samples.var(0) / var - 1) < 4 * rel)
 
 
+@pytest.mark.slow
 def test_signal_forecast_without_noise_has_smaller_variance():
     y = jnp.asarray(_simulated())
     model = _model()
@@ -134,6 +137,7 @@ def test_anomalies_flag_an_injected_outlier_and_predictions_match_the_filter():
         sts.detect_anomalies(model, draw, jnp.asarray(y), threshold=1.5)
 
 
+@pytest.mark.slow
 def test_semi_local_linear_trend_equals_the_naive_kalman_filter():
     # The block [[1, 1], [0, phi]], offset (0, (1 - phi) slope_mean), noise diag(level, slope),
     # observed as the level plus noise: per-time log-likelihood terms from the naive

@@ -94,6 +94,7 @@ def _setup(name, missing):
     return y, X, model, params, ssm, mod, sm_params, (a, P)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("missing", [False, True], ids=["complete", "missing"])
 @pytest.mark.parametrize("name", sorted(CONFIGS))
 def test_log_likelihood_and_smoother_match_statsmodels(name, missing):
@@ -108,6 +109,7 @@ def test_log_likelihood_and_smoother_match_statsmodels(name, missing):
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["trend_dummy_seasonal", "trend_harmonic_ar_regression"])
 def test_forecast_matches_statsmodels(name):
     y, X, model, params, _, mod, sm_params, (a, P) = _setup(name, missing=True)
@@ -153,6 +155,7 @@ def _variances(model, params):
     return out
 
 
+@pytest.mark.slow
 def test_fit_mle_matches_statsmodels_at_an_interior_optimum():
     # Local level, same data and known initialisation: both optimisers reach the same maximum;
     # the scales are the square roots of statsmodels' variances, and the standard errors follow
@@ -178,6 +181,7 @@ def test_fit_mle_matches_statsmodels_at_an_interior_optimum():
     )
 
 
+@pytest.mark.slow
 def test_fit_mle_at_a_boundary_optimum_is_at_least_statsmodels():
     # Trend + seasonal on 47 points: the slope and seasonal variances go to zero. statsmodels'
     # L-BFGS stops lower here; ours is statsmodels' own log-likelihood at our parameters, and

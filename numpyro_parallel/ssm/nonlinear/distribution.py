@@ -67,7 +67,7 @@ class NonlinearGaussianSSM(Distribution):
 
     `log_prob` is NaN when the iterated smoother did not converge (plus a `RuntimeWarning`
     outside `jit`); `log_prob_and_smooth` returns the value together with the smoother result
-    (``converged``, ``num_iterations``, ``change``) in one pass.
+    (``status``, ``converged``, ``num_iterations``, ``residual``) in one pass.
 
     Args:
         initial_mean: ``(d,)`` finite mean of ``x_0``.
@@ -243,9 +243,9 @@ class NonlinearGaussianSSM(Distribution):
         """`log_prob` together with the iterated smoother's result, from a single pass.
 
         Use it to see why a `log_prob` is NaN without a second `smooth` call: the result's
-        ``converged`` flag, ``num_iterations`` and last ``change`` (NaN when an iterate became
-        non-finite). Outside `jit` a `RuntimeWarning` is emitted when any sequence did not
-        converge.
+        ``status`` and ``converged`` flag, ``num_iterations`` and last ``residual`` (NaN when
+        an iterate became non-finite). Outside `jit` a `RuntimeWarning` is emitted when any
+        sequence did not converge.
 
         Args:
             value: ``batch + (T, p)`` observations; NaN entries are missing.

@@ -47,19 +47,25 @@ class IteratedSmootherResult(NamedTuple):
     Attributes:
         mean: ``(T, d)`` smoothed means of the final linearised model.
         chol: ``(T, d, d)`` Cholesky factors of the smoothed covariances.
-        converged: ``()`` bool: the last change of every mean entry was ``<= atol + rtol
-            |mean|`` within ``max_iterations`` iterations and every iterate finite. False
-            means the result is unusable (and `NonlinearGaussianSSM.log_prob` is NaN).
+        status: ``()`` int32, as in `numpyro_parallel.fixed_point.FixedPointResult`:
+            ``OK`` (0), ``NON_FINITE`` (2: an iterate became NaN/Inf) or ``MAX_ITERATIONS``
+            (3: the cap was reached first); names in `fixed_point.STATUS_NAMES`.
+        converged: ``()`` bool, ``status == OK``: the last change of every mean entry was
+            ``<= atol + rtol |mean|`` within ``max_iterations`` iterations and every iterate
+            finite. False means the result is unusable (and `NonlinearGaussianSSM.log_prob`
+            is NaN).
         num_iterations: ``()`` int, iterations run (0 when the start was already non-finite).
-        change: ``()`` max-abs change of the mean trajectory in the last iteration; NaN when
-            an iterate became non-finite.
+        residual: ``()`` max-abs change of the mean trajectory in the last iteration,
+            ``max |G(z) - z|`` of the smoother map ``G``; NaN when an iterate became
+            non-finite.
     """
 
     mean: jax.Array
     chol: jax.Array
+    status: jax.Array
     converged: jax.Array
     num_iterations: jax.Array
-    change: jax.Array
+    residual: jax.Array
 
     @property
     def cov(self) -> jax.Array:
@@ -77,13 +83,13 @@ def warn_not_converged(
     converged = concrete(result.converged)
     if converged is None or bool(np.all(converged)):
         return False
-    change = np.asarray(result.change, dtype=float)
-    last = f"{np.nanmax(change):.3g}" if np.any(np.isfinite(change)) else "NaN"
+    residual = np.asarray(result.residual, dtype=float)
+    last = f"{np.nanmax(residual):.3g}" if np.any(np.isfinite(residual)) else "NaN"
     return warn_if(
         True,
         f"The iterated smoother did not converge ({int(np.sum(~converged))} of "
         f"{converged.size} sequence(s)): ran {int(np.max(result.num_iterations))} of "
-        f"max_iterations={max_iterations}, largest last change {last} (atol={atol}; NaN: an "
+        f"max_iterations={max_iterations}, largest last residual {last} (atol={atol}; NaN: an "
         "iterate became non-finite). The result is unreliable and `NonlinearGaussianSSM."
         "log_prob` is NaN: raise `max_iterations`, add `damping` or check the inputs.",
         stacklevel=stacklevel + 1,

@@ -30,6 +30,7 @@ import jax
 import jax.numpy as jnp
 
 from numpyro_parallel._checks import check_finite, check_positive_int
+from numpyro_parallel.fixed_point.iterate_map import iterate_map
 from numpyro_parallel.ssm.kalman.inference import kalman_filter, kalman_smoother
 from numpyro_parallel.ssm.nonlinear.checks import (
     check_method,
@@ -131,17 +132,19 @@ def iterated_smoother(
 ) -> IteratedSmootherResult:
     """Iterated extended / sigma-point Kalman smoother (parallel in time).
 
-    Iterates "linearise around the current posterior, run the square-root Kalman smoother"
-    in a `lax.while_loop` until every entry of the mean trajectory changes by at most
-    ``atol + rtol |mean|`` or ``max_iterations`` iterations ran (the loop is always
-    bounded). Every ``strategy`` gives the same iterates up to rounding; `Sequential()` is
-    the sequential reference.
+    Iterates the map "linearise around the current posterior, run the square-root Kalman
+    smoother" with the fixed-point driver's whole-trajectory loop
+    (`numpyro_parallel.fixed_point.iterate_map`) until every entry of the mean trajectory
+    changes by at most ``atol + rtol |mean|`` or ``max_iterations`` iterations ran (the
+    loop is always bounded). Every ``strategy`` gives the same iterates up to rounding;
+    `Sequential()` is the sequential reference.
 
-    Failure reporting: ``converged`` is False when the cap was reached first or an iterate
-    became non-finite (NaN inputs under `jax.jit`, a diverging Gauss–Newton step); outside
-    `jit` a `RuntimeWarning` is emitted as well. Convergence is to *a* fixed point: a poor
-    start (``initial_trajectory="prior"`` on a strongly nonlinear model) can converge to a
-    wrong mode, which is why ``"filter"`` is the default.
+    Failure reporting: ``converged`` is False, and ``status`` says why, when the cap was
+    reached first (``MAX_ITERATIONS``) or an iterate became non-finite (``NON_FINITE``: NaN
+    inputs under `jax.jit`, a diverging Gauss–Newton step); outside `jit` a
+    `RuntimeWarning` is emitted as well. Convergence is to *a* fixed point: a poor start
+    (``initial_trajectory="prior"`` on a strongly nonlinear model) can converge to a wrong
+    mode, which is why ``"filter"`` is the default.
 
     Args:
         model: a `NonlinearGaussianModel` (callables are closed over; jit a closure).
@@ -208,28 +211,18 @@ def iterated_smoother(
             smoothed = kalman_smoother(params, obs, strategy=strategy)
             return smoothed.mean, smoothed.chol
 
-        def cond(carry):
-            i, _, _, change, done = carry
-            return (i < max_iterations) & ~done & ~jnp.isneginf(change)
-
-        def body(carry):
-            i, mean, chol, _, _ = carry
-            new_mean, new_chol = step(mean, chol)
-            delta = jnp.abs(new_mean - mean)
-            change = jnp.max(delta)
-            done = jnp.all(delta <= atol + rtol * jnp.abs(new_mean))
-            # A non-finite iterate (or covariance) stops the loop; reported as not converged.
-            finite = jnp.isfinite(change) & jnp.all(jnp.isfinite(new_chol))
-            change = jnp.where(finite, change, -jnp.inf)
-            return i + 1, new_mean, new_chol, change, done & finite
-
-        start_finite = jnp.all(jnp.isfinite(mean0)) & jnp.all(jnp.isfinite(chol0))
-        initial_change = jnp.where(start_finite, jnp.asarray(jnp.inf, dtype), -jnp.inf)
-        init = (jnp.asarray(0), mean0, chol0, initial_change, jnp.asarray(False))
-        i, mean, chol, change, done = jax.lax.while_loop(cond, body, init)
-        finite = jnp.isfinite(change)
-        change = jnp.where(finite, change, jnp.nan)
-        return IteratedSmootherResult(mean, chol, finite & done, i, change)
+        solved = iterate_map(
+            lambda state: step(*state),
+            (mean0, chol0),
+            atol=atol,
+            rtol=rtol,
+            max_iterations=max_iterations,
+            monitor_fn=lambda state: state[0],
+        )
+        mean, chol = solved.states
+        return IteratedSmootherResult(
+            mean, chol, solved.status, solved.converged, solved.num_iterations, solved.residual
+        )
 
     # One compiled program (also when called eagerly); the model's arrays are arguments, not
     # embedded constants.
