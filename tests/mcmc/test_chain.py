@@ -266,9 +266,7 @@ def test_every_strategy_and_solver_object_gives_the_sequential_chain(strategy, s
     assert int(expected[1].num_sequential_steps) == 29
 
 
-def test_progress_bar_shows_the_certified_share_and_is_off_under_jit_and_in_ci(
-    monkeypatch, capsys
-):
+def test_progress_bar_shows_the_certified_share_and_is_off_under_jit_and_in_ci(monkeypatch, capsys):
     algorithm = make_algorithm("mala", gaussian_logdensity)
     state, key = algorithm.init(jnp.ones(3)), jax.random.key(4)
     monkeypatch.delenv("CI", raising=False)
