@@ -7,12 +7,13 @@ the ``CI`` environment variable is set.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from typing import Any
 
 import numpy as np
 
-__all__ = ["StageProgress", "progress_enabled", "tracing"]
+__all__ = ["StageProgress", "iteration_progress", "progress_enabled", "tracing"]
 
 
 def progress_enabled(progress_bar: Any) -> bool:
@@ -65,3 +66,19 @@ class StageProgress:
     def close(self) -> None:
         """Close the bar."""
         self._bar.close()
+
+
+@contextlib.contextmanager
+def iteration_progress(description: str, progress_bar: Any, *arguments: Any):
+    """A progress bar for the parallel iterations, or None under tracing / CI / when off.
+
+    Yields the ``on_iteration(iteration, fraction)`` host callback for `_solve_recursion`;
+    the bar closes once the results are ready.
+    """
+    enabled = progress_enabled(progress_bar) and not tracing(*arguments)
+    progress = StageProgress(description, stage_name="iteration") if enabled else None
+    try:
+        yield progress
+    finally:
+        if progress is not None:
+            progress.close()

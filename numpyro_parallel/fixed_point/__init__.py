@@ -10,11 +10,8 @@ rule, statuses and result. See `numpyro_parallel.fixed_point.driver` (the slidin
 `numpyro_parallel.fixed_point.result` (the result, its status and the certification).
 """
 
-from numpyro_parallel.fixed_point.driver import (
-    default_tolerances,
-    sequential_recursion,
-    solve_recursion,
-)
+from numpyro_parallel.fixed_point.checks import default_tolerances
+from numpyro_parallel.fixed_point.driver import sequential_recursion, solve_recursion
 from numpyro_parallel.fixed_point.iterate_map import iterate_map
 from numpyro_parallel.fixed_point.result import (
     FALLBACK,

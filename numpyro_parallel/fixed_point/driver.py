@@ -21,7 +21,6 @@ iteration whose every iteration is parallel over time. One loop serves every sol
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable
 from typing import Any
 
@@ -29,8 +28,12 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from numpyro_parallel._checks import check_positive_int, check_tolerance
-from numpyro_parallel._progress import StageProgress, progress_enabled, tracing
+from numpyro_parallel._progress import iteration_progress
+from numpyro_parallel.fixed_point.checks import (
+    check_inputs,
+    check_solver_options,
+    default_tolerances,
+)
 from numpyro_parallel.fixed_point.result import (
     FixedPointResult,
     certify,
@@ -39,54 +42,14 @@ from numpyro_parallel.fixed_point.result import (
     warn_result,
     within,
 )
-from numpyro_parallel.fixed_point.solvers import SolverLike, as_solver
-from numpyro_parallel.strategy import Sequential, StrategyLike, as_strategy, resolve_strategy
+from numpyro_parallel.fixed_point.solvers import SolverLike
+from numpyro_parallel.strategy import Sequential, StrategyLike, resolve_strategy
 
 __all__ = ["default_tolerances", "sequential_recursion", "solve_recursion"]
 
 #: Matmul precision of every evaluation of the step, sequential or parallel: on GPUs the
 #: default (TF32 for float32) would make the two paths differ by more than the tolerance.
 MATMUL_PRECISION = "highest"
-
-
-def default_tolerances(dtype: Any) -> tuple[float, float]:
-    """Default ``(atol, rtol)`` of the stopping rule for a floating dtype.
-
-    Args:
-        dtype: dtype of the states.
-
-    Returns:
-        ``(1e-10, 1e-10)`` for float64, ``(1e-4, 1e-4)`` for lower precision.
-
-    Raises:
-        TypeError: ``dtype`` is not a floating dtype.
-    """
-    try:
-        floating = jnp.issubdtype(dtype, jnp.floating)
-    except TypeError:
-        floating = False
-    if not floating:
-        raise TypeError(f"`dtype` must be a floating dtype; got {dtype!r}.")
-    if jnp.finfo(dtype).bits >= 64:
-        return 1e-10, 1e-10
-    return 1e-4, 1e-4
-
-
-def check_inputs(initial_state: Any, inputs: Any) -> int:
-    """Raise unless ``initial_state`` is a floating (d,) array and ``inputs`` share T >= 1."""
-    if not hasattr(initial_state, "ndim") or initial_state.ndim != 1:
-        raise ValueError(
-            f"`initial_state` must be a 1-D array of shape (d,); got {jnp.shape(initial_state)}."
-        )
-    if not jnp.issubdtype(initial_state.dtype, jnp.inexact):
-        raise TypeError(f"`initial_state` must be floating point; got {initial_state.dtype}.")
-    leaves = jax.tree_util.tree_leaves(inputs)
-    if not leaves or any(jnp.ndim(leaf) == 0 for leaf in leaves):
-        raise ValueError("`inputs` must be a pytree of arrays with a leading time axis (T, ...).")
-    lengths = {leaf.shape[0] for leaf in leaves}
-    if len(lengths) != 1 or 0 in lengths:
-        raise ValueError(f"`inputs` leaves must share a leading axis T >= 1; got {lengths}.")
-    return lengths.pop()
 
 
 def _cast_output(fn: Callable, dtype: Any) -> Callable:
@@ -121,26 +84,6 @@ def sequential_recursion(
 
     _, (states, aux) = lax.scan(body, initial_state, inputs)
     return states, aux
-
-
-def check_solver_options(
-    solver: Any, strategy: Any, atol: Any, rtol: Any, max_iterations: Any, window: Any = None
-) -> Any:
-    """Raise a clear error for an invalid solver, strategy or solver setting.
-
-    Called by `solve_recursion` and, at construction, by the samplers built on it.
-
-    Returns:
-        The solver instance (a string shorthand resolved).
-    """
-    as_strategy(strategy)
-    check_tolerance("atol", atol)
-    check_tolerance("rtol", rtol)
-    if max_iterations is not None:
-        check_positive_int("max_iterations", max_iterations)
-    if window is not None:
-        check_positive_int("window", window)
-    return as_solver(solver)
 
 
 def _no_decisions(aux: Any) -> jax.Array:
@@ -210,22 +153,6 @@ def solve_recursion(
         )  # fmt: skip
     warn_result(result, "solve_recursion")
     return result
-
-
-@contextlib.contextmanager
-def iteration_progress(description: str, progress_bar: Any, *arguments: Any):
-    """A progress bar for the parallel iterations, or None under tracing / CI / when off.
-
-    Yields the ``on_iteration(iteration, fraction)`` host callback for `_solve_recursion`;
-    the bar closes once the results are ready.
-    """
-    enabled = progress_enabled(progress_bar) and not tracing(*arguments)
-    progress = StageProgress(description, stage_name="iteration") if enabled else None
-    try:
-        yield progress
-    finally:
-        if progress is not None:
-            progress.close()
 
 
 def _solve_recursion(

@@ -24,7 +24,7 @@ from blackjax.mcmc.mala import MALAState
 from numpyro.infer.hmc_util import warmup_adapter
 
 from numpyro_parallel._checks import check_positive_int, concrete
-from numpyro_parallel.fixed_point.driver import check_solver_options
+from numpyro_parallel.fixed_point.checks import check_solver_options
 
 MAX_STEPS_FACTOR = 4
 

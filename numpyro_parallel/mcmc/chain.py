@@ -28,12 +28,9 @@ import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
 from numpyro_parallel._checks import check_positive_int, check_rng_key
-from numpyro_parallel.fixed_point.driver import (
-    MATMUL_PRECISION,
-    _solve_recursion,
-    check_solver_options,
-    iteration_progress,
-)
+from numpyro_parallel._progress import iteration_progress
+from numpyro_parallel.fixed_point.checks import check_solver_options
+from numpyro_parallel.fixed_point.driver import MATMUL_PRECISION, _solve_recursion
 from numpyro_parallel.fixed_point.result import (
     NON_FINITE,
     OK,

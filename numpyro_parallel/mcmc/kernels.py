@@ -29,7 +29,7 @@ from blackjax.base import SamplingAlgorithm
 from blackjax.mcmc import random_walk
 
 from numpyro_parallel._checks import check_covariance, check_positive_int, concrete, nan_unless
-from numpyro_parallel.fixed_point.driver import check_solver_options
+from numpyro_parallel.fixed_point.checks import check_solver_options
 from numpyro_parallel.fixed_point.result import NON_FINITE, OK, FixedPointResult
 from numpyro_parallel.fixed_point.solvers import SolverLike
 from numpyro_parallel.mcmc.chain import run_chain

@@ -18,7 +18,7 @@ def test_hidden_state_group_has_named_dims_and_values():
 
     def per_draw(m):
         model = DiscreteHMM(jnp.zeros(2), jnp.zeros((2, 2)), dist.Normal(m, 1.0))
-        return model.smooth(y), model.viterbi(y)
+        return model.smooth(y), model.viterbi(y)  # result objects: the converter unpacks them
 
     probs, paths = jax.vmap(jax.vmap(per_draw))(means)
     posterior = az.from_dict({"posterior": {"means": np.asarray(means)}})
@@ -30,11 +30,12 @@ def test_hidden_state_group_has_named_dims_and_values():
     group = tree["hidden_states"]
     assert group["state_probs"].dims == ("chain", "draw", "time", "state")
     assert group["viterbi_path"].dims == ("chain", "draw", "time")
-    np.testing.assert_allclose(group["state_probs"].values, probs)
+    np.testing.assert_allclose(group["state_probs"].values, probs.smoothed_probs)
+    np.testing.assert_array_equal(group["viterbi_path"].values, paths.path)
     np.testing.assert_array_equal(group["time"].values, np.arange(10, 15))
     assert list(group["state"].values) == ["low", "high"]
     mean_probs = group["state_probs"].mean(("chain", "draw"))
-    np.testing.assert_allclose(mean_probs.values, np.mean(probs, axis=(0, 1)))
+    np.testing.assert_allclose(mean_probs.values, np.mean(probs.smoothed_probs, axis=(0, 1)))
 
 
 def test_single_chain_input_and_errors():

@@ -71,8 +71,11 @@ def hmm_to_datatree(
 
     Args:
         state_probs: ``(chain, draw, T, K)`` (or ``(draw, T, K)``) posterior state
-            probabilities ``p(z_t = k | y, theta)`` for each posterior draw ``theta``.
-        viterbi_path: ``(chain, draw, T)`` (or ``(draw, T)``) most likely paths, one per draw.
+            probabilities ``p(z_t = k | y, theta)`` for each posterior draw ``theta``, or
+            the `HMMSmootherResult` of `DiscreteHMM.smooth` vmapped over the draws (its
+            ``smoothed_probs`` are used).
+        viterbi_path: ``(chain, draw, T)`` (or ``(draw, T)``) most likely paths, one per draw,
+            or the vmapped `ViterbiResult` of `DiscreteHMM.viterbi` (its ``path``).
         state_samples: ``(chain, draw, T)`` (or ``(draw, T)``) posterior state paths.
         time_coords: coordinate values of the ``time`` dimension (default ``0..T-1``).
         state_names: coordinate values of the ``state`` dimension (default ``0..K-1``).
@@ -100,6 +103,8 @@ def hmm_to_datatree(
         raise TypeError(f"`datatree` must be an xarray.DataTree; got {type(datatree).__name__}.")
     variables = {}
     num_states = None
+    state_probs = getattr(state_probs, "smoothed_probs", state_probs)
+    viterbi_path = getattr(viterbi_path, "path", viterbi_path)
     if state_probs is not None:
         probs = _with_chain("state_probs", state_probs, 2, "T, K")
         _check_probs(probs)
