@@ -45,7 +45,7 @@ def coefficients_from_pacf(pacf: jnp.ndarray) -> jnp.ndarray:
     return phi
 
 
-def _stationary_cov(F: jnp.ndarray, Q: jnp.ndarray) -> jnp.ndarray:
+def stationary_cov(F: jnp.ndarray, Q: jnp.ndarray) -> jnp.ndarray:
     # P = F P Fᵀ + Q  <=>  (I - F ⊗ F) vec P = vec Q  (p² unknowns; p is small).
     p = F.shape[-1]
     vec = jnp.linalg.solve(jnp.eye(p * p, dtype=F.dtype) - jnp.kron(F, F), Q.reshape(-1))
@@ -97,7 +97,7 @@ class Autoregressive(Component):
         if p > 1:
             F = F.at[1:, :-1].set(jnp.eye(p - 1, dtype=phi.dtype))
         factor = jnp.zeros((p, 1), phi.dtype).at[0, 0].set(scale)
-        cov = _stationary_cov(F, factor @ factor.T)
+        cov = stationary_cov(F, factor @ factor.T)
         H = jnp.zeros(p, phi.dtype).at[0].set(1.0)
         return ComponentSSM(F, factor, H, jnp.zeros(p, phi.dtype), cov)
 

@@ -36,6 +36,12 @@ def _traced_log_prob(value):
     return jax.jit(lambda s: _log_prob(_with("trend", "level_scale", s)))(value)
 
 
+def _empty_tree():
+    import xarray as xr
+
+    return xr.DataTree()
+
+
 CASES = [
     Case("empty-name", P + "Component", lambda: sts.Component(""), raises(TypeError, "`name`")),
     Case(
@@ -90,6 +96,70 @@ CASES = [
         returns(lambda phi: bool(np.all(np.isnan(phi)))),
     ),
     Case(
+        "not-mcmc",
+        P + "to_datatree",
+        lambda: sts.to_datatree({}, MODEL),
+        raises(TypeError, "`mcmc`"),
+    ),
+    Case(
+        "one-label",
+        P + "forecast_coords",
+        lambda: sts.forecast_coords(np.array([3]), 2),
+        raises(ValueError, "`time_coords`"),
+    ),
+    Case(
+        "no-forecast",
+        P + "plot_forecast",
+        lambda: sts.plot_forecast(_empty_tree()),
+        raises(ValueError, "predictions"),
+    ),
+    Case(
+        "no-decomposition",
+        P + "plot_components",
+        lambda: sts.plot_components(_empty_tree()),
+        raises(ValueError, "decomposition"),
+    ),
+    Case("orders-zero", P + "ARMA", lambda: sts.ARMA(0, 0), raises(ValueError, "`ar_order`")),
+    Case("ma-order-float", P + "ARMA", lambda: sts.ARMA(1, 1.5), raises(TypeError, "`ma_order`")),
+    Case(
+        "unknown-prior",
+        P + "ARMA",
+        lambda: sts.ARMA(1, 0, priors={"ma_pacf": None}),
+        raises(ValueError, "`priors`"),
+    ),
+    Case(
+        "wrong-pacf-length",
+        P + "ARMA",
+        lambda: sts.Sum([sts.ARMA(2, 1)]).log_prob(
+            {
+                "arma": {"ar_pacf": jnp.array([0.5]), "ma_pacf": jnp.array([0.1]), "scale": 1.0},
+                "observation": {"scale": 1.0},
+            },
+            Y,
+        ),
+        raises(ValueError, "`arma_ar_pacf`"),
+    ),
+    Case(
+        "traced-ma-pacf-outside",
+        P + "ARMA",
+        lambda: jax.jit(
+            lambda m: sts.Sum([sts.ARMA(1, 1)]).log_prob(
+                {
+                    "arma": {"ar_pacf": jnp.array([0.5]), "ma_pacf": m, "scale": 1.0},
+                    "observation": {"scale": 1.0},
+                },
+                Y,
+            )
+        )(jnp.array([1.5])),
+        returns(is_nan),
+    ),
+    Case(
+        "ma-pacf-outside",
+        P + "ma_coefficients_from_pacf",
+        lambda: sts.ma_coefficients_from_pacf(jnp.array([1.5])),
+        raises(ValueError, "`pacf`"),
+    ),
+    Case(
         "design-3d",
         P + "Regression",
         lambda: sts.Regression(jnp.zeros((5, 2, 2))),
@@ -115,6 +185,12 @@ CASES = [
         raises(ValueError, "`regression_weights`"),
     ),
     Case("no-components", P + "Sum", lambda: sts.Sum([]), raises(TypeError, "`components`")),
+    Case(
+        "unknown-strategy",
+        P + "Sum",
+        lambda: sts.Sum([sts.LocalLevel()], strategy="parallel"),
+        raises(ValueError, "`strategy`"),
+    ),
     Case(
         "duplicate-names",
         P + "Sum",

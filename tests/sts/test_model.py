@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from numpyro.infer import MCMC, NUTS, Predictive
 
-from numpyro_parallel import sts
+from numpyro_parallel import Associative, Blocked, Sequential, sts
 
 T = 24
 
@@ -106,6 +106,22 @@ def test_signal_forecast_without_noise_has_smaller_variance():
 
 def test_state_dimension_is_the_sum_of_the_blocks():
     assert _model().state_dim == 2 + 4
+
+
+def test_strategy_reaches_every_built_model_and_does_not_change_the_likelihood():
+    y = _simulated()
+    params = {
+        "trend": {"level_scale": 0.3, "slope_scale": 0.05},
+        "seasonal": {"drift_scale": 0.1},
+        "observation": {"scale": 0.4},
+    }
+    values = {}
+    for strategy in (Sequential(), Associative(), Blocked(5)):
+        model = sts.Sum(_model().components, strategy=strategy)
+        assert model.ssm(params, sts.data_scale(y), T).strategy == strategy
+        values[strategy] = model.log_prob(params, y)
+    np.testing.assert_allclose(values[Associative()], values[Sequential()], rtol=1e-10)
+    np.testing.assert_allclose(values[Blocked(5)], values[Sequential()], rtol=1e-10)
 
 
 def test_anomalies_flag_an_injected_outlier_and_predictions_match_the_filter():

@@ -1,0 +1,168 @@
+"""One ArviZ 1.x DataTree for a fitted structural time-series model, with date coordinates.
+
+`to_datatree` collects what `numpyro_parallel.diagnostics.from_numpyro` writes for the MCMC
+run (``posterior``, ``sample_stats``, ``observed_data`` and a per-time ``log_likelihood``, so
+``arviz.loo`` counts time points) and adds the forecast (``predictions``), the per-component
+decomposition (``decomposition``) and the anomaly report (``anomalies``), all on one ``time``
+axis labelled with the user's dates. xarray and ArviZ are imported on first use.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from numpyro.infer import MCMC
+
+from numpyro_parallel.sts.anomalies import Anomalies
+from numpyro_parallel.sts.forecast import Contribution, Forecast
+from numpyro_parallel.sts.model import Sum
+
+if TYPE_CHECKING:
+    import xarray as xr
+
+__all__ = ["forecast_coords", "to_datatree"]
+
+
+def forecast_coords(time_coords: Any, horizon: int) -> np.ndarray:
+    """Labels for ``horizon`` steps after the series: the last label plus multiples of the step.
+
+    Args:
+        time_coords: the series' time labels (numbers, `numpy.datetime64` or a pandas index);
+            at least two, evenly spaced, to infer the step (a pandas index with a ``freq``
+            is extended by that frequency, so months stay months).
+        horizon: number of future steps.
+
+    Returns:
+        ``(horizon,)`` labels.
+
+    Raises:
+        ValueError: fewer than two labels, or unevenly spaced ones.
+    """
+    freq = getattr(time_coords, "freq", None)
+    if freq is not None:  # pandas DatetimeIndex / PeriodIndex with a frequency
+        return np.asarray(time_coords[-1] + freq * np.arange(1, horizon + 1))
+    labels = np.asarray(time_coords)
+    if labels.ndim != 1 or labels.shape[0] < 2:
+        raise ValueError("`time_coords` needs at least two labels to extend it over a forecast.")
+    steps = np.diff(labels)
+    if not np.all(steps == steps[0]):
+        raise ValueError(
+            "`time_coords` is not evenly spaced (e.g. month starts as datetime64[D]): pass "
+            "`forecast_time_coords` explicitly, or monthly labels (datetime64[M])."
+        )
+    return labels[-1] + steps[0] * np.arange(1, horizon + 1)
+
+
+def _by_chain(name: str, array: Any, num_chains: int) -> np.ndarray:
+    array = np.asarray(array)
+    if array.shape[0] % num_chains:
+        raise ValueError(
+            f"`{name}` has {array.shape[0]} draws, not a multiple of the {num_chains} chains: "
+            "compute it from `mcmc.get_samples()` (all chains, flattened)."
+        )
+    return array.reshape(num_chains, array.shape[0] // num_chains, *array.shape[1:])
+
+
+def _time_labels(name: str, labels: Any, size: int) -> np.ndarray:
+    labels = np.arange(size) if labels is None else np.asarray(labels)
+    if labels.shape != (size,):
+        raise ValueError(f"`{name}` must have {size} entries; got shape {labels.shape}.")
+    return labels
+
+
+def to_datatree(
+    mcmc: Any,
+    model: Sum,
+    *,
+    forecast: Forecast | None = None,
+    decomposition: dict[str, Contribution] | None = None,
+    anomalies: Anomalies | None = None,
+    time_coords: Sequence | None = None,
+    forecast_time_coords: Sequence | None = None,
+) -> xr.DataTree:
+    """The MCMC run, forecast, decomposition and anomalies as one ArviZ DataTree.
+
+    Args:
+        mcmc: the `numpyro.infer.MCMC` that sampled ``model.numpyro_model``.
+        model: the fitted `Sum` (its observation site name labels the forecast draws).
+        forecast: `numpyro_parallel.sts.forecast` of ``mcmc.get_samples()`` (all chains).
+        decomposition: `numpyro_parallel.sts.decompose` of the same draws.
+        anomalies: `numpyro_parallel.sts.detect_anomalies` of the same draws.
+        time_coords: labels of the T fitted time points (dates: `numpy.datetime64`, a pandas
+            index); default ``0..T-1``.
+        forecast_time_coords: labels of the forecast horizon; default `forecast_coords` of
+            ``time_coords`` (the labels continued at their step).
+
+    Returns:
+        A DataTree with ``posterior``, ``sample_stats``, ``observed_data``,
+        ``log_likelihood`` (dims ``chain, draw, time``) and, when given, ``predictions``
+        (forecast draws ``y``, ``mean`` and ``variance``, dims ``chain, draw, time`` over the
+        horizon), ``decomposition`` (``{component}_mean`` / ``{component}_variance``) and
+        ``anomalies`` (per-draw one-step-ahead ``predictive_mean``, ``predictive_variance``,
+        ``residual``; per-time ``tail_probability`` and ``is_anomaly``).
+
+    Raises:
+        TypeError: ``mcmc`` is not a NumPyro MCMC, ``model`` not a `Sum`.
+        ValueError: an MCMC that has not run, labels of the wrong length, draw counts that do
+            not match the run.
+    """
+    if not isinstance(mcmc, MCMC):
+        raise TypeError(
+            f"`mcmc` must be the numpyro.infer.MCMC that sampled `model.numpyro_model`; got "
+            f"{type(mcmc).__name__}."
+        )
+    if not isinstance(model, Sum):
+        raise TypeError(f"`model` must be an sts.Sum; got {type(model).__name__}.")
+    import xarray as xr
+
+    from numpyro_parallel.diagnostics import from_numpyro
+
+    tree = from_numpyro(mcmc, time_coords=time_coords)
+    num_chains = mcmc.num_chains
+    num_steps = tree["observed_data"].dataset.sizes.get("time")
+    if time_coords is not None:
+        time_coords = _time_labels("time_coords", time_coords, len(time_coords))
+
+    def group(variables: dict[str, np.ndarray], labels: np.ndarray) -> xr.DataTree:
+        dims = {name: ("chain", "draw", "time")[3 - v.ndim :] for name, v in variables.items()}
+        chains, draws = next(v for v in variables.values() if v.ndim == 3).shape[:2]
+        coords = {"chain": np.arange(chains), "draw": np.arange(draws), "time": labels}
+        data = {name: (dims[name], value) for name, value in variables.items()}
+        return xr.DataTree(xr.Dataset(data, coords=coords))
+
+    if forecast is not None:
+        draws = {
+            k: _by_chain(f"forecast.{k}", v, num_chains) for k, v in forecast._asdict().items()
+        }
+        horizon = draws["mean"].shape[-1]
+        if forecast_time_coords is None and time_coords is not None:
+            forecast_time_coords = forecast_coords(time_coords, horizon)
+        if forecast_time_coords is None:
+            forecast_time_coords = np.arange(horizon) + (num_steps or 0)
+        labels = _time_labels("forecast_time_coords", forecast_time_coords, horizon)
+        tree["predictions"] = group(
+            {model.name: draws["samples"], "mean": draws["mean"], "variance": draws["variance"]},
+            labels,
+        )
+
+    def fitted(size: int) -> np.ndarray:
+        return _time_labels("time_coords", time_coords, size)
+
+    if decomposition is not None:
+        variables = {}
+        for component, part in decomposition.items():
+            variables[f"{component}_mean"] = _by_chain(component, part.mean, num_chains)
+            variables[f"{component}_variance"] = _by_chain(component, part.variance, num_chains)
+        size = next(iter(variables.values())).shape[-1]
+        tree["decomposition"] = group(variables, fitted(size))
+    if anomalies is not None:
+        variables = {
+            k: _by_chain(f"anomalies.{k}", getattr(anomalies, k), num_chains)
+            for k in ("predictive_mean", "predictive_variance", "residual")
+        }
+        variables["tail_probability"] = np.asarray(anomalies.tail_probability)
+        variables["is_anomaly"] = np.asarray(anomalies.is_anomaly)
+        tree["anomalies"] = group(variables, fitted(variables["residual"].shape[-1]))
+    return tree
