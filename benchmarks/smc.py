@@ -129,7 +129,7 @@ def blackjax_pf(key, ys, num_particles):
         state, info = smc_base.step(
             k, state, update_fn, lambda x: norm_logpdf(y[0], x, R_SD), bj_systematic
         )
-        return (state, log_z + info.log_likelihood_term), None
+        return (state, log_z + info.log_likelihood_increment), None  # BlackJAX SMCInfo
 
     keys = jax.random.split(key_steps, ys.shape[0] - 1)
     (_, log_z), _ = jax.lax.scan(body, (state, log_z0), (keys, ys[1:]))

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import pathlib
-import time
 
 import jax
 import jax.numpy as jnp
@@ -32,8 +31,7 @@ jax.config.update("jax_enable_x64", True)
 import matplotlib  # noqa: E402
 
 matplotlib.use("Agg")
-from numpyro.diagnostics import summary  # noqa: E402
-from numpyro.infer import MCMC, NUTS  # noqa: E402
+from _sts_nuts import run_nuts  # noqa: E402  (examples/_sts_nuts.py)
 
 from numpyro_parallel import sts  # noqa: E402
 
@@ -81,18 +79,8 @@ def main() -> None:
     print(f"{len(co2)} months {months[0]} to {months[-1]}, {int(np.isnan(co2).sum())} missing;"
           f" fitting the first {fit_end}, {model.state_dim} states")  # fmt: skip
 
-    num_warmup, num_samples, num_chains = (60, 60, 1) if args.fast else (500, 500, 2)
-    mcmc = MCMC(NUTS(model.numpyro_model), num_warmup=num_warmup, num_samples=num_samples,
-                num_chains=num_chains, chain_method="sequential", progress_bar=False)  # fmt: skip
-    start = time.perf_counter()
-    mcmc.run(jax.random.PRNGKey(0), y_fit, extra_fields=("diverging",))
-    seconds = time.perf_counter() - start
+    mcmc = run_nuts(model, y_fit, args.fast)
     samples = mcmc.get_samples()
-    divergences = int(np.sum(mcmc.get_extra_fields()["diverging"]))
-    max_r_hat = max(float(np.max(s["r_hat"])) for s in summary(mcmc.get_samples(True)).values())
-    print(f"NUTS: {num_chains} x ({num_warmup} + {num_samples}) in {seconds:.0f} s, "
-          f"{divergences} divergences, largest R-hat {max_r_hat:.3f}")  # fmt: skip
-    mcmc.print_summary(prob=0.9, exclude_deterministic=True)
 
     fc = sts.forecast(model, samples, y_fit, HELD_BACK, jax.random.PRNGKey(1))
     draws = np.asarray(fc.samples)

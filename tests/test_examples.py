@@ -7,7 +7,10 @@ import sys
 
 import pytest
 
-EXAMPLES = sorted((pathlib.Path(__file__).parents[1] / "examples").glob("*.py"))
+# Helpers shared by examples start with an underscore and are not examples themselves.
+EXAMPLES = sorted(
+    p for p in (pathlib.Path(__file__).parents[1] / "examples").glob("*.py") if p.name[0] != "_"
+)
 
 
 @pytest.mark.slow  # each script is a full end-to-end run (30-130 s on 2 cores)
