@@ -109,7 +109,7 @@ def main() -> None:
                            title=f"Mauna Loa CO2: {HELD_BACK}-month forecast from the fit to "
                            "earlier months")  # fmt: skip
     ax.figure.savefig(out / "co2_forecast.png", dpi=120)
-    fig = sts.plot_components(tree, ylabel="CO2 (ppm)", xlabel="month",
+    fig = sts.plot_components(tree, ylabel="CO2 (ppm)", unit="ppm", xlabel="month",
                               title="Mauna Loa CO2 = trend + seasonal + noise")  # fmt: skip
     fig.savefig(out / "co2_components.png", dpi=120)
     print(f"figures: {out / 'co2_forecast.png'}, {out / 'co2_components.png'}")

@@ -110,7 +110,8 @@ def main() -> None:
                            title="UK drivers KSI: 1984 forecast from the fit to 1969-83",
                            )  # fmt: skip
     ax.figure.savefig(out / "uk_road_deaths_forecast.png", dpi=120)
-    fig = sts.plot_components(tree, ylabel="log drivers KSI", xlabel="month", events=law,
+    fig = sts.plot_components(tree, ylabel="log drivers KSI", unit="log scale", xlabel="month",
+                              events=law,
                               title="log drivers KSI = level + seasonal + law and petrol "
                               "price + noise")  # fmt: skip
     fig.savefig(out / "uk_road_deaths_components.png", dpi=120)

@@ -9,6 +9,8 @@ adds latent-state groups with dims ``(chain, draw, time, state)``.
 
 from __future__ import annotations
 
+import importlib
+import sys
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -186,6 +188,25 @@ def _log_likelihood_dataset(terms, time_sites, time_coords) -> xr.Dataset:
     return ds
 
 
+_ARVIZ_NUMPYRO_MODULES = ("distributions", "handlers", "infer.initialization", "ops.pytree")
+
+
+def _bind_numpyro_submodules() -> None:
+    """Make the NumPyro submodules ArviZ's converter reads as attributes reachable.
+
+    ArviZ loads ``numpyro`` through `lazy_loader`; a submodule imported later can then be in
+    ``sys.modules`` without being an attribute of its parent (``numpyro.infer.initialization``
+    after ``import arviz`` first), and ``arviz.from_numpyro`` fails with an AttributeError.
+    """
+    for name in _ARVIZ_NUMPYRO_MODULES:
+        parent = "numpyro"
+        for part in name.split("."):
+            module = importlib.import_module(f"{parent}.{part}")
+            if getattr(sys.modules[parent], part, None) is not module:
+                setattr(sys.modules[parent], part, module)
+            parent = f"{parent}.{part}"
+
+
 def from_numpyro(
     mcmc,
     *,
@@ -228,6 +249,7 @@ def from_numpyro(
     model = _check_mcmc(mcmc)
     if not isinstance(latent_group, str) or not latent_group:
         raise TypeError(f"`latent_group` must be a non-empty str; got {latent_group!r}.")
+    _bind_numpyro_submodules()
     tree = arviz.from_numpyro(mcmc, **from_numpyro_kwargs)
     args = mcmc._args if model_args is None else tuple(model_args)  # set by MCMC.run
     kwargs = mcmc._kwargs if model_kwargs is None else dict(model_kwargs)

@@ -121,3 +121,27 @@ def test_discrete_hmm_log_likelihood_has_time_and_loo_counts_time_points():
     np.testing.assert_allclose(ll["y"].values[1, 3].sum(), _hmm(mu).log_prob(y), rtol=1e-10)
     loo = az.loo(tree, var_name="y")
     assert loo.n_data_points == T and np.isfinite(loo.elpd)
+
+
+def test_from_numpyro_works_when_arviz_is_imported_first():
+    """ArviZ loads numpyro lazily; `numpyro.infer.initialization` was then not an attribute."""
+    import subprocess
+    import sys
+
+    script = (
+        "import arviz, jax, jax.numpy as jnp\n"
+        "import numpyro, numpyro.distributions as dist\n"
+        "from numpyro.infer import MCMC, NUTS\n"
+        "from numpyro_parallel import diagnostics\n"
+        "def model(y):\n"
+        "    mu = numpyro.sample('mu', dist.Normal(0.0, 1.0))\n"
+        "    numpyro.sample('y', dist.Normal(mu, 1.0), obs=y)\n"
+        "mcmc = MCMC(NUTS(model), num_warmup=5, num_samples=5, progress_bar=False)\n"
+        "mcmc.run(jax.random.PRNGKey(0), jnp.zeros(3))\n"
+        "print(sorted(diagnostics.from_numpyro(mcmc).children))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "posterior" in result.stdout

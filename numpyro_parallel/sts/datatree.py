@@ -96,8 +96,9 @@ def to_datatree(
             ``time_coords`` (the labels continued at their step).
 
     Returns:
-        A DataTree with ``posterior``, ``sample_stats``, ``observed_data``,
-        ``log_likelihood`` (dims ``chain, draw, time``) and, when given, ``predictions``
+        A DataTree with ``posterior``, ``sample_stats``, ``observed_data`` (the series, dim
+        ``time``), ``log_likelihood`` (dims ``chain, draw, time``; the observed time points
+        only, so ``arviz.loo`` counts them) and, when given, ``predictions``
         (forecast draws ``y``, ``mean`` and ``variance``, dims ``chain, draw, time`` over the
         horizon), ``decomposition`` (``{component}_mean`` / ``{component}_variance``) and
         ``anomalies`` (per-draw one-step-ahead ``predictive_mean``, ``predictive_variance``,
@@ -121,9 +122,20 @@ def to_datatree(
 
     tree = from_numpyro(mcmc, time_coords=time_coords)
     num_chains = mcmc.num_chains
-    num_steps = tree["observed_data"].dataset.sizes.get("time")
-    if time_coords is not None:
-        time_coords = _time_labels("time_coords", time_coords, len(time_coords))
+    observed = tree["observed_data"].dataset[model.name]
+    num_steps = observed.shape[0]
+    y = np.asarray(observed.values).reshape(num_steps, -1)[:, 0]
+    labels = _time_labels("time_coords", time_coords, num_steps)
+    # The observed series on the same dated time axis as everything else.
+    tree["observed_data"] = xr.DataTree(
+        xr.Dataset({model.name: (("time",), y)}, coords={"time": labels})
+    )
+    # A month without an observation has no likelihood term (it is exactly 0 for every
+    # draw, which PSIS cannot smooth): `log_likelihood` keeps the observed time points.
+    if "log_likelihood" in tree.children:
+        tree["log_likelihood"] = xr.DataTree(
+            tree["log_likelihood"].dataset.isel(time=np.flatnonzero(np.isfinite(y)))
+        )
 
     def group(variables: dict[str, np.ndarray], labels: np.ndarray) -> xr.DataTree:
         dims = {name: ("chain", "draw", "time")[3 - v.ndim :] for name, v in variables.items()}
@@ -137,22 +149,27 @@ def to_datatree(
             k: _by_chain(f"forecast.{k}", v, num_chains) for k, v in forecast._asdict().items()
         }
         horizon = draws["mean"].shape[-1]
-        if forecast_time_coords is None and time_coords is not None:
-            forecast_time_coords = forecast_coords(time_coords, horizon)
-        if forecast_time_coords is None:
-            forecast_time_coords = np.arange(horizon) + (num_steps or 0)
-        labels = _time_labels("forecast_time_coords", forecast_time_coords, horizon)
+        if forecast_time_coords is None:  # a pandas index keeps its frequency
+            forecast_time_coords = forecast_coords(
+                labels if time_coords is None else time_coords, horizon
+            )
+        future = _time_labels("forecast_time_coords", forecast_time_coords, horizon)
         tree["predictions"] = group(
             {model.name: draws["samples"], "mean": draws["mean"], "variance": draws["variance"]},
-            labels,
+            future,
         )
 
     def fitted(size: int) -> np.ndarray:
-        return _time_labels("time_coords", time_coords, size)
+        if size != num_steps:
+            raise ValueError(f"expected {num_steps} time points (the run's series); got {size}.")
+        return labels
 
     if decomposition is not None:
         variables = {}
-        for component, part in decomposition.items():
+        # the model's component order (a vmapped dict comes back with sorted keys)
+        order = [c.name for c in model.components if c.name in decomposition]
+        for component in order + sorted(set(decomposition) - set(order)):
+            part = decomposition[component]
             variables[f"{component}_mean"] = _by_chain(component, part.mean, num_chains)
             variables[f"{component}_variance"] = _by_chain(component, part.variance, num_chains)
         size = next(iter(variables.values())).shape[-1]

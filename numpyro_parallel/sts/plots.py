@@ -94,7 +94,7 @@ def plot_forecast(
     future = _axis_values(predictions["time"].values)
     draws = f(np.asarray(predictions[name].values).reshape(-1, future.shape[0]))
     if ax is None:
-        _, ax = plt.subplots(figsize=(9, 4.5))
+        _, ax = plt.subplots(figsize=(10, 4.5))
     recent = slice(None) if num_recent is None else slice(-num_recent, None)
     ax.plot(times[recent], f(observed[recent]), "k.-", lw=0.8, ms=3, label="observed")
     for level, alpha in zip(sorted(levels, reverse=True), (0.2, 0.35, 0.5), strict=False):
@@ -109,8 +109,9 @@ def plot_forecast(
     ax.set_title(title or "Forecast")
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
-    ax.legend(loc="best", frameon=False, fontsize=8)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, fontsize=8)
     ax.figure.autofmt_xdate()
+    ax.figure.tight_layout()
     return ax
 
 
@@ -120,6 +121,7 @@ def plot_components(
     transform: Callable[[np.ndarray], np.ndarray] | None = None,
     title: str | None = None,
     ylabel: str = "y",
+    unit: str | None = None,
     xlabel: str = "time",
     events: dict[Any, str] | None = None,
 ) -> Any:
@@ -131,8 +133,8 @@ def plot_components(
         transform: applied to the observed series only (components stay on the model's
             scale, where they add up).
         title: figure title (default: "Decomposition").
-        ylabel: label of the series, with its unit (components are labelled by name, in
-            the same unit).
+        ylabel: label of the series, with its unit.
+        unit: unit of the components (the model's scale), added to their panel labels.
         xlabel: label of the time axis.
         events: ``{time: label}`` vertical markers on every panel.
 
@@ -152,7 +154,7 @@ def plot_components(
     parts = tree["decomposition"].dataset
     components = [v[: -len("_mean")] for v in parts.data_vars if v.endswith("_mean")]
     times, observed = _observed(tree, _series_name(tree))
-    fig, axes = plt.subplots(len(components) + 1, 1, figsize=(9, 2.3 * (len(components) + 1)),
+    fig, axes = plt.subplots(len(components) + 1, 1, figsize=(10, 2.3 * (len(components) + 1)),
                              sharex=True, squeeze=False)  # fmt: skip
     axes = axes[:, 0]
     axes[0].plot(times, f(observed), "k-", lw=0.7, label="observed")
@@ -170,10 +172,10 @@ def plot_components(
         ax.plot(dates, mean, "C0-", lw=0.8, label="posterior mean")
         ax.fill_between(dates, mean - 2 * sd, mean + 2 * sd, color="C0", alpha=0.3, lw=0,
                         label="± 2 posterior sd")  # fmt: skip
-        ax.set_ylabel(component)
-    for ax in axes:
+        ax.set_ylabel(component if unit is None else f"{component} ({unit})")
+    for ax in axes:  # legends right of the panels, clear of the data
         _mark_events(ax, events)
-        ax.legend(loc="upper left", frameon=False, fontsize=8)
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, fontsize=8)
     axes[0].set_title(title or "Decomposition")
     axes[-1].set_xlabel(xlabel)
     fig.autofmt_xdate()
