@@ -16,7 +16,7 @@ import jax.numpy as jnp
 from jax.scipy.special import ndtr
 
 from numpyro_parallel.ssm.kalman.predictions import kalman_predictions
-from numpyro_parallel.sts.forecast import _check_series, _draws
+from numpyro_parallel.sts.forecast import _check_series, _draws, map_draws
 from numpyro_parallel.sts.model import Sum, data_scale
 
 __all__ = ["Anomalies", "detect_anomalies"]
@@ -83,7 +83,7 @@ def detect_anomalies(
         predicted = kalman_predictions(ssm.params, y[:, None], strategy=ssm.strategy)
         return predicted.mean[:, 0], predicted.cov[:, 0, 0]
 
-    mean, variance = jax.vmap(one)(samples)
+    mean, variance = map_draws(one, samples)
     residual = y[None] - mean
     tail = jnp.mean(2.0 * ndtr(-jnp.abs(residual) / jnp.sqrt(variance)), axis=0)
     return Anomalies(mean, variance, residual, tail, tail < threshold)

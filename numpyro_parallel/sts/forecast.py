@@ -53,6 +53,17 @@ def _check_series(y) -> jax.Array:
     return y
 
 
+#: posterior draws evaluated side by side: memory is O(DRAW_BATCH T d²), not O(S T d²) (a
+#: smoothed covariance for 1000 draws of a 13-state model over 500 months is 700 MB).
+DRAW_BATCH = 64
+
+
+def map_draws(fn, *draws: Any) -> Any:
+    """``fn`` over the leading draw axis, ``DRAW_BATCH`` draws at a time (`jax.lax.map`)."""
+    num_draws = jax.tree_util.tree_leaves(draws)[0].shape[0]
+    return jax.lax.map(lambda args: fn(*args), draws, batch_size=min(num_draws, DRAW_BATCH))
+
+
 def _draws(samples: dict[str, Any]) -> int:
     leaves = jax.tree_util.tree_leaves(samples)
     if not isinstance(samples, dict) or not leaves:
@@ -126,7 +137,7 @@ def forecast(
             draw_y = draw_y + jnp.sqrt(noise_var) * jax.random.normal(key_noise, (horizon,))
         return mean, variance, draw_y
 
-    return Forecast(*jax.vmap(one)(samples, keys))
+    return Forecast(*map_draws(one, samples, keys))
 
 
 def _check_designs(model: Sum, design_matrices, length: int) -> None:
@@ -182,4 +193,4 @@ def decompose(model: Sum, samples: dict[str, Any], y) -> dict[str, Contribution]
             start = stop
         return out
 
-    return jax.vmap(one)(samples)
+    return map_draws(one, samples)
