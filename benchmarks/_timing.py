@@ -15,7 +15,7 @@ from typing import Any
 
 import jax
 
-__all__ = ["compile_fn", "median_run_time", "metadata", "time_fn"]
+__all__ = ["compile_fn", "measure", "median_run_time", "metadata", "time_fn"]
 
 
 def compile_fn(fn: Callable, *args: Any) -> tuple[Callable, float]:
@@ -47,6 +47,26 @@ def median_run_time(
         jax.block_until_ready(compiled(*args))
         times.append(time.perf_counter() - start)
     return statistics.median(times), repeats, out
+
+
+def measure(
+    fn: Callable, *args: Any, repeats: int, warm_up: bool = True, max_total_s: float | None = None
+) -> tuple[float, float, Any]:
+    """Compile ``fn`` for ``args``, then time ``repeats`` calls: ``(compile_s, median_s, output)``.
+
+    ``warm_up`` runs one untimed call first (skip it for long runs timed once);
+    ``max_total_s`` stops the timed calls early once their sum exceeds it.
+    """
+    compiled, compile_s = compile_fn(fn, *args)
+    out = jax.block_until_ready(compiled(*args)) if warm_up else None
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        out = jax.block_until_ready(compiled(*args))
+        times.append(time.perf_counter() - start)
+        if max_total_s is not None and sum(times) > max_total_s:
+            break
+    return compile_s, statistics.median(times), out
 
 
 def time_fn(fn: Callable, *args: Any, **kwargs: Any) -> dict[str, Any]:

@@ -23,12 +23,12 @@ from __future__ import annotations
 import argparse
 import json
 import pathlib
-import statistics
 import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from _timing import measure
 
 from numpyro_parallel.ssm.hmm.inference import hmm_log_likelihood, hmm_smoother, hmm_viterbi
 from numpyro_parallel.strategy import Associative, Blocked, Sequential
@@ -102,18 +102,8 @@ def _problem(num_states, num_steps, dtype):
 
 
 def _time(fn, args, repeats):
-    start = time.perf_counter()
-    compiled = jax.jit(fn).lower(*args).compile()
-    compile_s = time.perf_counter() - start
-    jax.block_until_ready(compiled(*args))  # warm-up
-    runs = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(compiled(*args))
-        runs.append(time.perf_counter() - start)
-        if sum(runs) > 5.0:
-            break
-    return compile_s, statistics.median(runs)
+    compile_s, run_s, _ = measure(fn, *args, repeats=repeats, max_total_s=5.0)
+    return compile_s, run_s
 
 
 def main():

@@ -23,12 +23,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
-import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from _timing import measure
 
 from numpyro_parallel.fixed_point import OnlinePicard
 from numpyro_parallel.mcmc import run_chain
@@ -63,18 +62,10 @@ def make_problem(dim: int, num_obs: int = 500, seed: int = 0):
     return logdensity_fn, beta, step_size, hessian
 
 
-def measure(fn, args, repeats):
-    start = time.perf_counter()
-    compiled = jax.jit(fn).lower(*args).compile()
-    compile_time = time.perf_counter() - start
-    if repeats > 1:  # one untimed warm run before the timed repeats
-        jax.block_until_ready(compiled(*args))
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        out = jax.block_until_ready(compiled(*args))
-        times.append(time.perf_counter() - start)
-    return out, compile_time, statistics.median(times)
+def timed(fn, args, repeats):
+    """``(output, compile_s, median_s)``; a single timed run (no warm-up) when ``repeats`` is 1."""
+    compile_s, run_s, out = measure(fn, *args, repeats=repeats, warm_up=repeats > 1)
+    return out, compile_s, run_s
 
 
 def _comparison(parallel, sequential):
@@ -108,7 +99,7 @@ def run_case(dim, num_steps, num_chains, solvers, repeats):
         run = lambda k, s: run_chain(mala, s, k, num_steps, strategy="sequential")
         return jax.vmap(run)(keys, states)
 
-    (seq_states, seq_info), seq_compile, seq_time = measure(sequential, (keys, states), repeats)
+    (seq_states, seq_info), seq_compile, seq_time = timed(sequential, (keys, states), repeats)
     rows = []
     for solver in solvers:
 
@@ -116,7 +107,7 @@ def run_case(dim, num_steps, num_chains, solvers, repeats):
             run = lambda k, s: run_chain(mala, s, k, num_steps, solver=solver)
             return jax.vmap(run)(keys, states)
 
-        (states_p, info), compile_time, run_time = measure(parallel, (keys, states), repeats)
+        (states_p, info), compile_time, run_time = timed(parallel, (keys, states), repeats)
         rows.append(
             {
                 "kernel": "mala",
@@ -141,7 +132,7 @@ def run_rwm_case(dim, num_steps, repeats):
     rwm = blackjax.additive_step_random_walk(logdensity_fn, random_walk.normal(sigma))
     key, state = jax.random.key(1), rwm.init(map_estimate)
     sequential = lambda key, state: run_chain(rwm, state, key, num_steps, strategy="sequential")
-    (seq_states, seq_info), seq_compile, seq_time = measure(sequential, (key, state), repeats)
+    (seq_states, seq_info), seq_compile, seq_time = timed(sequential, (key, state), repeats)
     window = OnlinePicard().default_window(num_steps, dim)
     variants = [("online_picard", window, None), ("jacobi", window, num_steps)]
     if num_steps <= 1000:
@@ -155,7 +146,7 @@ def run_rwm_case(dim, num_steps, repeats):
                 max_iterations=max_iterations,
             )  # fmt: skip
 
-        (states, info), compile_time, run_time = measure(parallel, (key, state), repeats)
+        (states, info), compile_time, run_time = timed(parallel, (key, state), repeats)
         rows.append(
             {
                 "kernel": "rwm",

@@ -15,12 +15,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
-import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from _timing import measure
 
 from numpyro_parallel.ssm.nonlinear.smoother import (
     NonlinearGaussianModel,
@@ -101,19 +100,6 @@ def cuthbert_fns(model, parallel):
     return run
 
 
-def measure(fn, args, repeats):
-    start = time.perf_counter()
-    compiled = jax.jit(fn).lower(*args).compile()
-    compile_s = time.perf_counter() - start
-    jax.block_until_ready(compiled(*args))
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(compiled(*args))
-        times.append(time.perf_counter() - start)
-    return compile_s, statistics.median(times)
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
@@ -154,7 +140,7 @@ def main():
                         strategy=strategy,
                     ).mean
 
-                compile_s, run_s = measure(fn, (y,), repeats)
+                compile_s, run_s, _ = measure(fn, y, repeats=repeats)
                 rows.append(
                     dict(
                         library="numpyro_parallel",
@@ -172,7 +158,9 @@ def main():
             for parallel in (False, True):
                 if parallel and num_steps > cuthbert_parallel_max:
                     continue
-                compile_s, run_s = measure(cuthbert_fns(model, parallel), (y, trajectory), repeats)
+                compile_s, run_s, _ = measure(
+                    cuthbert_fns(model, parallel), y, trajectory, repeats=repeats
+                )
                 rows.append(
                     dict(
                         library="cuthbert",

@@ -21,12 +21,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
-import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from _timing import measure
 
 from numpyro_parallel.smc.dsmc import dsmc
 from numpyro_parallel.smc.ffbs import backward_sampling
@@ -39,22 +38,13 @@ LOG_BOUND = -np.log(Q_SD) - 0.5 * np.log(2 * np.pi)  # max of the N(., PHI x, Q_
 
 def timed(fn, *args, repeats=5):
     """(compile seconds, median run seconds) of ``jax.jit(fn)(*args)``."""
-    compile_s, run_s, _ = timed_with_output(fn, *args, repeats=repeats)
+    compile_s, run_s, _ = measure(fn, *args, repeats=repeats)
     return compile_s, run_s
 
 
 def timed_with_output(fn, *args, repeats=5):
-    """(compile seconds, median run seconds, output of the first run) of ``jax.jit(fn)``."""
-    t0 = time.perf_counter()
-    compiled = jax.jit(fn).lower(*args).compile()
-    compile_s = time.perf_counter() - t0
-    out = jax.block_until_ready(compiled(*args))
-    runs = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        jax.block_until_ready(compiled(*args))
-        runs.append(time.perf_counter() - t0)
-    return compile_s, statistics.median(runs), out
+    """(compile seconds, median run seconds, output) of ``jax.jit(fn)``."""
+    return measure(fn, *args, repeats=repeats)
 
 
 def norm_logpdf(x, mean, sd):
