@@ -101,10 +101,8 @@ def main() -> None:
     # decomposition and anomalies; the figures are drawn from it.
     tree = sts.to_datatree(mcmc, model, forecast=fc, decomposition=parts, anomalies=anomalies,
                            time_coords=months[:fit_end])  # fmt: skip
-    print(
-        f"DataTree groups: {sorted(tree.children)}; forecast months "
-        f"{tree['predictions']['time'].values[0]} to {tree['predictions']['time'].values[-1]}"
-    )
+    future = np.datetime_as_string(tree["predictions"]["time"].values, unit="M")
+    print(f"DataTree groups: {sorted(tree.children)}; forecast {future[0]} to {future[-1]}")
     ax = sts.plot_forecast(tree, held_back=held_back, ylabel="CO2 (ppm)", xlabel="month",
                            title=f"Mauna Loa CO2: {HELD_BACK}-month forecast from the fit to "
                            "earlier months")  # fmt: skip

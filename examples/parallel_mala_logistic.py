@@ -125,8 +125,9 @@ def main() -> None:
     fig, ax = plt.subplots(figsize=(8, 3))
     ax.plot(seq_states.position[:, 0], lw=2, label="sequential MALA")
     ax.plot(results["newton"].position[:, 0], "--", lw=1, label="parallel (Newton/DEER)")
-    ax.set(xlabel="step t", ylabel="beta[0]", title="The same chain, computed two ways")
-    ax.legend()
+    ax.set(xlabel="MCMC step t", ylabel="beta[0] (log-odds)",
+           title="The same chain, computed two ways")  # fmt: skip
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, fontsize=8)
     fig.tight_layout()
     fig.savefig(os.path.join(args.output_dir, "parallel_vs_sequential.png"), dpi=100)
     plt.close(fig)
@@ -153,9 +154,13 @@ def main() -> None:
         for c in range(draws.shape[0]):
             axes[j, 0].hist(draws[c, :, j], bins=30, histtype="step", density=True)
             axes[j, 1].plot(draws[c, :, j], lw=0.5)
-        axes[j, 0].set_ylabel(names[j], fontsize=8)
+        axes[j, 0].set_ylabel(f"density of {names[j]}", fontsize=8)
+        axes[j, 1].set_ylabel(f"{names[j]} (log-odds)", fontsize=8)
     axes[0, 0].set_title("posterior (one line per chain)")
     axes[0, 1].set_title("trace")
+    axes[-1, 0].set_xlabel("coefficient (log-odds per standardised unit)")
+    axes[-1, 1].set_xlabel("draw")
+    fig.suptitle("Breast-cancer logistic regression: ParallelMALA, 2 chains")
     fig.tight_layout()
     fig.savefig(os.path.join(args.output_dir, "parallel_mala_trace.png"), dpi=100)
     plt.close(fig)

@@ -137,13 +137,14 @@ def main():
         alpha=0.15,
         label="true turbulent regime",
     )
-    axes[0].set_ylabel("y")
-    axes[0].legend(loc="upper center")
+    axes[0].set_ylabel("y (simulated return, %)")
+    axes[0].set_title("Simulated Markov-switching series: hidden regimes recovered by the HMM")
     axes[1].plot(t, turbulent, label="P(turbulent | y), posterior mean")
     axes[1].step(t, path, where="mid", lw=0.8, color="tab:orange", label="Viterbi path")
-    axes[1].set_ylabel("regime")
-    axes[1].set_xlabel("time")
-    axes[1].legend(loc="center")
+    axes[1].set_ylabel("regime (0 calm, 1 turbulent)")
+    axes[1].set_xlabel("time step (simulated series, no calendar)")
+    for ax in axes:  # legends right of the panels, clear of the data
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, fontsize=8)
     fig.tight_layout()
     figure = output_dir / "regime_switching.png"
     fig.savefig(figure, dpi=120)

@@ -233,10 +233,14 @@ def main():
         gap = np.median(np.abs(other.mean(0) - vol.mean(0)))
         print(f"median over days of |dSMC - {name}| smoothed-mean volatility: {gap:.3f}")
 
-    fig, axes = plt.subplots(3, 1, figsize=(10, 9))
-    days = np.arange(num_steps)
+    fig, axes = plt.subplots(3, 1, figsize=(11, 9))
+    # EuStockMarkets is a ts starting at 1991.496 with 260 business days a year (R's tsp);
+    # the returns start one day later. Its rows carry no calendar dates, so years it is.
+    days = 1991.496 + (np.arange(num_steps) + 1) / 260.0
     axes[0].plot(days, returns, lw=0.5, color="k")
-    axes[0].set_title("DAX daily log-returns (%), 1991-1998")
+    axes[0].set_title("DAX daily log-returns, 1991-1998")
+    axes[0].set_ylabel("log-return (%)")
+    axes[0].set_xlabel("year")
     axes[1].fill_between(days, lo, hi, alpha=0.3, label="dSMC 90% band")
     axes[1].plot(days, med, label="dSMC median")
     axes[1].plot(days, ffbs_med, ls="--", lw=0.8, label="PF + FFBS median")
@@ -244,11 +248,15 @@ def main():
     axes[1].plot(days, np.abs(returns), color="k", lw=0.3, alpha=0.5, label="|return|")
     axes[1].set_ylim(0, 1.5 * hi.max())
     axes[1].set_title("Smoothed volatility exp(x_t / 2) at the posterior mean")
-    axes[1].legend(fontsize=8)
+    axes[1].set_ylabel("volatility (%)")
+    axes[1].set_xlabel("year")
     for name, d in draws.items():
         axes[2].plot(d, lw=0.5, label=name)
     axes[2].set_title("PMMH traces after burn-in")
-    axes[2].legend(fontsize=8)
+    axes[2].set_ylabel("parameter value")
+    axes[2].set_xlabel("PMMH iteration")
+    for ax in axes[1:]:  # legends right of the panels, clear of the data
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, fontsize=8)
     fig.tight_layout()
     path = os.path.join(args.output_dir, "stochastic_volatility.png")
     fig.savefig(path, dpi=100)

@@ -25,6 +25,16 @@ jax.config.update("jax_enable_x64", True)
 jax.config.update("jax_numpy_rank_promotion", "raise")
 
 
+def pytest_collection_modifyitems(config, items):
+    """Run the examples (end to end, the longest tests) first.
+
+    Collected last (``tests/test_examples.py`` sorts after the subpackages), they left one
+    xdist worker running examples alone at the end of the slow step; started first, the
+    short tests fill in around them.
+    """
+    items.sort(key=lambda item: 0 if item.nodeid.startswith("tests/test_examples.py") else 1)
+
+
 @pytest.fixture(autouse=True, scope="module")
 def _clear_jax_caches_after_module():
     yield

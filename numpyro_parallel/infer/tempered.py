@@ -109,6 +109,7 @@ def build_tempered_smc(
         raise ValueError("`model` has no continuous latent dimensions to sample.")
 
     def run(rng_key: jax.Array) -> TemperedSMCResult:
+        check_rng_key(rng_key)
         key_prior, key_run = jax.random.split(rng_key)
         particles = _prior_particles(predictive, key_prior, model, model_args, model_kwargs)
         result = core(key_run, particles)

@@ -49,8 +49,9 @@ def _setup(p, q, measurement_error, missing):
 ORDERS = [(1, 0), (0, 1), (2, 1), (1, 2), (3, 2)]
 
 
-@pytest.mark.parametrize("missing", [False, True], ids=["complete", "missing"])
-@pytest.mark.parametrize("measurement_error", [False, True], ids=["pure", "noisy"])
+@pytest.mark.parametrize(
+    "measurement_error,missing", [(False, False), (True, True)], ids=["pure", "noisy-missing"]
+)
 @pytest.mark.parametrize("p,q", ORDERS)
 def test_log_likelihood_terms_match_sarimax(p, q, measurement_error, missing):
     y, model, params, mod, values, (phi, theta) = _setup(p, q, measurement_error, missing)
