@@ -65,13 +65,6 @@ def _by_chain(name: str, array: Any, num_chains: int) -> np.ndarray:
     return array.reshape(num_chains, array.shape[0] // num_chains, *array.shape[1:])
 
 
-def _time_labels(name: str, labels: Any, size: int) -> np.ndarray:
-    labels = np.arange(size) if labels is None else np.asarray(labels)
-    if labels.shape != (size,):
-        raise ValueError(f"`{name}` must have {size} entries; got shape {labels.shape}.")
-    return labels
-
-
 def to_datatree(
     mcmc: Any,
     model: Sum,
@@ -118,6 +111,7 @@ def to_datatree(
         raise TypeError(f"`model` must be an sts.Sum; got {type(model).__name__}.")
     import xarray as xr
 
+    from numpyro_parallel._diagnostics_datasets import _coords
     from numpyro_parallel.diagnostics import from_numpyro
 
     tree = from_numpyro(mcmc, time_coords=time_coords)
@@ -125,7 +119,7 @@ def to_datatree(
     observed = tree["observed_data"].dataset[model.name]
     num_steps = observed.shape[0]
     y = np.asarray(observed.values).reshape(num_steps, -1)[:, 0]
-    labels = _time_labels("time_coords", time_coords, num_steps)
+    labels = _coords("time_coords", num_steps, time_coords)
     # The observed series on the same dated time axis as everything else.
     tree["observed_data"] = xr.DataTree(
         xr.Dataset({model.name: (("time",), y)}, coords={"time": labels})
@@ -153,7 +147,7 @@ def to_datatree(
             forecast_time_coords = forecast_coords(
                 labels if time_coords is None else time_coords, horizon
             )
-        future = _time_labels("forecast_time_coords", forecast_time_coords, horizon)
+        future = _coords("forecast_time_coords", horizon, forecast_time_coords)
         tree["predictions"] = group(
             {model.name: draws["samples"], "mean": draws["mean"], "variance": draws["variance"]},
             future,
