@@ -33,9 +33,10 @@ import numpy as np
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-from numpyro_parallel.smc.dsmc import dsmc, gaussian_proposals_from_kalman
+from numpyro_parallel.smc.dsmc import dsmc
 from numpyro_parallel.smc.ffbs import backward_sampling
 from numpyro_parallel.smc.particle_filter import bootstrap, run
+from numpyro_parallel.smc.proposals import gaussian_proposals_from_kalman
 from numpyro_parallel.ssm.kalman.inference import GaussianSSMParams
 
 jax.config.update("jax_enable_x64", True)

@@ -25,6 +25,7 @@ __all__ = [
     "check_covariance",
     "check_finite",
     "check_positive_int",
+    "check_sample_shape",
     "check_tolerance",
     "concrete",
     "is_concrete",
@@ -61,6 +62,24 @@ def check_positive_int(name: str, value: Any, *, minimum: int = 1) -> int:
     if value < minimum:
         raise ValueError(f"`{name}` must be an integer >= {minimum}; got {value}.")
     return int(value)
+
+
+def check_sample_shape(sample_shape: Any) -> tuple[int, ...]:
+    """Return ``sample_shape`` (an int or a sequence of ints ``>= 0``) as a tuple of ints.
+
+    Raises:
+        TypeError: not an int or a sequence of ints.
+        ValueError: a negative entry.
+    """
+    if isinstance(sample_shape, int | np.integer) and not isinstance(sample_shape, bool):
+        sample_shape = (sample_shape,)
+    try:
+        sample_shape = tuple(sample_shape)
+    except TypeError:
+        raise TypeError(
+            f"`sample_shape` must be a tuple of ints; got {type(sample_shape).__name__}."
+        ) from None
+    return tuple(check_positive_int("sample_shape", n, minimum=0) for n in sample_shape)
 
 
 def check_tolerance(name: str, value: Any) -> Any:

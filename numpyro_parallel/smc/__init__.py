@@ -13,7 +13,7 @@ from numpyro_parallel.smc.conditional_resampling import (
     conditional_systematic,
     get_conditional_resampler,
 )
-from numpyro_parallel.smc.dsmc import DSMCOutput, dsmc, gaussian_proposals_from_kalman
+from numpyro_parallel.smc.dsmc import DSMCOutput, dsmc
 from numpyro_parallel.smc.ffbs import backward_sampling
 from numpyro_parallel.smc.particle_filter import (
     FeynmanKac,
@@ -26,6 +26,7 @@ from numpyro_parallel.smc.particle_filter import (
 from numpyro_parallel.smc.particle_filter import build_kernel as build_particle_filter_kernel
 from numpyro_parallel.smc.particle_filter import init as init_particle_filter
 from numpyro_parallel.smc.particle_filter import run as run_particle_filter
+from numpyro_parallel.smc.proposals import gaussian_proposals_from_kalman
 from numpyro_parallel.smc.resampling import (
     RESAMPLERS,
     RejectionResult,

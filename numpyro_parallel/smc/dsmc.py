@@ -41,9 +41,8 @@ from numpyro_parallel.smc.dsmc_stitching import exact_pairs
 from numpyro_parallel.smc.resampling import get_resampler, multinomial
 from numpyro_parallel.smc.status import IMPOSSIBLE, INVALID, OK, step_status, warn_status
 from numpyro_parallel.smc.weights import ess, log_normalize, log_weights_valid
-from numpyro_parallel.strategy import StrategyLike
 
-__all__ = ["DSMCOutput", "dsmc", "gaussian_proposals_from_kalman"]
+__all__ = ["DSMCOutput", "dsmc"]
 
 
 class DSMCOutput(NamedTuple):
@@ -288,39 +287,3 @@ def dsmc(
     )
     warn_status(status, "dSMC")
     return output
-
-
-def gaussian_proposals_from_kalman(
-    params, observations: jax.Array, *, inflation: float = 1.0, strategy: StrategyLike = "auto"
-) -> tuple[jax.Array, jax.Array]:
-    """dSMC proposals from the Kalman smoother of a linear-Gaussian approximation.
-
-    Args:
-        params: a `numpyro_parallel.ssm.kalman.inference.GaussianSSMParams` approximating the
-            model (for example a linearisation around a guess).
-        observations: ``(T, p)`` observations (NaN = missing).
-        inflation: factor (>= 1 recommended) multiplying the smoother's standard deviations,
-            which makes the importance weights more robust to a poor approximation.
-        strategy: evaluation strategy of the Kalman smoother (`numpyro_parallel.strategy`).
-
-    Returns:
-        ``(mean (T, d), chol (T, d, d))`` for `dsmc`.
-
-    Raises:
-        TypeError, ValueError: ``inflation`` not a positive finite number, ``observations``
-            not ``(T, p)`` with T >= 1 (the Kalman smoother checks ``params``).
-    """
-    from numpyro_parallel.ssm.kalman.inference import kalman_smoother
-
-    if isinstance(inflation, bool) or not isinstance(inflation, int | float):
-        raise TypeError(f"`inflation` must be a positive float; got {inflation!r}.")
-    if not 0.0 < inflation < float("inf"):
-        raise ValueError(f"`inflation` must be positive and finite; got {inflation}.")
-    observations = jnp.asarray(observations)
-    if observations.ndim != 2 or observations.shape[0] < 1:
-        raise ValueError(
-            f"`observations` must have shape (T, p) with T >= 1; got {observations.shape}."
-        )
-
-    smoothed = kalman_smoother(params, observations, strategy=strategy)
-    return smoothed.mean, inflation * smoothed.chol

@@ -24,12 +24,13 @@ from numpyro_parallel.ssm.kalman.inference import (
     GaussianSSMParams,
     SmootherResult,
     kalman_filter,
-    kalman_sample_states,
     kalman_smoother,
 )
 from numpyro_parallel.ssm.kalman.predictions import PredictionResult, kalman_predictions
+from numpyro_parallel.ssm.kalman.sampling import kalman_sample_states
 from numpyro_parallel.ssm.nonlinear.distribution import NonlinearGaussianSSM
-from numpyro_parallel.ssm.nonlinear.linearize import AffineGaussian, SigmaPoints, linearize
+from numpyro_parallel.ssm.nonlinear.linearize import AffineGaussian, linearize
+from numpyro_parallel.ssm.nonlinear.sigma_points import SigmaPoints
 from numpyro_parallel.ssm.nonlinear.smoother import (
     IteratedSmootherResult,
     NonlinearGaussianModel,

@@ -18,7 +18,6 @@ from numpyro_parallel.sts.components import (
     DataScale,
     LocalLevel,
     LocalLinearTrend,
-    Seasonal,
     SemiLocalLinearTrend,
 )
 from numpyro_parallel.sts.datatree import forecast_coords, to_datatree
@@ -32,6 +31,7 @@ from numpyro_parallel.sts.regression import (
     Regression,
     coefficients_from_pacf,
 )
+from numpyro_parallel.sts.seasonal import Seasonal
 
 __all__ = [
     "ARMA",

@@ -14,7 +14,6 @@ observation sees the initial state directly.
 
 from __future__ import annotations
 
-import math
 from typing import Any, NamedTuple
 
 import jax.numpy as jnp
@@ -22,7 +21,7 @@ import numpy as np
 import numpyro
 import numpyro.distributions as dist
 
-from numpyro_parallel._checks import check_positive_int, concrete, nan_unless
+from numpyro_parallel._checks import concrete, nan_unless
 
 __all__ = [
     "Component",
@@ -30,7 +29,6 @@ __all__ = [
     "DataScale",
     "LocalLevel",
     "LocalLinearTrend",
-    "Seasonal",
     "block_diag",
     "positive_scale",
 ]
@@ -98,6 +96,8 @@ class Component:
     """
 
     parameter_names: tuple[str, ...] = ()
+    #: True when `build` needs ``num_steps`` (a time-varying block, e.g. multi-step seasons).
+    time_varying: bool = False
 
     def __init__(self, name: str, priors: dict[str, dist.Distribution] | None = None):
         if not isinstance(name, str) or not name:
@@ -231,66 +231,6 @@ class SemiLocalLinearTrend(LocalLinearTrend):
         F = trend.transition_matrix.astype(dtype).at[1, 1].set(phi)
         offset = jnp.stack([jnp.zeros_like(slope_mean), (1.0 - phi) * slope_mean])
         return trend._replace(transition_matrix=F, transition_offset=offset)
-
-
-class Seasonal(Component):
-    """Seasonal effect with ``period`` seasons, in dummy or trigonometric form.
-
-    Dummy form (``num_harmonics=None``): ``s - 1`` states, ``γ_{t+1} = -Σ_{j<s} γ_{t+1-j} +
-    ω_t`` (the effects sum to zero over a period, up to the noise). Trigonometric form: for
-    each harmonic ``j = 1..num_harmonics`` a pair of states rotated by ``2πj/s`` per step,
-    each with independent noise of scale ``drift_scale`` (statsmodels' ``freq_seasonal``).
-
-    Args:
-        period: number of steps in a full cycle (``s >= 2``; any positive real in
-            trigonometric form).
-        num_harmonics: number of harmonics for the trigonometric form; None for dummy form.
-        name: site prefix (default ``"seasonal"``).
-        priors: overrides for ``drift_scale``.
-    """
-
-    parameter_names = ("drift_scale",)
-
-    def __init__(self, period, num_harmonics: int | None = None, name="seasonal", priors=None):
-        super().__init__(name, priors)
-        if num_harmonics is None:
-            self.period = check_positive_int("period", period, minimum=2)
-        else:
-            if not isinstance(period, int | float) or isinstance(period, bool) or period <= 1:
-                raise ValueError(f"`period` must be a number > 1; got {period!r}.")
-            self.period = period
-            check_positive_int("num_harmonics", num_harmonics)
-            if num_harmonics > period / 2:
-                raise ValueError(
-                    f"`num_harmonics` must be at most period / 2 = {period / 2}; "
-                    f"got {num_harmonics}."
-                )
-        self.num_harmonics = num_harmonics
-
-    @property
-    def state_dim(self) -> int:
-        if self.num_harmonics is None:
-            return self.period - 1
-        return 2 * self.num_harmonics
-
-    def build(self, params, data):
-        mean, cov = self.initial_state(data)
-        scale = positive_scale(self.name, params, "drift_scale")
-        d = self.state_dim
-        if self.num_harmonics is None:
-            F = jnp.zeros((d, d)).at[0].set(-1.0).at[1:, :-1].set(jnp.eye(d - 1))
-            factor = jnp.zeros((d, 1)).at[0, 0].set(scale)
-            H = jnp.zeros(d).at[0].set(1.0)
-            return ComponentSSM(F, factor, H, mean, cov)
-        blocks = []
-        for j in range(1, self.num_harmonics + 1):
-            angle = 2 * math.pi * j / self.period
-            c, s = math.cos(angle), math.sin(angle)
-            blocks.append(jnp.array([[c, s], [-s, c]]))
-        F = block_diag(blocks)
-        factor = scale * jnp.eye(d)
-        H = jnp.tile(jnp.array([1.0, 0.0]), self.num_harmonics)
-        return ComponentSSM(F, factor, H, mean, cov)
 
 
 def block_diag(blocks: list[jnp.ndarray]) -> jnp.ndarray:

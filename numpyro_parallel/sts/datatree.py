@@ -93,7 +93,8 @@ def to_datatree(
         ``time``), ``log_likelihood`` (dims ``chain, draw, time``; the observed time points
         only, so ``arviz.loo`` counts them) and, when given, ``predictions``
         (forecast draws ``y``, ``mean`` and ``variance``, dims ``chain, draw, time`` over the
-        horizon), ``decomposition`` (``{component}_mean`` / ``{component}_variance``) and
+        horizon), ``decomposition`` (``{component}_mean`` / ``{component}_variance``, over
+        the fit period and, when `decompose` was given a horizon, the forecast period) and
         ``anomalies`` (per-draw one-step-ahead ``predictive_mean``, ``predictive_variance``,
         ``residual``; per-time ``tail_probability`` and ``is_anomaly``).
 
@@ -153,10 +154,19 @@ def to_datatree(
             future,
         )
 
-    def fitted(size: int) -> np.ndarray:
-        if size != num_steps:
+    def fitted(size: int, horizon_allowed: bool = False) -> np.ndarray:
+        if size == num_steps:
+            return labels
+        if not horizon_allowed or size < num_steps:
             raise ValueError(f"expected {num_steps} time points (the run's series); got {size}.")
-        return labels
+        # A decomposition continued over the forecast period: the fitted labels, then the
+        # forecast's (the labels continued at their step when no forecast labels are given).
+        extra = size - num_steps
+        if forecast_time_coords is None:
+            future = forecast_coords(labels if time_coords is None else time_coords, extra)
+        else:
+            future = _coords("forecast_time_coords", extra, list(forecast_time_coords)[:extra])
+        return np.concatenate([labels, np.asarray(future)])
 
     if decomposition is not None:
         variables = {}
@@ -167,7 +177,7 @@ def to_datatree(
             variables[f"{component}_mean"] = _by_chain(component, part.mean, num_chains)
             variables[f"{component}_variance"] = _by_chain(component, part.variance, num_chains)
         size = next(iter(variables.values())).shape[-1]
-        tree["decomposition"] = group(variables, fitted(size))
+        tree["decomposition"] = group(variables, fitted(size, horizon_allowed=True))
     if anomalies is not None:
         variables = {
             k: _by_chain(f"anomalies.{k}", getattr(anomalies, k), num_chains)

@@ -38,8 +38,8 @@ class Contribution(NamedTuple):
     """One component's smoothed contribution ``H_c x_{c,t}`` for S posterior draws.
 
     Attributes:
-        mean: ``(S, T)`` smoothed means.
-        variance: ``(S, T)`` smoothed variances.
+        mean: ``(S, T + h)`` smoothed means (h: `decompose`'s forecast horizon, default 0).
+        variance: ``(S, T + h)`` smoothed variances.
     """
 
     mean: jax.Array
@@ -159,35 +159,53 @@ def _check_designs(model: Sum, design_matrices, length: int) -> None:
             )
 
 
-def decompose(model: Sum, samples: dict[str, Any], y) -> dict[str, Contribution]:
+def decompose(
+    model: Sum,
+    samples: dict[str, Any],
+    y,
+    *,
+    horizon: int = 0,
+    design_matrices: dict[str, Any] | None = None,
+) -> dict[str, Contribution]:
     """Smoothed contribution of every component, for every posterior draw.
+
+    With ``horizon > 0`` the contributions continue over the forecast period (the series is
+    extended by missing values, as in `forecast`): the smoother's predictions of each
+    component, whose variances grow with the horizon.
 
     Args:
         model: the fitted `Sum`.
         samples: posterior draws keyed by site name, leading draw axis S.
         y: ``(T,)`` observed series (NaN = missing).
+        horizon: number of future steps h >= 0 to decompose after the series.
+        design_matrices: ``{component name: (T + h, k)}`` covariates over the fit period and
+            the horizon, required for regression components when ``horizon > 0``.
 
     Returns:
-        ``{component name: Contribution}``; the contributions' means add up to the smoothed
-        signal.
+        ``{component name: Contribution}`` with ``(S, T + h)`` fields; the contributions'
+        means add up to the smoothed signal.
     """
     y = _check_series(y)
+    horizon = check_positive_int("horizon", horizon, minimum=0)
     _draws(samples)
-    T = y.shape[0]
+    length = y.shape[0] + horizon
+    if horizon:
+        _check_designs(model, design_matrices, length)
+    y_ext = jnp.concatenate([y, jnp.full((horizon,), jnp.nan, y.dtype)])
     data = data_scale(y)
 
     def one(draw):
         params = model.params_from_samples(draw)
-        ssm = model.ssm(params, data, T)
-        smoothed = ssm.smooth(y[:, None])
+        ssm = model.ssm(params, data, length, design_matrices=design_matrices)
+        smoothed = ssm.smooth(y_ext[:, None])
         H = ssm.params.observation_matrix[:, 0]
+        blocks = model.component_blocks(params, data, length, design_matrices)
         out, start = {}, 0
-        for c in model.components:
-            built = c.build(params[c.name], data)
+        for c, built in zip(model.components, blocks, strict=True):
             stop = start + c.state_dim
             Hc, m = H[:, start:stop], smoothed.mean[:, start:stop]
             P = smoothed.cov[:, start:stop, start:stop]
-            offset = jnp.broadcast_to(jnp.asarray(built.observation_offset, y.dtype), (T,))
+            offset = jnp.broadcast_to(jnp.asarray(built.observation_offset, y.dtype), (length,))
             mean = jnp.einsum("td,td->t", Hc, m) + offset
             out[c.name] = Contribution(mean, jnp.einsum("td,tde,te->t", Hc, P, Hc))
             start = stop

@@ -22,7 +22,13 @@ import numpyro.distributions as dist
 from numpyro_parallel._checks import concrete
 from numpyro_parallel.ssm.kalman.distribution import LinearGaussianSSM
 from numpyro_parallel.strategy import StrategyLike, as_strategy
-from numpyro_parallel.sts.components import Component, DataScale, block_diag, positive_scale
+from numpyro_parallel.sts.components import (
+    Component,
+    ComponentSSM,
+    DataScale,
+    block_diag,
+    positive_scale,
+)
 
 __all__ = ["Sum", "data_scale"]
 
@@ -154,17 +160,11 @@ class Sum:
         Returns:
             The distribution over ``(num_steps, 1)`` observations.
         """
-        design_matrices = design_matrices or {}
         expected = [c.name for c in self.components] + (["observation"] * self.observation_noise)
         missing = [name for name in expected if name not in params]
         if missing:
             raise ValueError(f"`params` lacks the parameters of {missing}; see `sample_params`.")
-        built = []
-        for c in self.components:
-            if c.name in design_matrices:
-                built.append(c.build(params[c.name], data, design_matrices[c.name]))
-            else:
-                built.append(c.build(params[c.name], data))
+        built = self.component_blocks(params, data, num_steps, design_matrices)
         blocks = [b for b in built if b.initial_mean.shape[-1] > 0]
         varying_F = any(b.transition_matrix.ndim == 3 for b in blocks)
         varying_L = any(b.noise_factor.ndim == 3 for b in blocks)
@@ -209,6 +209,22 @@ class Sum:
             observation_offset=offset,
             strategy=self.strategy,
         )
+
+    def component_blocks(
+        self,
+        params,
+        data: DataScale,
+        num_steps: int,
+        design_matrices: dict[str, Any] | None = None,
+    ) -> list[ComponentSSM]:
+        """Every component's `ComponentSSM` for ``params``, in model order (see `ssm`)."""
+        design_matrices = design_matrices or {}
+        built = []
+        for c in self.components:
+            args = (design_matrices[c.name],) if c.name in design_matrices else ()
+            kwargs = {"num_steps": num_steps} if c.time_varying else {}
+            built.append(c.build(params[c.name], data, *args, **kwargs))
+        return built
 
     def params_from_samples(self, samples: dict[str, Any]) -> dict[str, dict[str, Any]]:
         """Nest flat NumPyro sites (``"trend_level_scale"``) as `ssm` expects."""

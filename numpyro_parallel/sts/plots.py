@@ -129,7 +129,8 @@ def plot_components(
 
     Args:
         tree: a DataTree from `to_datatree` with a decomposition (and optionally anomalies,
-            marked in red on the series).
+            marked in red on the series); a decomposition over a forecast period is drawn
+            with that period shaded.
         transform: applied to the observed series only (components stay on the model's
             scale, where they add up).
         title: figure title (default: "Decomposition").
@@ -173,6 +174,8 @@ def plot_components(
         ax.fill_between(dates, mean - 2 * sd, mean + 2 * sd, color="C0", alpha=0.3, lw=0,
                         label="± 2 posterior sd")  # fmt: skip
         ax.set_ylabel(component if unit is None else f"{component} ({unit})")
+        if dates.shape[0] > times.shape[0]:  # decomposed over a forecast period too
+            ax.axvspan(dates[times.shape[0]], dates[-1], color="0.9", lw=0, label="forecast")
     for ax in axes:  # legends right of the panels, clear of the data
         _mark_events(ax, events)
         ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, fontsize=8)

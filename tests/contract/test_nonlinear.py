@@ -6,12 +6,8 @@ import numpy as np
 import pytest
 
 from numpyro_parallel.ssm.nonlinear.distribution import NonlinearGaussianSSM
-from numpyro_parallel.ssm.nonlinear.linearize import (
-    AffineGaussian,
-    SigmaPoints,
-    cubature_points,
-    linearize,
-)
+from numpyro_parallel.ssm.nonlinear.linearize import AffineGaussian, linearize
+from numpyro_parallel.ssm.nonlinear.sigma_points import SigmaPoints, cubature_points
 from numpyro_parallel.ssm.nonlinear.smoother import (
     IteratedSmootherResult,
     NonlinearGaussianModel,

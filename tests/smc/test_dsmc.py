@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 import numpyro_parallel.smc.particle_filter as pf
-from numpyro_parallel.smc.dsmc import gaussian_proposals_from_kalman
 from numpyro_parallel.smc.ffbs import backward_sampling
+from numpyro_parallel.smc.proposals import gaussian_proposals_from_kalman
 from tests.reference.smc import lgssm_joint_posterior
 from tests.smc import lgssm
 

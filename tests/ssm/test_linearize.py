@@ -8,12 +8,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from numpyro_parallel.ssm.nonlinear.linearize import (
+from numpyro_parallel.ssm.nonlinear.linearize import extended_linearize, linearize, slr_linearize
+from numpyro_parallel.ssm.nonlinear.sigma_points import (
     cubature_points,
-    extended_linearize,
     gauss_hermite_points,
-    linearize,
-    slr_linearize,
     unscented_points,
 )
 from tests.reference.nonlinear import gaussian_moment3

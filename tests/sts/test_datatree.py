@@ -99,3 +99,27 @@ def test_draws_that_do_not_match_the_run_are_named(fitted):
         sts.to_datatree(mcmc, model, forecast=fewer)
     with pytest.raises(ValueError, match="`time_coords`"):
         sts.to_datatree(mcmc, model, time_coords=MONTHS[:-1])
+
+
+def test_decomposition_over_the_forecast_period_gets_the_forecast_dates(fitted):
+    y, model, mcmc = fitted[:3]
+    samples = mcmc.get_samples()
+    ahead = sts.decompose(model, samples, y, horizon=HORIZON)
+    tree = sts.to_datatree(mcmc, model, decomposition=ahead, time_coords=MONTHS)
+    dates = tree["decomposition"]["time"].values
+    np.testing.assert_array_equal(dates, np.arange("2001-01", "2004-01", dtype="datetime64[M]"))
+    level = tree["decomposition"].dataset["level_mean"].values.reshape(-1, T + HORIZON)
+    np.testing.assert_allclose(level, ahead["level"].mean)
+    fig = sts.plot_components(tree)
+    legend = [t.get_text() for t in fig.axes[1].get_legend().get_texts()]
+    assert "forecast" in legend  # the forecast period is shaded
+    with pytest.raises(ValueError, match="time points"):
+        sts.to_datatree(
+            mcmc,
+            model,
+            decomposition={
+                "level": ahead["level"]._replace(
+                    mean=ahead["level"].mean[:, :5], variance=ahead["level"].variance[:, :5]
+                )
+            },
+        )

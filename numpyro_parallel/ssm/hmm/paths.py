@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from numpyro_parallel._checks import check_positive_int, nan_unless, warn_if
+from numpyro_parallel._checks import check_positive_int, check_sample_shape, nan_unless, warn_if
 from numpyro_parallel.scan import associative_scan
 from numpyro_parallel.ssm.hmm.blocked import scaled_filter
 from numpyro_parallel.ssm.hmm.common import (
@@ -128,15 +128,7 @@ def _viterbi(log_initial, log_transition, log_likelihoods, strategy):
 
 
 def _sample_sizes(sample_shape: Sequence[int]) -> tuple[tuple[int, ...], int]:
-    if isinstance(sample_shape, int | np.integer):
-        sample_shape = (sample_shape,)
-    try:
-        sample_shape = tuple(sample_shape)
-    except TypeError:
-        raise TypeError(
-            f"`sample_shape` must be a tuple of ints; got {type(sample_shape).__name__}."
-        ) from None
-    sample_shape = tuple(check_positive_int("sample_shape", n, minimum=0) for n in sample_shape)
+    sample_shape = check_sample_shape(sample_shape)
     return sample_shape, int(np.prod(sample_shape, dtype=np.int64))
 
 

@@ -14,10 +14,10 @@ from numpyro_parallel.ssm.kalman.inference import (
     GaussianSSMParams,
     SmootherResult,
     kalman_filter,
-    kalman_sample_states,
     kalman_smoother,
 )
 from numpyro_parallel.ssm.kalman.predictions import PredictionResult, kalman_predictions
+from numpyro_parallel.ssm.kalman.sampling import kalman_sample_states
 
 __all__ = [
     "FilterResult",

@@ -26,9 +26,9 @@ from numpyro_parallel.ssm.kalman.inference import (
     FilterResult,
     SmootherResult,
     kalman_filter,
-    kalman_sample_states,
     kalman_smoother,
 )
+from numpyro_parallel.ssm.kalman.sampling import kalman_sample_states
 from numpyro_parallel.strategy import StrategyLike, as_strategy
 
 __all__ = ["LinearGaussianSSM"]

@@ -1,4 +1,4 @@
-"""Parallel-in-time square-root Kalman filter, RTS smoother and trajectory sampler.
+"""Parallel-in-time square-root Kalman filter and RTS smoother.
 
 Model (t = 0..T-1, 0-based as in the arrays)::
 
@@ -28,7 +28,7 @@ import jax.numpy as jnp
 
 from numpyro_parallel._checks import nan_unless
 from numpyro_parallel.linalg import mvn_logpdf_from_cholesky, tria
-from numpyro_parallel.scan import affine_recursion, associative_scan
+from numpyro_parallel.scan import associative_scan
 from numpyro_parallel.ssm.kalman.checks import check_params_and_y, finite_flag
 from numpyro_parallel.ssm.kalman.elements import (
     filter_combine,
@@ -44,7 +44,6 @@ __all__ = [
     "GaussianSSMParams",
     "SmootherResult",
     "kalman_filter",
-    "kalman_sample_states",
     "kalman_smoother",
 ]
 
@@ -261,62 +260,3 @@ def _smoother(params, y, *, strategy) -> SmootherResult:
     elements = _smoother_elements(params, filtered)
     smoothed = associative_scan(smoother_combine, elements, strategy=strategy, reverse=True)
     return SmootherResult(smoothed.g, smoothed.L)
-
-
-def kalman_sample_states(
-    rng_key: jax.Array,
-    params: GaussianSSMParams,
-    y: jax.Array,
-    sample_shape: tuple[int, ...] = (),
-    *,
-    strategy: StrategyLike = "auto",
-) -> jax.Array:
-    """Draw state trajectories from ``p(x_{0:T-1} | y)`` (forward-filter backward-sample).
-
-    The backward pass ``x_t = E_t x_{t+1} + g_t + L_t eps_t`` is an affine recursion, solved
-    by the same scan driver, so sampling is parallel in time as well.
-
-    Args:
-        rng_key: JAX PRNG key.
-        params: model in square-root, time-expanded form.
-        y: ``(T, p)`` observations; NaN entries are missing.
-        sample_shape: leading shape of the returned draws.
-        strategy: evaluation strategy, as in `kalman_filter`.
-
-    Returns:
-        ``(*sample_shape, T, d)`` trajectories (NaN where `kalman_filter` gives NaN).
-
-    Raises:
-        TypeError, ValueError: as `kalman_filter`, or ``sample_shape`` not a tuple of
-            non-negative ints.
-    """
-    params, y = _validated(params, y)
-    if isinstance(sample_shape, int) and not isinstance(sample_shape, bool):
-        sample_shape = (sample_shape,)
-    try:
-        sample_shape = tuple(sample_shape)
-    except TypeError:
-        sample_shape = None
-    if sample_shape is None or not all(
-        isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in sample_shape
-    ):
-        raise TypeError("`sample_shape` must be a tuple of non-negative ints.")
-    return _sample(rng_key, params, y, sample_shape, strategy=resolve_strategy(strategy, y))
-
-
-@partial(jax.jit, static_argnames=("sample_shape", "strategy"))
-def _sample(rng_key, params, y, sample_shape, *, strategy) -> jax.Array:
-    filtered = _filter(params, y, strategy=strategy)
-    elements = _smoother_elements(params, filtered)
-    num_steps, d = filtered.mean.shape
-    eps = jax.random.normal(rng_key, (*sample_shape, num_steps, d), filtered.mean.dtype)
-
-    def one(noise):
-        offsets = elements.g + jnp.einsum("tij,tj->ti", elements.L, noise)
-        # x_t = E_t x_{t+1} + g_t + L_t eps_t backwards from x_{T-1} (E_{T-1} = 0).
-        return affine_recursion(
-            elements.E, offsets, jnp.zeros_like(offsets[0]), strategy=strategy, reverse=True
-        )
-
-    flat = eps.reshape(-1, num_steps, d)
-    return jax.vmap(one)(flat).reshape(*sample_shape, num_steps, d)

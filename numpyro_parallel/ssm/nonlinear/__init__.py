@@ -10,8 +10,9 @@
 """
 
 from numpyro_parallel.ssm.nonlinear.distribution import NonlinearGaussianSSM
-from numpyro_parallel.ssm.nonlinear.linearize import AffineGaussian, SigmaPoints, linearize
+from numpyro_parallel.ssm.nonlinear.linearize import AffineGaussian, linearize
 from numpyro_parallel.ssm.nonlinear.model import IteratedSmootherResult, NonlinearGaussianModel
+from numpyro_parallel.ssm.nonlinear.sigma_points import SigmaPoints
 from numpyro_parallel.ssm.nonlinear.smoother import iterated_smoother, linearized_log_likelihood
 
 __all__ = [

@@ -165,8 +165,17 @@ def check_options(
     damping: Any = None,
     order: Any,
     initial_trajectory: Any = None,
+    trajectory_by_name: bool = False,
 ) -> None:
-    """Validate the iteration options shared by `iterated_smoother` and the distribution."""
+    """Validate the iteration options shared by `iterated_smoother` and the distribution.
+
+    ``trajectory_by_name``: only the names are accepted (the distribution), not arrays.
+    """
+    if trajectory_by_name and not isinstance(initial_trajectory, str):
+        raise TypeError(
+            "`initial_trajectory` must be 'filter' or 'prior' for `NonlinearGaussianSSM` "
+            f"(pass trajectories to `iterated_smoother`); got {type(initial_trajectory)}."
+        )
     check_method(method)
     check_positive_int("max_iterations", max_iterations)
     check_positive_int("order", order)

@@ -11,15 +11,9 @@ square-root statistical linear regression for inference in nonlinear state space
 - sigma-point methods: posterior linearisation (statistical linear regression around the
   smoothed marginals, linearisation error added to ``Q`` and ``R``).
 
-Gradients: the `lax.while_loop` is not differentiated. The converged point is held fixed
-(`jax.lax.stop_gradient`), then ``gradient_steps`` (default 1) further smoother iterations are
-applied differentiably before the final linearisation and Kalman filter. With
-``gradient_steps=0`` this is the exact gradient of the linearised likelihood at a fixed
-point, which misses ``∂ℓ/∂x* · dx*/dθ`` (the dependence of the linearisation point on the
-parameters; about 9% of the gradient on the mildly nonlinear test model). Each unrolled step
-adds one term of the Neumann series of the implicit derivative ``dx*/dθ``; one step brings the
-error to about 1% there, at the cost of one more smoother pass. Linear models are exact
-either way.
+Gradients: the converged point is held fixed and ``gradient_steps`` (default 1) further
+smoother iterations are differentiated (each adds one term of the Neumann series of the implicit
+derivative of the fixed point); see the "Nonlinear models" docs page for the accuracy.
 
 The approximation is poor when the posterior is far from Gaussian (multimodal or ambiguous
 observation models, strong nonlinearity relative to the noise). Failures: see the class
@@ -37,7 +31,7 @@ from numpyro.distributions import Distribution, constraints
 
 from numpyro_parallel._checks import check_positive_int, nan_unless
 from numpyro_parallel.linalg import cholesky_of
-from numpyro_parallel.ssm.kalman.inference import kalman_sample_states
+from numpyro_parallel.ssm.kalman.sampling import kalman_sample_states
 from numpyro_parallel.ssm.nonlinear.checks import (
     check_distribution_arrays,
     check_observation_values,
@@ -77,16 +71,11 @@ class NonlinearGaussianSSM(Distribution):
         observation_fn: ``h: (d,) -> (p,)``.
         observation_cov: ``(p, p)`` or ``(T, p, p)`` symmetric PSD observation covariance.
         num_steps: number of time steps T (``>= 1``).
-        method: ``"extended"``, ``"unscented"``, ``"cubature"`` or ``"gauss_hermite"``.
-        max_iterations: maximum smoother iterations (``>= 1``).
-        atol: absolute convergence tolerance ``>= 0`` (see `iterated_smoother`).
-        rtol: relative convergence tolerance ``>= 0`` (see `iterated_smoother`).
-        damping: Levenberg–Marquardt damping strength ``> 0``, or None.
-        initial_trajectory: ``"filter"`` (default: start from the classical extended /
-            sigma-point smoother, one sequential sweep, robust) or ``"prior"`` (fully
-            parallel, but can converge to a wrong mode on strongly nonlinear models); see
-            `iterated_smoother`.
-        order: Gauss–Hermite points per dimension.
+        method, max_iterations, atol, rtol, damping, order: the iterated smoother's options
+            (see `iterated_smoother`).
+        initial_trajectory: ``"filter"`` (default: the classical extended / sigma-point
+            smoother, one sequential sweep, robust) or ``"prior"`` (fully parallel, but can
+            converge to a wrong mode on strongly nonlinear models).
         gradient_steps: final smoother iterations that `log_prob` differentiates through
             (0: gradient at a fixed linearisation point; see module docstring).
         strategy: evaluation strategy of the Kalman recursions (`numpyro_parallel.strategy`).
@@ -149,12 +138,8 @@ class NonlinearGaussianSSM(Distribution):
             damping=damping,
             order=order,
             initial_trajectory=initial_trajectory,
+            trajectory_by_name=True,
         )
-        if not isinstance(initial_trajectory, str):
-            raise TypeError(
-                "`initial_trajectory` must be 'filter' or 'prior' for `NonlinearGaussianSSM` "
-                f"(pass trajectories to `iterated_smoother`); got {type(initial_trajectory)}."
-            )
         self.num_steps = check_positive_int("num_steps", num_steps)
         self.gradient_steps = check_positive_int("gradient_steps", gradient_steps, minimum=0)
         arrays, p = check_distribution_arrays(
@@ -203,12 +188,14 @@ class NonlinearGaussianSSM(Distribution):
         )
         return check_model(model, self.num_steps)
 
-    def _check_y(self, y: Any) -> jax.Array:
+    def _check_y(self, y: Any, single: bool = False) -> jax.Array:
         y = jnp.asarray(y)
         if y.shape[-2:] != self.event_shape or y.ndim < 2:
             raise ValueError(
                 f"`y` must have shape batch + (T, p) = batch + {self.event_shape}; got {y.shape}."
             )
+        if single and y.ndim != 2:
+            raise ValueError(f"`y` must be a single sequence of shape (T, p); got {y.shape}.")
         return check_observation_values(y)
 
     def _smooth(self, model: NonlinearGaussianModel, y: jax.Array) -> IteratedSmootherResult:
@@ -232,11 +219,9 @@ class NonlinearGaussianSSM(Distribution):
             y: ``(T, p)`` observations; NaN entries are missing.
 
         Returns:
-            `IteratedSmootherResult` (mean, chol, converged, num_iterations, change).
+            `IteratedSmootherResult` (mean, chol, status, converged, num_iterations, residual).
         """
-        y = self._check_y(y)
-        if y.ndim != 2:
-            raise ValueError(f"`smooth` takes a single sequence of shape (T, p); got {y.shape}.")
+        y = self._check_y(y, single=True)
         return self._smooth(self.model, y)
 
     def log_prob_and_smooth(self, value: jax.Array) -> tuple[jax.Array, IteratedSmootherResult]:
@@ -309,9 +294,7 @@ class NonlinearGaussianSSM(Distribution):
         Returns:
             ``(*sample_shape, T, d)`` trajectories; NaN when the smoother did not converge.
         """
-        y = self._check_y(y)
-        if y.ndim != 2:
-            raise ValueError(f"`y` must be a single sequence of shape (T, p); got {y.shape}.")
+        y = self._check_y(y, single=True)
 
         def run(arrays, key, y):
             model = self._model_from(arrays)
