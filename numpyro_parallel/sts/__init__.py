@@ -5,7 +5,8 @@ Components (`LocalLevel`, `LocalLinearTrend`, `SemiLocalLinearTrend`, `Seasonal`
 default priors; `Sum` assembles them into one `LinearGaussianSSM` with a low-rank
 process-noise factor and exposes a NumPyro model; `forecast` and `decompose` turn posterior
 draws into predictions and per-component contributions; `detect_anomalies` flags points the
-model did not expect; `fit_mle` maximises the likelihood; `to_datatree` gathers the run, the
+model did not expect; `MultiSeries` fits several series (a ``(T, p)`` array) in one model;
+`fit_mle` maximises the likelihood; `to_datatree` gathers the run, the
 forecast, the decomposition and the anomalies in one ArviZ DataTree with date coordinates,
 which `plot_forecast` and `plot_components` draw.
 """
@@ -24,6 +25,7 @@ from numpyro_parallel.sts.datatree import forecast_coords, to_datatree
 from numpyro_parallel.sts.forecast import Contribution, Forecast, decompose, forecast
 from numpyro_parallel.sts.mle import MLEResult, fit_mle
 from numpyro_parallel.sts.model import Sum, data_scale
+from numpyro_parallel.sts.multiseries import MultiSeries
 from numpyro_parallel.sts.plots import plot_components, plot_forecast
 from numpyro_parallel.sts.regression import (
     Autoregressive,
@@ -46,6 +48,7 @@ __all__ = [
     "LocalLevel",
     "LocalLinearTrend",
     "MLEResult",
+    "MultiSeries",
     "Regression",
     "Seasonal",
     "SemiLocalLinearTrend",
