@@ -16,7 +16,8 @@ check (XLA:CPU does not enable fast-math at any level); the benchmarks do not us
 import os
 
 FAST_COMPILE_FLAGS = "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
-os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {FAST_COMPILE_FLAGS}".strip()
+if os.environ.get("NUMPYRO_PARALLEL_TEST_OPTIMIZE") != "1":
+    os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {FAST_COMPILE_FLAGS}".strip()
 
 import jax  # noqa: E402  (after XLA_FLAGS)
 import pytest  # noqa: E402
