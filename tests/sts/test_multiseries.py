@@ -47,7 +47,7 @@ def _draw(s):
     return {k: v[s] for k, v in DRAWS.items()}
 
 
-@pytest.mark.parametrize("strategy", ["auto", Sequential()])
+@pytest.mark.parametrize("strategy", [pytest.param("auto", marks=pytest.mark.slow), Sequential()])
 def test_joint_likelihood_is_the_sum_of_the_series_likelihoods(strategy):
     model, y = _model(strategy=strategy), _series()
     params = model.params_from_samples(_draw(0))
@@ -73,6 +73,7 @@ def test_numpyro_model_sites_and_log_density():
     assert prior["y"].shape == (2, 7, 2)
 
 
+@pytest.mark.slow
 def test_forecast_and_decomposition_are_the_series_own():
     model, y = _model(), _series()
     key = jax.random.key(3)

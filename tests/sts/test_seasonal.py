@@ -87,6 +87,7 @@ def test_forecast_continues_the_season_calendar_past_the_series():
     assert steps.size and np.all(steps % LENGTH == 0)
 
 
+@pytest.mark.slow
 def test_gradient_matches_finite_differences():
     y = jnp.asarray(np.sin(np.arange(17.0)) + np.repeat([1.0, 0.0, -1.0, 0.5, 0.2], 4)[:17])
     model = _model()
@@ -108,6 +109,7 @@ def test_invalid_season_length_is_named():
         sts.Seasonal(4, season_length=2).build({"drift_scale": 0.1}, sts.data_scale(jnp.ones(3)))
 
 
+@pytest.mark.slow
 def test_decomposition_over_a_horizon_continues_the_fit_and_adds_up_to_the_forecast():
     rng = np.random.default_rng(5)
     y = np.repeat(np.tile([1.0, 0.0, -1.0], 3), LENGTH)[:26] + rng.normal(0, 0.3, 26)
