@@ -19,15 +19,9 @@ scalar emissions a ``(T, 1)`` array would be T sequences of length one, so it is
 unless the model fixes T = 1 (`numpyro_parallel.ssm.hmm.checks.check_observations`).
 `DiscreteHMM.log_likelihood_terms` gives the per-time terms ``log p(y_t | y_{0:t-1})``.
 
-Failure modes: concrete invalid arguments raise `ValueError` / `TypeError` naming the
-argument; ``-inf`` logits are valid (also under ``validate_args=True``); a NaN parameter under
-tracing or a NaN emission log-density gives a NaN log-density; data of probability zero give
-``-inf``, and `viterbi` / `sample_states` then warn (outside `jax.jit`) that the path is
-arbitrary. NaN
-entries are missing: a missing scalar observation contributes nothing; missing components of a
-vector observation are marginalised out exactly for ``Independent`` (``.to_event(1)``) and
-``MultivariateNormal`` emissions, and drop the whole vector ``y_t`` for other multivariate
-distributions (`numpyro_parallel.ssm.hmm.emissions`).
+Failure modes (concrete invalid arguments raise naming the argument; NaN parameters under
+tracing give a NaN log-density; NaN observations are missing, marginalised exactly where the
+emission allows): see the "Hidden Markov models" docs page, §Failure modes.
 """
 
 from __future__ import annotations

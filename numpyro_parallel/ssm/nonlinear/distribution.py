@@ -30,13 +30,13 @@ import jax.numpy as jnp
 from numpyro.distributions import Distribution, constraints
 
 from numpyro_parallel._checks import check_positive_int, nan_unless
-from numpyro_parallel.linalg import cholesky_of
 from numpyro_parallel.ssm.kalman.sampling import kalman_sample_states
 from numpyro_parallel.ssm.nonlinear.checks import (
     check_distribution_arrays,
     check_observation_values,
     check_options,
 )
+from numpyro_parallel.ssm.nonlinear.model import model_from_covariances
 from numpyro_parallel.ssm.nonlinear.simulate import simulate_model
 from numpyro_parallel.ssm.nonlinear.smoother import (
     IteratedSmootherResult,
@@ -82,10 +82,7 @@ class NonlinearGaussianSSM(Distribution):
         validate_args: NumPyro's argument validation flag.
 
     Raises:
-        ValueError, TypeError: concrete invalid arguments (the message names the argument):
-            wrong shapes, non-finite means, non-symmetric / indefinite / non-finite
-            covariances, functions that are not callable or return the wrong shape, unknown
-            ``method`` / ``initial_trajectory``, invalid iteration options.
+        ValueError, TypeError: concrete invalid arguments (the message names the argument).
     """
 
     arg_constraints: ClassVar[dict] = {
@@ -166,26 +163,14 @@ class NonlinearGaussianSSM(Distribution):
 
     @property
     def model(self) -> NonlinearGaussianModel:
-        """The model in square-root form (`NonlinearGaussianModel`), noise time-expanded.
-
-        Under tracing, invalid covariances give NaN factors (`cholesky_of`), so everything
-        computed from them is NaN.
-        """
+        """The model in square-root form (`model_from_covariances`), noise time-expanded."""
         return self._model_from(self._arrays())
 
     def _arrays(self) -> tuple[jax.Array, ...]:
         return (self.initial_mean, self.initial_cov, self.transition_cov, self.observation_cov)
 
     def _model_from(self, arrays: tuple[jax.Array, ...]) -> NonlinearGaussianModel:
-        initial_mean, initial_cov, transition_cov, observation_cov = arrays
-        model = NonlinearGaussianModel(
-            initial_mean,
-            cholesky_of(initial_cov),
-            self.transition_fn,
-            cholesky_of(transition_cov),
-            self.observation_fn,
-            cholesky_of(observation_cov),
-        )
+        model = model_from_covariances(*arrays, self.transition_fn, self.observation_fn)
         return check_model(model, self.num_steps)
 
     def _check_y(self, y: Any, single: bool = False) -> jax.Array:

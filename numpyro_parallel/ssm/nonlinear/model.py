@@ -17,8 +17,14 @@ import jax.numpy as jnp
 import numpy as np
 
 from numpyro_parallel._checks import concrete, warn_if
+from numpyro_parallel.linalg import cholesky_of
 
-__all__ = ["IteratedSmootherResult", "NonlinearGaussianModel", "warn_not_converged"]
+__all__ = [
+    "IteratedSmootherResult",
+    "NonlinearGaussianModel",
+    "model_from_covariances",
+    "warn_not_converged",
+]
 
 
 class NonlinearGaussianModel(NamedTuple):
@@ -39,6 +45,26 @@ class NonlinearGaussianModel(NamedTuple):
     transition_chol: jax.Array
     observation_fn: Callable[[jax.Array], jax.Array]
     observation_chol: jax.Array
+
+
+def model_from_covariances(
+    initial_mean: jax.Array,
+    initial_cov: jax.Array,
+    transition_cov: jax.Array,
+    observation_cov: jax.Array,
+    transition_fn: Callable[[jax.Array], jax.Array],
+    observation_fn: Callable[[jax.Array], jax.Array],
+) -> NonlinearGaussianModel:
+    """The model in square-root form from covariances (`cholesky_of`: NaN factors for invalid
+    covariances under tracing, so everything computed from them is NaN)."""
+    return NonlinearGaussianModel(
+        initial_mean,
+        cholesky_of(initial_cov),
+        transition_fn,
+        cholesky_of(transition_cov),
+        observation_fn,
+        cholesky_of(observation_cov),
+    )
 
 
 class IteratedSmootherResult(NamedTuple):
