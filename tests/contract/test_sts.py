@@ -352,6 +352,40 @@ CASES = [
         )(1.5),
         returns(is_nan),
     ),
+    Case(
+        "season-length-0",
+        P + "Seasonal",
+        lambda: sts.Seasonal(period=7, season_length=0),
+        raises(ValueError, "`season_length`"),
+    ),
+    Case(
+        "not-a-mapping",
+        P + "MultiSeries",
+        lambda: sts.MultiSeries([MODEL]),
+        raises(TypeError, "`models`"),
+    ),
+    Case(
+        "value-not-a-sum",
+        P + "MultiSeries",
+        lambda: sts.MultiSeries({"a": sts.LocalLevel()}),
+        raises(TypeError, r"`models\['a'\]`"),
+    ),
+    Case(
+        "y-one-column",
+        P + "MultiSeries",
+        lambda: sts.MultiSeries({"a": MODEL, "b": MODEL}).log_prob({"a": PARAMS, "b": PARAMS}, Y),
+        raises(ValueError, r"`y` must have shape \(T, 2\)"),
+    ),
+    Case(
+        "traced-negative-scale",
+        P + "MultiSeries",
+        lambda: jax.jit(
+            lambda s: sts.MultiSeries({"a": MODEL, "b": MODEL}).log_prob(
+                {"a": PARAMS, "b": _with("observation", "scale", s)}, jnp.stack([Y, Y], axis=1)
+            )
+        )(-0.2),
+        returns(is_nan),
+    ),
 ]
 
 
