@@ -13,6 +13,9 @@ from numpyro_parallel import sts
 
 matplotlib.use("Agg")
 
+# The fixture runs NUTS (about 30 s); the module belongs to the slow step.
+pytestmark = pytest.mark.slow
+
 T, HORIZON = 30, 6
 MONTHS = np.arange("2001-01", "2003-07", dtype="datetime64[M]")
 

@@ -108,6 +108,7 @@ def test_state_dimension_is_the_sum_of_the_blocks():
     assert _model().state_dim == 2 + 4
 
 
+@pytest.mark.slow
 def test_strategy_reaches_every_built_model_and_does_not_change_the_likelihood():
     y = _simulated()
     params = {
