@@ -71,8 +71,13 @@ class NonlinearGaussianSSM(Distribution):
         observation_fn: ``h: (d,) -> (p,)``.
         observation_cov: ``(p, p)`` or ``(T, p, p)`` symmetric PSD observation covariance.
         num_steps: number of time steps T (``>= 1``).
-        method, max_iterations, atol, rtol, damping, order: the iterated smoother's options
-            (see `iterated_smoother`).
+        method: linearisation: ``"extended"``, ``"unscented"``, ``"cubature"`` or
+            ``"gauss_hermite"``.
+        max_iterations: maximum smoother iterations (``>= 1``).
+        atol: absolute convergence tolerance (see `iterated_smoother`).
+        rtol: relative convergence tolerance (see `iterated_smoother`).
+        damping: Levenberg–Marquardt damping strength ``> 0``, or None.
+        order: Gauss–Hermite points per dimension.
         initial_trajectory: ``"filter"`` (default: the classical extended / sigma-point
             smoother, one sequential sweep, robust) or ``"prior"`` (fully parallel, but can
             converge to a wrong mode on strongly nonlinear models).
