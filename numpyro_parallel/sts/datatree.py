@@ -139,19 +139,22 @@ def to_datatree(
         data = {name: (dims[name], value) for name, value in variables.items()}
         return xr.DataTree(xr.Dataset(data, coords=coords))
 
+    def future_labels(horizon: int, prefix: bool = False) -> np.ndarray:
+        """``forecast_time_coords`` (its first ``horizon`` when ``prefix``), or else the
+        fitted labels continued at their step (a pandas index keeps its frequency)."""
+        if forecast_time_coords is None:
+            given = forecast_coords(labels if time_coords is None else time_coords, horizon)
+        else:
+            given = list(forecast_time_coords)[:horizon] if prefix else forecast_time_coords
+        return np.asarray(_coords("forecast_time_coords", horizon, given))
+
     if forecast is not None:
         draws = {
             k: _by_chain(f"forecast.{k}", v, num_chains) for k, v in forecast._asdict().items()
         }
-        horizon = draws["mean"].shape[-1]
-        if forecast_time_coords is None:  # a pandas index keeps its frequency
-            forecast_time_coords = forecast_coords(
-                labels if time_coords is None else time_coords, horizon
-            )
-        future = _coords("forecast_time_coords", horizon, forecast_time_coords)
         tree["predictions"] = group(
             {model.name: draws["samples"], "mean": draws["mean"], "variance": draws["variance"]},
-            future,
+            future_labels(draws["mean"].shape[-1]),
         )
 
     def fitted(size: int, horizon_allowed: bool = False) -> np.ndarray:
@@ -160,13 +163,8 @@ def to_datatree(
         if not horizon_allowed or size < num_steps:
             raise ValueError(f"expected {num_steps} time points (the run's series); got {size}.")
         # A decomposition continued over the forecast period: the fitted labels, then the
-        # forecast's (the labels continued at their step when no forecast labels are given).
-        extra = size - num_steps
-        if forecast_time_coords is None:
-            future = forecast_coords(labels if time_coords is None else time_coords, extra)
-        else:
-            future = _coords("forecast_time_coords", extra, list(forecast_time_coords)[:extra])
-        return np.concatenate([labels, np.asarray(future)])
+        # forecast's first ones.
+        return np.concatenate([labels, future_labels(size - num_steps, prefix=True)])
 
     if decomposition is not None:
         variables = {}

@@ -71,7 +71,11 @@ class Seasonal(Component):
                     "trigonometric season over k steps is `period=period * k`."
                 )
         self.num_harmonics = num_harmonics
-        self.time_varying = self.season_length > 1
+
+    @property
+    def time_varying(self) -> bool:
+        """Seasons lasting several steps make the block time-varying."""
+        return self.season_length > 1
 
     @property
     def state_dim(self) -> int:
