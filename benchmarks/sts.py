@@ -89,6 +89,7 @@ from jax.scipy.linalg import cho_solve, solve_triangular  # noqa: E402
 from numpyro.infer import MCMC, NUTS  # noqa: E402
 
 from numpyro_parallel import Associative, Blocked, Sequential, sts  # noqa: E402
+from numpyro_parallel.ssm.kalman.inference import kalman_cpu_strategy  # noqa: E402
 from numpyro_parallel.strategy import resolve_strategy  # noqa: E402
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
@@ -262,11 +263,16 @@ def method_loglik(name: str, method: str):
     return baseline_loglik(method, build_model(name, Sequential()))
 
 
-def method_label(method: str, num_steps: int) -> str:
+def auto_strategy(state_dim: int):
+    """What ``"auto"`` resolves to for a Kalman filter with this state dimension, here."""
+    return resolve_strategy("auto", jnp.zeros(1), cpu_strategy=kalman_cpu_strategy(state_dim))
+
+
+def method_label(method: str, num_steps: int, state_dim: int) -> str:
     if method == "blocked":
         return f"blocked (B={Blocked().size_for(num_steps)})"
     if method == "auto":
-        resolved = resolve_strategy("auto", jnp.zeros(1))
+        resolved = auto_strategy(state_dim)
         label = type(resolved).__name__.lower()
         if isinstance(resolved, Blocked):
             label += f" (B={resolved.size_for(num_steps)})"
@@ -320,7 +326,7 @@ def likelihood_rows(args, unavailable, log, save) -> list[dict]:
                 "d": d,
                 "T": T,
                 "method": method,
-                "label": method_label(method, T),
+                "label": method_label(method, T, d),
             }
             rows.append(row)
             group.append(row)
@@ -469,7 +475,7 @@ def nuts_rows(args, unavailable, log, save) -> list[dict]:
             "d": d,
             "T": T,
             "method": method,
-            "label": method_label(method, T),
+            "label": method_label(method, T, d),
             "num_warmup": args.num_warmup,
             "num_samples": args.num_samples,
         }
@@ -567,7 +573,7 @@ def extrapolated_nuts(likelihood: list[dict], nuts: list[dict], full_iterations:
                 "d": r["d"],
                 "T": target,
                 "method": method,
-                "label": method_label(method, target),
+                "label": method_label(method, target, r["d"]),
                 "value_and_grad_from_T": r["T"],
                 "steps_per_iteration": steps,
                 "steps_from": ran[0]["label"],
@@ -888,7 +894,9 @@ def main(argv=None) -> None:
             + (" (--quick)" if args.quick else "")
         ),
         command=" ".join(["python", *sys.argv]),
-        auto_resolves_to=repr(resolve_strategy("auto", jnp.zeros(1))),
+        auto_resolves_to={
+            name: repr(auto_strategy(build_model(name).state_dim)) for name in MODELS
+        },
         rtol=RTOL,
         compile_guard_s=args.compile_guard,
         max_call_s=args.max_call_s,

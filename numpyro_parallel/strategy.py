@@ -11,8 +11,11 @@ diffrax uses for ``solver=``:
 - `Blocked(block_size=None)`: sequential scans of ``block_size`` steps side by side (vmapped),
   a scan over the block totals and one parallel fix-up pass; depth O(B + T/B). With
   ``block_size=None`` blocks have ``max(8, round(sqrt(T)))`` steps. The fast strategy on CPUs.
-- ``"auto"``: `Blocked()` when the inputs live on a CPU, `Associative()` otherwise, decided
-  from the devices of the (concrete) inputs, or from the default backend under tracing.
+- ``"auto"``: `Associative()` on accelerators; on a CPU the family's fastest strategy for the
+  shape — `Blocked()` by default, `Sequential()` for Kalman filters with a state of dimension
+  4 or more, where the classical square-root recursion beats the element combines (measured
+  in ``benchmarks/sts.py``). The device is that of the (concrete) inputs, or the default
+  backend under tracing.
 
 Strings are shorthands: ``"sequential"``, ``"associative"``, ``"blocked"``, ``"auto"``.
 Strategies are frozen dataclasses (hashable), so they can be static arguments of `jax.jit`.
@@ -118,18 +121,22 @@ def _platform(arrays) -> str:
     return jax.default_backend()
 
 
-def resolve_strategy(strategy: Any, *inputs: Any) -> Strategy:
-    """The concrete strategy for ``inputs``: ``"auto"`` becomes `Blocked()` on CPU inputs.
+def resolve_strategy(strategy: Any, *inputs: Any, cpu_strategy: Strategy | None = None) -> Strategy:
+    """The concrete strategy for ``inputs``: ``"auto"`` becomes ``cpu_strategy`` on CPU inputs.
 
     Args:
         strategy: a strategy or its string shorthand.
         *inputs: arrays (or pytrees) the recursion runs on; their device decides ``"auto"``
             (the default backend when they are tracers or NumPy arrays).
+        cpu_strategy: what ``"auto"`` means on a CPU (a family's choice for its shape);
+            `Blocked()` when None. On accelerators ``"auto"`` is always `Associative()`.
 
     Returns:
         A `Sequential`, `Associative` or `Blocked` instance.
     """
     strategy = as_strategy(strategy)
     if strategy == "auto":
-        return Blocked() if _platform(inputs) == "cpu" else Associative()
+        if _platform(inputs) != "cpu":
+            return Associative()
+        return Blocked() if cpu_strategy is None else cpu_strategy
     return strategy

@@ -195,3 +195,24 @@ def test_affine_recursion_every_strategy(T, reverse):
     reference = affine_recursion(a, b, x0, strategy=Sequential(), reverse=reverse)
     for strategy in STRATEGIES.values():
         _close(affine_recursion(a, b, x0, strategy=strategy, reverse=reverse), reference)
+
+
+def test_auto_is_shape_aware_for_kalman_on_cpu():
+    from numpyro_parallel.ssm.kalman.inference import (
+        SEQUENTIAL_MIN_STATE_DIM,
+        resolve_kalman_strategy,
+    )
+
+    y = jnp.zeros((5, 1))
+    for d in (1, 3, 4, 13):
+        params = LinearGaussianSSM(
+            jnp.zeros(d), jnp.eye(d), jnp.eye(d), jnp.eye(d), jnp.ones((1, d)), jnp.eye(1),
+            num_steps=5,
+        ).params  # fmt: skip
+        expected = Sequential() if d >= SEQUENTIAL_MIN_STATE_DIM else Blocked()
+        if jax.default_backend() != "cpu":
+            expected = Associative()
+        assert resolve_kalman_strategy("auto", params, y) == expected
+        # An explicit strategy is never replaced.
+        assert resolve_kalman_strategy(Blocked(3), params, y) == Blocked(3)
+        assert resolve_kalman_strategy("associative", params, y) == Associative()

@@ -20,6 +20,7 @@ MODES = {
     "associative": dict(strategy=Associative()),
     "blocked": dict(strategy=Blocked(3)),
     "sequential": dict(strategy=Sequential()),
+    "auto": dict(strategy="auto"),
 }
 
 
@@ -46,6 +47,7 @@ CASES = [
     (13, 2, 4, True, True, True),  # p > d, prime T
     (31, 1, 3, False, True, True),  # d = 1
     (16, 3, 3, True, False, False),
+    (11, 5, 1, True, True, True),  # d >= 4: what "auto" runs sequentially on a CPU
 ]
 
 
@@ -54,7 +56,8 @@ CASES = [
 # strategy against Sequential() on the same kinds of inputs).
 NAIVE_CASES = [(case, "associative") for case in CASES] + [
     (CASES[0], "blocked"), (CASES[2], "blocked"),
-    (CASES[3], "sequential"), (CASES[4], "sequential"),
+    (CASES[2], "sequential"), (CASES[3], "sequential"), (CASES[4], "sequential"),
+    (CASES[6], "sequential"), (CASES[6], "auto"),
 ]  # fmt: skip
 
 
@@ -156,7 +159,7 @@ def test_log_prob_gradients_match_finite_differences():
         return _ssm(m, T, strategy).log_prob(y)
 
     m = jax.tree_util.tree_map(jnp.asarray, model)
-    for strategy in ("associative", "sequential"):
+    for strategy in ("associative", "sequential"):  # two different recursions
         grad = jax.grad(log_lik)(m, strategy)
         eps = 1e-6
         for name, value in m.items():
@@ -225,6 +228,27 @@ def test_float32_long_series_is_accurate():
         assert approx.dtype == jnp.float32
         assert np.isfinite(approx)
         np.testing.assert_allclose(approx, exact, rtol=1e-3)
+
+
+@pytest.mark.slow
+def test_float32_sequential_filter_higher_dimension():
+    # The classical square-root recursion ("auto" on a CPU from d = 4 on) in float32 on a
+    # long series with a persistent state (eigenvalues 0.94-0.98) and missing values.
+    T, d = 2_000, 5
+    rng = np.random.default_rng(13)
+    model = ref.random_model(rng, T, d, 1, time_varying=False, offsets=False)
+    model["transition_matrix"] = 0.97 * np.eye(d) + 0.01 * rng.normal(size=(d, d))
+    y = np.cumsum(rng.normal(size=(T, 1)), axis=0)
+    y[rng.random(size=T) < 0.1] = np.nan
+    m32 = {k: np.asarray(v, np.float32) for k, v in model.items()}
+    # The float64 reference runs on the same (float32-rounded) model: only arithmetic differs.
+    m64 = {k: np.asarray(v, np.float64) for k, v in m32.items()}
+    exact = kalman_filter(_ssm(m64, T).params, jnp.asarray(y), strategy="sequential")
+    approx = kalman_filter(_ssm(m32, T).params, jnp.asarray(y, jnp.float32), strategy="sequential")
+    assert approx.log_likelihood.dtype == jnp.float32
+    np.testing.assert_allclose(approx.log_likelihood, exact.log_likelihood, rtol=1e-4)
+    scale = np.max(np.abs(exact.mean))
+    np.testing.assert_allclose(approx.mean, exact.mean, rtol=0, atol=1e-5 * scale)
 
 
 def test_sample_states_match_smoother_moments():

@@ -35,6 +35,7 @@ __all__ = [
     "SmootherElement",
     "filter_combine",
     "filter_prepare",
+    "filter_step",
     "predict",
     "smoother_combine",
     "smoother_prepare",
@@ -59,6 +60,20 @@ class SmootherElement(NamedTuple):
     L: jax.Array
 
 
+def _joint_factor(H, chol_Q, chol_R):
+    """``(Psi11, Psi21, Psi22)``: the triangular factor of the joint covariance of
+    ``(y_t, x_t)`` under ``x_t ~ N(., chol_Q chol_Q^T)``, split at the observation dimension.
+
+    ``Psi11`` factors the innovation covariance, ``Psi21 Psi11^{-1}`` is the Kalman gain and
+    ``Psi22`` factors the conditional covariance of ``x_t`` given ``y_t``.
+    """
+    n, p = chol_Q.shape[-2], H.shape[-2]
+    top = jnp.concatenate([H @ chol_Q, chol_R], axis=1)
+    bottom = jnp.concatenate([chol_Q, jnp.zeros((n, chol_R.shape[-1]), chol_Q.dtype)], axis=1)
+    psi = tria(jnp.concatenate([top, bottom], axis=0))
+    return psi[:p, :p], psi[p:, :p], psi[p:, p:]
+
+
 def filter_prepare(F, c, chol_Q, H, d, chol_R, y) -> FilterElement:
     """Filtering element for one step.
 
@@ -78,11 +93,7 @@ def filter_prepare(F, c, chol_Q, H, d, chol_R, y) -> FilterElement:
     Returns:
         The `FilterElement` of this step.
     """
-    n, p = F.shape[-1], H.shape[-2]
-    top = jnp.concatenate([H @ chol_Q, chol_R], axis=1)
-    bottom = jnp.concatenate([chol_Q, jnp.zeros((n, chol_R.shape[-1]), F.dtype)], axis=1)
-    psi = tria(jnp.concatenate([top, bottom], axis=0))
-    psi11, psi21, psi22 = psi[:p, :p], psi[p:, :p], psi[p:, p:]
+    psi11, psi21, psi22 = _joint_factor(H, chol_Q, chol_R)
     gain = right_solve_lower(psi21, psi11)  # K = Psi21 Psi11^{-1}
     residual = y - H @ c - d
     A = F - gain @ (H @ F)
@@ -90,6 +101,38 @@ def filter_prepare(F, c, chol_Q, H, d, chol_R, y) -> FilterElement:
     z = solve_lower(psi11, H @ F).T  # F^T H^T Psi11^{-T}, shape (n, p)
     eta = z @ solve_lower(psi11, residual)
     return FilterElement(A, b, psi22, eta, z @ z.T)
+
+
+def filter_step(mean, chol, F, c, chol_Q, H, d, chol_R, y):
+    """One step of the sequential square-root filter: predict, then update, in one `tria`.
+
+    The classical recursion (the `Sequential()` strategy's Kalman filter): from the filtered
+    ``N(mean, chol chol^T)`` of the previous step, the predicted factor ``[F chol, chol_Q]``
+    enters the joint factor of ``(y_t, x_t)`` directly, so each step triangularises one
+    ``(p + n, n + r + s)`` matrix. Inputs as in `filter_prepare` (for the first step pass
+    ``F = 0``, ``c = initial_mean``, ``chol_Q = chol(initial_cov)``).
+
+    Args:
+        mean: ``(n,)`` filtered mean of the previous step.
+        chol: ``(n, n)`` square root of the previous filtered covariance.
+        F: ``(n, n)`` transition matrix into this step.
+        c: ``(n,)`` transition offset.
+        chol_Q: ``(n, r)`` square root of the transition covariance.
+        H: ``(p, n)`` observation matrix.
+        d: ``(p,)`` observation offset.
+        chol_R: ``(p, s)`` square root of the observation covariance.
+        y: ``(p,)`` observation (missing components prepared as in `filter_prepare`).
+
+    Returns:
+        ``(mean, chol, residual, innovation_chol)``: this step's filtered moments, the
+        one-step-ahead residual ``y - E[y_t | y_{0:t-1}]`` and the factor of its covariance.
+    """
+    predicted_chol = jnp.concatenate([F @ chol, chol_Q], axis=1)
+    psi11, psi21, psi22 = _joint_factor(H, predicted_chol, chol_R)
+    predicted_mean = F @ mean + c
+    residual = y - H @ predicted_mean - d
+    filtered_mean = predicted_mean + psi21 @ solve_lower(psi11, residual)
+    return filtered_mean, psi22, residual, psi11
 
 
 def filter_combine(earlier: FilterElement, later: FilterElement) -> FilterElement:

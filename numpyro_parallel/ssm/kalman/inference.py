@@ -33,11 +33,12 @@ from numpyro_parallel.ssm.kalman.checks import check_params_and_y, finite_flag
 from numpyro_parallel.ssm.kalman.elements import (
     filter_combine,
     filter_prepare,
+    filter_step,
     predict,
     smoother_combine,
     smoother_prepare,
 )
-from numpyro_parallel.strategy import StrategyLike, resolve_strategy
+from numpyro_parallel.strategy import Blocked, Sequential, Strategy, StrategyLike, resolve_strategy
 
 __all__ = [
     "FilterResult",
@@ -163,6 +164,27 @@ def _shifted_transitions(params: GaussianSSMParams):
     return F_in, c_in, chol_in
 
 
+SEQUENTIAL_MIN_STATE_DIM = 4
+
+
+def resolve_kalman_strategy(strategy: StrategyLike, params: GaussianSSMParams, y) -> Strategy:
+    """The concrete strategy of a Kalman recursion: ``"auto"`` is shape-aware on CPUs.
+
+    On a CPU, `Sequential()` (the classical square-root filter, one triangularisation per
+    step) for states of dimension `SEQUENTIAL_MIN_STATE_DIM` or more, `Blocked()` below; on
+    accelerators `Associative()`. Measured on 2 cores (value and gradient of the
+    log-likelihood, T = 10^3 and 10^4): Blocked is faster up to d = 3, Sequential from d = 4
+    on (2.5-4x at d = 4..13).
+    """
+    cpu = kalman_cpu_strategy(jnp.shape(params.initial_mean)[-1])
+    return resolve_strategy(strategy, y, cpu_strategy=cpu)
+
+
+def kalman_cpu_strategy(state_dim: int) -> Strategy:
+    """What ``"auto"`` means for a Kalman recursion on a CPU (see `resolve_kalman_strategy`)."""
+    return Sequential() if state_dim >= SEQUENTIAL_MIN_STATE_DIM else Blocked()
+
+
 def kalman_filter(
     params: GaussianSSMParams,
     y: jax.Array,
@@ -174,8 +196,10 @@ def kalman_filter(
     Args:
         params: model in square-root, time-expanded form.
         y: ``(T, p)`` observations; NaN entries are missing (skipped per component).
-        strategy: evaluation strategy (`numpyro_parallel.strategy`); ``"auto"`` is
-            `Blocked()` on CPU inputs and the O(log T) `Associative()` scan on accelerators.
+        strategy: evaluation strategy (`numpyro_parallel.strategy`); ``"auto"`` is the
+            O(log T) `Associative()` scan on accelerators and, on CPU inputs, `Blocked()` for
+            states of dimension below 4 and the classical sequential square-root filter
+            (`Sequential()`) from 4 on (`resolve_kalman_strategy`).
 
     Returns:
         A `FilterResult`; all fields are NaN when a parameter is not finite or ``y`` holds
@@ -187,7 +211,7 @@ def kalman_filter(
             non-finite parameters, ``y`` of the wrong shape or with inf entries.
     """
     params, y = _validated(params, y)
-    return _filter(params, y, strategy=resolve_strategy(strategy, y))
+    return _filter(params, y, strategy=resolve_kalman_strategy(strategy, params, y))
 
 
 def predicted_states(params: GaussianSSMParams, mean: jax.Array, chol: jax.Array):
@@ -198,18 +222,36 @@ def predicted_states(params: GaussianSSMParams, mean: jax.Array, chol: jax.Array
     return jax.vmap(predict)(F_in, c_in, chol_in, prev_mean, prev_chol)
 
 
+def _sequential_filter(F_in, c_in, chol_in, H, d, chol_R, y):
+    """The classical square-root filter (`filter_step` in a `lax.scan`): one triangularisation
+    per step instead of an element combine, the fastest evaluation on CPUs for d >~ 4."""
+    n = F_in.shape[-1]
+
+    def body(carry, inputs):
+        mean, chol, residual, innovation_chol = filter_step(*carry, *inputs)
+        return (mean, chol), (mean, chol, residual, innovation_chol)
+
+    start = (jnp.zeros(n, y.dtype), jnp.zeros((n, n), y.dtype))
+    return jax.lax.scan(body, start, (F_in, c_in, chol_in, H, d, chol_R, y))[1]
+
+
 @partial(jax.jit, static_argnames=("strategy",))
 def _filter(params, y, *, strategy) -> FilterResult:
     ok = finite_flag(params, y)
     H, d, chol_R, y0, num_missing = _mask_missing(params, y)
     F_in, c_in, chol_in = _shifted_transitions(params)
-    elements = jax.vmap(filter_prepare)(F_in, c_in, chol_in, H, d, chol_R, y0)
-    filtered = associative_scan(filter_combine, elements, strategy=strategy)
-    mean, chol = filtered.b, filtered.U
-    # One-step-ahead predictive terms: embarrassingly parallel given the filtered states.
-    pred_mean, pred_chol = predicted_states(params, mean, chol)
-    innovation_chol = tria(jnp.concatenate([H @ pred_chol, chol_R], axis=-1))
-    residual = y0 - jnp.einsum("tpd,td->tp", H, pred_mean) - d
+    if isinstance(strategy, Sequential):
+        mean, chol, residual, innovation_chol = _sequential_filter(
+            F_in, c_in, chol_in, H, d, chol_R, y0
+        )
+    else:
+        elements = jax.vmap(filter_prepare)(F_in, c_in, chol_in, H, d, chol_R, y0)
+        filtered = associative_scan(filter_combine, elements, strategy=strategy)
+        mean, chol = filtered.b, filtered.U
+        # One-step-ahead predictive terms: embarrassingly parallel given the filtered states.
+        pred_mean, pred_chol = predicted_states(params, mean, chol)
+        innovation_chol = tria(jnp.concatenate([H @ pred_chol, chol_R], axis=-1))
+        residual = y0 - jnp.einsum("tpd,td->tp", H, pred_mean) - d
     terms = mvn_logpdf_from_cholesky(residual, innovation_chol)
     terms = terms + 0.5 * math.log(2 * math.pi) * num_missing
     out = (mean, chol, jnp.sum(terms), terms)
@@ -251,7 +293,7 @@ def kalman_smoother(
         TypeError, ValueError: as `kalman_filter`.
     """
     params, y = _validated(params, y)
-    return _smoother(params, y, strategy=resolve_strategy(strategy, y))
+    return _smoother(params, y, strategy=resolve_kalman_strategy(strategy, params, y))
 
 
 @partial(jax.jit, static_argnames=("strategy",))

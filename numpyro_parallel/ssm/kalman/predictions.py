@@ -22,8 +22,9 @@ from numpyro_parallel.ssm.kalman.inference import (
     _filter,
     _validated,
     predicted_states,
+    resolve_kalman_strategy,
 )
-from numpyro_parallel.strategy import StrategyLike, resolve_strategy
+from numpyro_parallel.strategy import StrategyLike
 
 __all__ = ["PredictionResult", "kalman_predictions"]
 
@@ -62,7 +63,7 @@ def kalman_predictions(
         TypeError, ValueError: as `numpyro_parallel.ssm.kalman_filter`.
     """
     params, y = _validated(params, y)
-    filtered = _filter(params, y, strategy=resolve_strategy(strategy, y))
+    filtered = _filter(params, y, strategy=resolve_kalman_strategy(strategy, params, y))
     return _predictions(params, filtered.mean, filtered.chol)
 
 

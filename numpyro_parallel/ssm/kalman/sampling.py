@@ -22,8 +22,9 @@ from numpyro_parallel.ssm.kalman.inference import (
     _filter,
     _smoother_elements,
     _validated,
+    resolve_kalman_strategy,
 )
-from numpyro_parallel.strategy import StrategyLike, resolve_strategy
+from numpyro_parallel.strategy import StrategyLike
 
 __all__ = ["kalman_sample_states"]
 
@@ -57,7 +58,9 @@ def kalman_sample_states(
     """
     params, y = _validated(params, y)
     sample_shape = check_sample_shape(sample_shape)
-    return _sample(rng_key, params, y, sample_shape, strategy=resolve_strategy(strategy, y))
+    return _sample(
+        rng_key, params, y, sample_shape, strategy=resolve_kalman_strategy(strategy, params, y)
+    )
 
 
 @partial(jax.jit, static_argnames=("sample_shape", "strategy"))

@@ -31,7 +31,11 @@ import jax.numpy as jnp
 
 from numpyro_parallel._checks import check_finite, check_positive_int
 from numpyro_parallel.fixed_point.iterate_map import iterate_map
-from numpyro_parallel.ssm.kalman.inference import kalman_filter, kalman_smoother
+from numpyro_parallel.ssm.kalman.inference import (
+    kalman_cpu_strategy,
+    kalman_filter,
+    kalman_smoother,
+)
 from numpyro_parallel.ssm.nonlinear.checks import (
     check_method,
     check_model,
@@ -188,7 +192,9 @@ def iterated_smoother(
         initial_trajectory=initial_trajectory,
     )
     model, y = _check_inputs(model, y, method)
-    strategy = resolve_strategy(strategy, y)
+    strategy = resolve_strategy(
+        strategy, y, cpu_strategy=kalman_cpu_strategy(model.initial_mean.shape[-1])
+    )
     dtype = jnp.result_type(y.dtype, model.initial_mean.dtype, float)
     if atol is None:
         atol = 1e-6 if dtype == jnp.float64 else 1e-4
