@@ -9,7 +9,7 @@ import importlib
 from typing import Any
 
 from numpyro_parallel import fixed_point, infer, linalg, mcmc, scan, smc, ssm, strategy, sts
-from numpyro_parallel.strategy import Associative, Blocked, Sequential
+from numpyro_parallel.strategy import Associative, Blocked, Sequential, Sharded
 
 __version__ = "0.1.0"
 
@@ -17,6 +17,7 @@ __all__ = [
     "Associative",
     "Blocked",
     "Sequential",
+    "Sharded",
     "__version__",
     "diagnostics",
     "fixed_point",

@@ -21,8 +21,15 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 from jax import lax
+from jax.sharding import PartitionSpec
 
-from numpyro_parallel.strategy import Associative, Sequential, StrategyLike, resolve_strategy
+from numpyro_parallel.strategy import (
+    Associative,
+    Sequential,
+    Sharded,
+    StrategyLike,
+    resolve_strategy,
+)
 
 __all__ = ["affine_recursion", "associative_scan"]
 
@@ -87,6 +94,37 @@ def _blocked_scan(combine, elements, num_steps: int, block_size: int):
     return out
 
 
+def _sharded_scan(combine, elements, num_steps: int, strategy: Sharded):
+    """Two-level scan over the devices of ``strategy.mesh``: local scans, one all-gather of the
+    per-device totals, a prefix over them and a local fix-up (communication independent of T).
+    """
+    mesh, axis = strategy.resolved_mesh(), strategy.axis_name
+    num_shards = mesh.shape[axis]
+    chunk = -(-num_steps // num_shards)
+    pad = chunk * num_shards - num_steps
+    if pad:  # copies of the last element: no prefix up to T - 1 depends on them
+        elements = jax.tree_util.tree_map(
+            lambda x: jnp.concatenate([x, jnp.repeat(x[-1:], pad, axis=0)]), elements
+        )
+
+    def local_scan(local_elements):
+        local = associative_scan(combine, local_elements, strategy=strategy.inner)
+        total = jax.tree_util.tree_map(lambda x: x[-1], local)
+        totals = jax.tree_util.tree_map(lambda x: lax.all_gather(x, axis), total)
+        carries = _sequential_scan(combine, totals) if num_shards > 1 else totals
+        index = lax.axis_index(axis)
+        carry = jax.tree_util.tree_map(lambda x: x[jnp.maximum(index - 1, 0)], carries)
+        fixed = jax.vmap(combine, (None, 0))(carry, local)
+        return jax.tree_util.tree_map(lambda a, b: jnp.where(index == 0, a, b), local, fixed)
+
+    spec = PartitionSpec(axis)
+    # check_vma=False: combines start loops from constants (e.g. the zero factor of `tria`)
+    # that the varying-axes type check would reject; every output here varies along `axis`.
+    mapped = jax.shard_map(local_scan, mesh=mesh, in_specs=(spec,), out_specs=spec, check_vma=False)
+    out = mapped(elements)
+    return jax.tree_util.tree_map(lambda x: x[:num_steps], out)
+
+
 def associative_scan[Elements](
     combine: Callable[[Elements, Elements], Elements],
     elements: Elements,
@@ -104,6 +142,9 @@ def associative_scan[Elements](
       (vmapped), then a scan over the block totals and one parallel fix-up pass. Depth
       O(B + T/B); fast to compile and the best choice on CPUs, where vectorised work, not
       depth, decides the wall time.
+    - `Sharded(mesh, axis_name, inner)`: the time axis split across devices (`jax.shard_map`):
+      an ``inner`` scan per device, one `lax.all_gather` of the P per-device totals, and a
+      local fix-up with the prefix of the totals before each device.
 
     Args:
         combine: associative operator on two *single* elements (no time axis).
@@ -124,7 +165,7 @@ def associative_scan[Elements](
         raise TypeError(f"`combine` must be callable; got {type(combine).__name__}.")
     num_steps = _num_steps(elements)
     strategy = resolve_strategy(strategy, elements)
-    if num_steps == 1:
+    if num_steps == 1 and not isinstance(strategy, Sharded):
         return elements
     if reverse:
         # A suffix scan is a prefix scan of the reversed sequence with the same operator.
@@ -135,6 +176,8 @@ def associative_scan[Elements](
         return _sequential_scan(combine, elements)
     if isinstance(strategy, Associative):
         return lax.associative_scan(jax.vmap(combine), elements)
+    if isinstance(strategy, Sharded):
+        return _sharded_scan(combine, elements, num_steps, strategy)
     return _blocked_scan(combine, elements, num_steps, strategy.size_for(num_steps))
 
 

@@ -17,6 +17,14 @@ diffrax uses for ``solver=``:
   in ``benchmarks/sts.py``). The device is that of the (concrete) inputs, or the default
   backend under tracing.
 
+- `Sharded(mesh=None, axis_name="time", inner="auto")`: the time axis split across the
+  devices of a `jax.sharding.Mesh` (all devices by default): each device scans its contiguous
+  chunk with ``inner``, the per-device totals (one element each) are exchanged with one
+  `lax.all_gather`, and each device fixes up its chunk with the prefix of the totals before
+  it — the two-level distributed scan, with communication independent of T. Runs with
+  `jax.shard_map`, so it works under `jit`, `grad` and `vmap` and, after
+  `jax.distributed.initialize`, across hosts. Never chosen by ``"auto"``.
+
 Strings are shorthands: ``"sequential"``, ``"associative"``, ``"blocked"``, ``"auto"``.
 Strategies are frozen dataclasses (hashable), so they can be static arguments of `jax.jit`.
 A family may give a strategy its own implementation (the HMM runs `Blocked` as a blocked
@@ -36,6 +44,7 @@ __all__ = [
     "Associative",
     "Blocked",
     "Sequential",
+    "Sharded",
     "Strategy",
     "StrategyLike",
     "as_strategy",
@@ -80,7 +89,67 @@ class Blocked:
         return max(8, round(math.sqrt(num_steps)))
 
 
-Strategy = Sequential | Associative | Blocked
+@dataclass(frozen=True)
+class Sharded:
+    """The time axis split across devices: chunk scans, one all-gather, a local fix-up.
+
+    Attributes:
+        mesh: a `jax.sharding.Mesh` with an axis ``axis_name``; None for a one-axis mesh over
+            every device of the default backend (`jax.devices()`, all hosts' devices after
+            `jax.distributed.initialize`).
+        axis_name: the mesh axis the time steps are split over; other axes of ``mesh``
+            replicate the work.
+        inner: strategy of each device's chunk (not `Sharded`); ``"auto"`` resolves on the
+            devices' platform.
+
+    The series is padded to a multiple of the device count with copies of its last element
+    (prefixes never depend on later elements, so the padding does not change the result) and
+    the padding is dropped; T smaller than the device count works.
+    """
+
+    mesh: Any = None
+    axis_name: str = "time"
+    inner: Any = "auto"
+
+    def __post_init__(self):
+        if self.mesh is not None and not isinstance(self.mesh, jax.sharding.Mesh):
+            raise TypeError(
+                "`Sharded.mesh` must be a jax.sharding.Mesh or None; "
+                f"got {type(self.mesh).__name__}."
+            )
+        if not isinstance(self.axis_name, str):
+            raise TypeError(
+                f"`Sharded.axis_name` must be a str; got {type(self.axis_name).__name__}."
+            )
+        if self.mesh is not None and self.axis_name not in self.mesh.axis_names:
+            raise ValueError(
+                f"`Sharded.axis_name` {self.axis_name!r} is not an axis of `Sharded.mesh` "
+                f"(axes {self.mesh.axis_names})."
+            )
+        inner = as_strategy(self.inner)
+        if isinstance(inner, Sharded):
+            raise ValueError("`Sharded.inner` must be a single-device strategy, not Sharded().")
+        object.__setattr__(self, "inner", inner)
+
+    def resolved_mesh(self) -> jax.sharding.Mesh:
+        """``mesh`` (or a one-axis mesh named ``axis_name`` over every device) with `Auto`
+        axis types: the scan's inputs and outputs keep whatever sharding XLA propagates, so
+        callers mix them freely with unsharded arrays (explicit axis types would make the
+        time sharding part of every downstream array's type)."""
+        if self.mesh is None:
+            devices, names = np.array(jax.devices()), (self.axis_name,)
+        else:
+            devices, names = self.mesh.devices, self.mesh.axis_names
+        auto = (jax.sharding.AxisType.Auto,) * len(names)
+        return jax.sharding.Mesh(devices, names, axis_types=auto)
+
+    @property
+    def num_shards(self) -> int:
+        """Number of devices along ``axis_name``."""
+        return self.resolved_mesh().shape[self.axis_name]
+
+
+Strategy = Sequential | Associative | Blocked | Sharded
 StrategyLike = Strategy | str
 
 
@@ -91,7 +160,7 @@ def as_strategy(strategy: Any) -> Strategy | str:
         TypeError: not a strategy instance or a string.
         ValueError: an unknown string.
     """
-    if isinstance(strategy, Sequential | Associative | Blocked):
+    if isinstance(strategy, Sequential | Associative | Blocked | Sharded):
         return strategy
     if isinstance(strategy, str):
         if strategy == "auto":
@@ -106,7 +175,8 @@ def as_strategy(strategy: Any) -> Strategy | str:
             f"`strategy` must be one of {', '.join(map(repr, _NAMES))}; got {strategy!r}."
         )
     raise TypeError(
-        "`strategy` must be Sequential(), Associative(), Blocked(block_size) or one of "
+        "`strategy` must be Sequential(), Associative(), Blocked(block_size), Sharded(...) or "
+        "one of "
         f"{', '.join(map(repr, _NAMES))}; got {type(strategy).__name__}."
     )
 
@@ -132,7 +202,7 @@ def resolve_strategy(strategy: Any, *inputs: Any, cpu_strategy: Strategy | None 
             `Blocked()` when None. On accelerators ``"auto"`` is always `Associative()`.
 
     Returns:
-        A `Sequential`, `Associative` or `Blocked` instance.
+        A `Sequential`, `Associative`, `Blocked` or `Sharded` instance.
     """
     strategy = as_strategy(strategy)
     if strategy == "auto":

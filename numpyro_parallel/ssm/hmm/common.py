@@ -13,7 +13,7 @@ import numpy as np
 from numpyro_parallel._checks import concrete
 from numpyro_parallel.scan import associative_scan
 from numpyro_parallel.ssm.hmm.elements import LogMatrix, forward_elements, sum_product_combine
-from numpyro_parallel.strategy import Blocked, Strategy, resolve_strategy
+from numpyro_parallel.strategy import Associative, Blocked, Sharded, Strategy, resolve_strategy
 
 __all__ = [
     "check_float",
@@ -146,6 +146,12 @@ def resolve_mode(strategy, log_likelihoods) -> Strategy:
     if isinstance(strategy, Blocked):
         return Blocked(strategy.size_for(jnp.shape(log_likelihoods)[0]))
     return strategy
+
+
+def uses_elements(strategy: Strategy) -> bool:
+    """Whether the HMM runs ``strategy`` on the log-space elements (`Associative`, `Sharded`)
+    rather than the scaled recursions (`Blocked`, `Sequential`)."""
+    return isinstance(strategy, Associative | Sharded)
 
 
 def scaled_block_size(strategy: Strategy) -> int | None:

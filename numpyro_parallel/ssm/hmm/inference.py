@@ -46,6 +46,7 @@ from numpyro_parallel.ssm.hmm.common import (
     resolve_mode,
     reverse_sum_product,
     scaled_block_size,
+    uses_elements,
 )
 from numpyro_parallel.ssm.hmm.elements import (
     backward_elements,
@@ -58,7 +59,7 @@ from numpyro_parallel.ssm.hmm.paths import (
     hmm_sample_states,
     hmm_viterbi,
 )
-from numpyro_parallel.strategy import Associative, StrategyLike
+from numpyro_parallel.strategy import Sharded, StrategyLike
 
 __all__ = [
     "HMMFilterResult",
@@ -145,7 +146,7 @@ def hmm_filter(
 
 @partial(jax.jit, static_argnums=3)
 def _filter(log_initial, log_transition, log_likelihoods, strategy):
-    if isinstance(strategy, Associative):
+    if uses_elements(strategy):
         _, prefix = forward_scan(log_initial, log_transition, log_likelihoods, strategy)
         filtered, terms = _forward_terms(prefix)
     else:
@@ -210,10 +211,14 @@ def hmm_log_likelihood(
 @partial(jax.jit, static_argnums=3)
 def _log_likelihood(log_initial, log_transition, log_likelihoods, strategy):
     ok = inputs_ok(log_initial, log_transition, log_likelihoods)
-    if not isinstance(strategy, Associative) or log_likelihoods.shape[0] == 1:
+    if not uses_elements(strategy) or log_likelihoods.shape[0] == 1:
         block_size = scaled_block_size(strategy)
         value = scaled_log_likelihood(log_initial, log_transition, log_likelihoods, block_size)
         return nan_unless(ok, value)
+    if isinstance(strategy, Sharded):  # the last prefix of the time-sharded scan
+        _, prefix = forward_scan(log_initial, log_transition, log_likelihoods, strategy)
+        total = jax.tree_util.tree_map(lambda x: x[-1], prefix)
+        return nan_unless(ok, jax.nn.logsumexp(total.log_matrix[0]) + total.log_scale)
     elements = forward_elements(
         log_initial, per_step(log_transition, log_likelihoods.shape[0]), log_likelihoods
     )
@@ -250,7 +255,7 @@ def hmm_smoother(
 @partial(jax.jit, static_argnums=3)
 def _smoother(log_initial, log_transition, log_likelihoods, strategy):
     ok = inputs_ok(log_initial, log_transition, log_likelihoods)
-    if isinstance(strategy, Associative):
+    if uses_elements(strategy):
         elements, prefix = forward_scan(log_initial, log_transition, log_likelihoods, strategy)
         suffix = associative_scan(
             reverse_sum_product, backward_elements(elements), strategy=strategy, reverse=True

@@ -31,6 +31,7 @@ from numpyro_parallel.ssm.hmm.common import (
     prepare,
     resolve_mode,
     scaled_block_size,
+    uses_elements,
 )
 from numpyro_parallel.ssm.hmm.elements import (
     compose_index_maps,
@@ -38,7 +39,7 @@ from numpyro_parallel.ssm.hmm.elements import (
     max_product_combine,
     safe_log,
 )
-from numpyro_parallel.strategy import Associative, StrategyLike
+from numpyro_parallel.strategy import StrategyLike
 
 __all__ = ["ViterbiResult", "hmm_sample_prior_states", "hmm_sample_states", "hmm_viterbi"]
 
@@ -105,7 +106,7 @@ def hmm_viterbi(
 
 @partial(jax.jit, static_argnums=3)
 def _viterbi(log_initial, log_transition, log_likelihoods, strategy):
-    if isinstance(strategy, Associative):
+    if uses_elements(strategy):
         log_transition = per_step(log_transition, log_likelihoods.shape[0])
         elements = forward_elements(log_initial, log_transition, log_likelihoods)
         prefix = associative_scan(max_product_combine, elements, strategy=strategy)
@@ -168,7 +169,7 @@ def hmm_sample_states(
 
 @partial(jax.jit, static_argnums=(4, 5))
 def _sample_states(rng_key, log_initial, log_transition, log_likelihoods, sizes, strategy):
-    if isinstance(strategy, Associative):
+    if uses_elements(strategy):
         _, prefix = forward_scan(log_initial, log_transition, log_likelihoods, strategy)
         log_filtered = jax.nn.log_softmax(prefix.log_matrix[:, 0, :], axis=-1)
         log_evidence = jax.nn.logsumexp(prefix.log_matrix[-1, 0, :]) + prefix.log_scale[-1]

@@ -1,0 +1,255 @@
+"""Checks of `Sharded()` on a forced multi-device CPU, run in a subprocess by test_sharded.py.
+
+The device count of XLA:CPU is fixed when JAX starts its backend, so these checks cannot run
+in the pytest process (one CPU device): `tests/test_sharded.py` starts this script with
+``XLA_FLAGS=--xla_force_host_platform_device_count=8`` and reads the JSON it prints, one
+entry per check: the largest relative difference between the time-sharded result and the
+single-device `Associative()` result of the same function (0 for exact equality of integer
+results such as Viterbi paths).
+
+Usage: ``python tests/sharded_worker.py [--quick]`` (the JSON goes to stdout).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+jax.config.update("jax_enable_x64", True)
+
+import numpyro  # noqa: E402
+import numpyro.distributions as dist  # noqa: E402
+from jax.sharding import NamedSharding, PartitionSpec  # noqa: E402
+from numpyro.infer import MCMC, NUTS  # noqa: E402
+
+from numpyro_parallel.fixed_point import solve_recursion  # noqa: E402
+from numpyro_parallel.scan import affine_recursion  # noqa: E402
+from numpyro_parallel.ssm import (  # noqa: E402
+    LinearGaussianSSM,
+    hmm_filter,
+    hmm_log_likelihood,
+    hmm_sample_states,
+    hmm_smoother,
+    hmm_viterbi,
+    kalman_filter,
+    kalman_sample_states,
+    kalman_smoother,
+)
+from numpyro_parallel.strategy import Sequential, Sharded  # noqa: E402
+
+DEVICE_COUNTS = (1, 2, 3, 8)
+BATCH_DEVICES = (8,)
+
+
+def sharded(num_devices: int) -> Sharded:
+    mesh = jax.make_mesh((num_devices,), ("time",), devices=jax.devices()[:num_devices])
+    return Sharded(mesh)
+
+
+def rel_diff(a, b) -> float:
+    """Largest ``|a - b|`` over every leaf, relative to the largest ``|b|`` (NaN-aware)."""
+    worst = 0.0
+    for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b), strict=True):
+        x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+        if x.shape != y.shape or not np.array_equal(np.isnan(x), np.isnan(y)):
+            return float("inf")
+        finite = ~np.isnan(y)
+        if not finite.any():
+            continue
+        scale = max(float(np.max(np.abs(y[finite]))), 1e-300)
+        worst = max(worst, float(np.max(np.abs(x[finite] - y[finite]))) / scale)
+    return worst
+
+
+def lgssm(T: int, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    d, p = 3, 2
+    y = rng.normal(size=(T, p))
+    if T > 2:
+        y[1, 0] = np.nan  # missing values travel with their chunk
+    ssm = LinearGaussianSSM(
+        jnp.asarray(rng.normal(size=d)),
+        jnp.eye(d),
+        jnp.asarray(0.8 * np.eye(d) + 0.1 * rng.normal(size=(d, d))),
+        0.3 * jnp.eye(d),
+        jnp.asarray(rng.normal(size=(p, d))),
+        0.5 * jnp.eye(p),
+        num_steps=T,
+    )
+    return ssm.params, jnp.asarray(y)
+
+
+def kalman_outputs(params, y, strategy):
+    key = jax.random.key(0)
+    loglik = lambda prm: kalman_filter(prm, y, strategy=strategy).log_likelihood
+    return {
+        "kalman_filter": kalman_filter(params, y, strategy=strategy),
+        "kalman_smoother": kalman_smoother(params, y, strategy=strategy),
+        "kalman_sample_states": kalman_sample_states(key, params, y, (2,), strategy=strategy),
+        "kalman_gradient": jax.grad(loglik)(params),
+    }
+
+
+def hmm_args(T: int, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    return (
+        jnp.asarray(rng.normal(size=3)),
+        jnp.asarray(rng.normal(size=(T, 3, 3))),
+        jnp.asarray(rng.normal(size=(T, 3))),
+    )
+
+
+def hmm_outputs(T: int, strategy, seed: int = 0):
+    args = hmm_args(T, seed)
+    loglik = lambda a: hmm_log_likelihood(*a, strategy=strategy)
+    return {
+        "hmm_filter": hmm_filter(*args, strategy=strategy),
+        "hmm_log_likelihood": loglik(args),
+        "hmm_smoother": hmm_smoother(*args, strategy=strategy),
+        "hmm_viterbi": hmm_viterbi(*args, strategy=strategy).path,
+        "hmm_sample_states": hmm_sample_states(jax.random.key(1), *args, (3,), strategy=strategy),
+        "hmm_gradient": jax.grad(loglik)(args),
+    }
+
+
+def affine_outputs(T: int, strategy):
+    rng = np.random.default_rng(5)
+    a, b = jnp.asarray(rng.normal(size=(T, 2, 2)) * 0.5), jnp.asarray(rng.normal(size=(T, 2)))
+    x0 = jnp.array([1.0, -1.0])
+    return {
+        "affine_recursion": affine_recursion(a, b, x0, strategy=strategy),
+        "affine_recursion_reverse": affine_recursion(a, b, x0, strategy=strategy, reverse=True),
+    }
+
+
+def newton_outputs(T: int, strategy):
+    # A nonlinear recursion solved by Newton (DEER): its linear inner problems are sharded.
+    rng = np.random.default_rng(6)
+    inputs = jnp.asarray(rng.normal(size=(T, 2)))
+    weights = jnp.array([[0.5, -0.3], [0.2, 0.6]])
+
+    def step(x, u):
+        new = jnp.tanh(weights @ x + u)
+        return new, None
+
+    result = solve_recursion(
+        step, jnp.zeros(2), inputs, solver="newton", strategy=strategy, progress_bar=False
+    )
+    return {"newton_states": result.states}
+
+
+def nuts_draws(model, *args, num_warmup=15, num_samples=15):
+    mcmc = MCMC(NUTS(model), num_warmup=num_warmup, num_samples=num_samples, progress_bar=False)
+    mcmc.run(jax.random.key(3), *args)
+    return mcmc.get_samples()
+
+
+def nuts_outputs(T: int, strategy):
+    # NUTS on a LinearGaussianSSM whose Kalman recursions run with `strategy`.
+    _, y = lgssm(T)
+    d, p = 3, y.shape[-1]
+    transition = jnp.asarray(0.8 * np.eye(d))
+    observation = jnp.asarray(np.random.default_rng(1).normal(size=(p, d)))
+
+    def model(y):
+        q = numpyro.sample("q", dist.LogNormal(-1.0, 0.5))
+        r = numpyro.sample("r", dist.LogNormal(-1.0, 0.5))
+        ssm = LinearGaussianSSM(
+            jnp.zeros(d), jnp.eye(d), transition, q * jnp.eye(d), observation, r * jnp.eye(p),
+            num_steps=T, strategy=strategy,
+        )  # fmt: skip
+        numpyro.sample("y", ssm, obs=y)
+
+    return {"nuts_lgssm": nuts_draws(model, y)}
+
+
+def batched_outputs(num_series: int, sharded_batch: Sharded | None):
+    # Many short series with shared hyper-priors (the recipe of docs/scale-out.md): with
+    # `sharded_batch` the data's series axis is placed across the mesh's devices and XLA
+    # partitions the vmapped likelihood; the draws must equal the one-device run.
+    rng = np.random.default_rng(7)
+    T = 12
+    y = jnp.asarray(np.cumsum(rng.normal(size=(num_series, T)), axis=1))
+
+    def model(y):
+        mu = numpyro.sample("mu", dist.Normal(-1.0, 1.0))
+        tau = numpyro.sample("tau", dist.HalfNormal(0.5))
+        with numpyro.plate("series", y.shape[0]):
+            log_q = numpyro.sample("log_q", dist.Normal(mu, tau))
+
+        def log_lik(lq, series):
+            return LinearGaussianSSM(
+                jnp.zeros(1), jnp.eye(1), jnp.eye(1), jnp.exp(lq) * jnp.eye(1), jnp.eye(1),
+                0.25 * jnp.eye(1), num_steps=T, strategy=Sequential(),
+            ).log_prob(series[:, None])  # fmt: skip
+
+        numpyro.factor("y", jnp.sum(jax.vmap(log_lik)(log_q, y)))
+
+    if sharded_batch is not None:
+        mesh = sharded_batch.resolved_mesh()
+        y = jax.device_put(y, NamedSharding(mesh, PartitionSpec(sharded_batch.axis_name)))
+    return {"nuts_batched_series": nuts_draws(model, y)}
+
+
+FAMILIES = {
+    "kalman": lambda T, s: kalman_outputs(*lgssm(T), s),
+    "hmm": hmm_outputs,
+    "affine": affine_outputs,
+    "newton": newton_outputs,
+    "nuts": nuts_outputs,  # not jitted: MCMC.run compiles its own programs
+}
+# (T, devices, families): every family with T not divisible by the device count (13 on 8 and
+# on 3) and with T smaller than it (5 on 8); the families that compile fast on every device
+# count and on T = 64; the Kalman family (10 s of compilation per case) on T = 1 too.
+MATRIX = [
+    (13, 8, ("kalman", "hmm", "affine", "newton")),
+    (24, 8, ("nuts",)),
+    (13, 3, ("kalman", "hmm", "affine", "newton")),
+    (5, 8, ("kalman", "hmm", "affine", "newton")),
+    (13, 2, ("hmm", "affine")),
+    (13, 1, ("hmm", "affine")),
+    (1, 8, ("kalman", "hmm")),
+    (64, 8, ("hmm", "affine")),
+]
+
+
+def run_checks(matrix) -> dict[str, float]:
+    results: dict[str, float] = {}
+    for T, n, families in matrix:
+        for family in families:
+            start = time.perf_counter()
+            run = FAMILIES[family]
+            if family != "nuts":
+                run = jax.jit(run, static_argnums=(0, 1))
+            reference = run(T, Sequential())
+            ours = run(T, sharded(n))
+            for name, value in ours.items():
+                results[f"{name}/T={T}/devices={n}"] = rel_diff(value, reference[name])
+            seconds = time.perf_counter() - start
+            print(f"{family} T={T} devices={n}: {seconds:.1f} s", file=sys.stderr, flush=True)
+    for n in BATCH_DEVICES:
+        reference = batched_outputs(32, None)
+        ours = batched_outputs(32, sharded(n))
+        results[f"nuts_batched_series/T=12/devices={n}"] = rel_diff(ours, reference)
+    return results
+
+
+def main(argv=None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    quick = "--quick" in argv
+    if len(jax.devices()) < max(DEVICE_COUNTS):
+        raise SystemExit(
+            f"needs {max(DEVICE_COUNTS)} devices (XLA_FLAGS="
+            f"--xla_force_host_platform_device_count={max(DEVICE_COUNTS)}); "
+            f"got {len(jax.devices())}"
+        )
+    print(json.dumps(run_checks(MATRIX[:1] if quick else MATRIX)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,169 @@
+"""`Sharded()`: the time axis split across devices equals the single-device result.
+
+XLA:CPU's device count is fixed when JAX starts, so the multi-device checks run in a
+subprocess with ``XLA_FLAGS=--xla_force_host_platform_device_count=8``
+(`tests/sharded_worker.py`), on 1, 2, 3 and 8 devices, with T = 1, T smaller than the device
+count, a prime T and T = 64, for every family that takes a strategy (rtol 1e-10, float64).
+The argument checks of `Sharded` run here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import socket
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from numpyro_parallel import Blocked, Sequential, Sharded
+from numpyro_parallel.scan import associative_scan
+from numpyro_parallel.strategy import as_strategy
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+WORKER = ROOT / "tests" / "sharded_worker.py"
+NAMES = (
+    "kalman_filter", "kalman_smoother", "kalman_sample_states", "kalman_gradient",
+    "hmm_filter", "hmm_log_likelihood", "hmm_smoother", "hmm_viterbi", "hmm_sample_states",
+    "hmm_gradient", "affine_recursion", "affine_recursion_reverse", "newton_states",
+    "nuts_lgssm",
+)  # fmt: skip
+
+
+def run_worker(*args: str, devices: int = 8) -> str:
+    env = dict(os.environ)
+    flags = env.get("XLA_FLAGS", "")
+    env["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={devices}".strip()
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    out = subprocess.run(
+        [sys.executable, str(WORKER), *args],
+        env=env, capture_output=True, text=True, timeout=900, cwd=ROOT,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-4000:]
+    return out.stdout
+
+
+@pytest.fixture(scope="module")
+def sharded_results() -> dict[str, float]:
+    return json.loads(run_worker().strip().splitlines()[-1])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", NAMES)
+def test_sharded_equals_single_device(sharded_results, name):
+    from tests.sharded_worker import MATRIX
+
+    cases = [(T, n) for T, n, families in MATRIX if name.split("_")[0] in families]
+    assert cases
+    for T, n in cases:
+        key = f"{name}/T={T}/devices={n}"
+        assert key in sharded_results, key
+        assert sharded_results[key] <= 1e-10, (key, sharded_results[key])
+
+
+@pytest.mark.slow
+def test_sharded_batch_of_series_same_posterior(sharded_results):
+    # NUTS over 32 local-level series with shared hyper-priors, the data's series axis
+    # placed across 8 devices: the same draws (same key) as on one device.
+    from tests.sharded_worker import BATCH_DEVICES
+
+    for n in BATCH_DEVICES:
+        key = f"nuts_batched_series/T=12/devices={n}"
+        assert sharded_results[key] <= 1e-10, (key, sharded_results[key])
+
+
+def test_worker_refuses_too_few_devices():
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    env["XLA_FLAGS"] = env.get("XLA_FLAGS", "").replace("device_count", "x")
+    out = subprocess.run(
+        [sys.executable, str(WORKER), "--quick"], env=env, capture_output=True, text=True,
+        timeout=300, cwd=ROOT,
+    )  # fmt: skip
+    assert out.returncode != 0 and "needs 8 devices" in out.stderr
+
+
+def test_one_device_sharded_scan_equals_sequential():
+    # In this process there is one CPU device: Sharded() is the inner scan plus padding
+    # logic, which must not change any prefix.
+    rng = jax.random.key(0)
+    a = jax.random.normal(rng, (7, 2, 2)) * 0.5
+    b = jax.random.normal(jax.random.key(1), (7, 2))
+    combine = lambda e1, e2: (e2[0] @ e1[0], e2[0] @ e1[1] + e2[1])
+    for reverse in (False, True):
+        ours = associative_scan(combine, (a, b), strategy=Sharded(), reverse=reverse)
+        ref = associative_scan(combine, (a, b), strategy=Sequential(), reverse=reverse)
+        for x, y in zip(ours, ref, strict=True):
+            assert jnp.allclose(x, y, rtol=1e-12, atol=1e-12)
+
+
+def test_sharded_arguments_are_checked():
+    with pytest.raises(TypeError, match=r"Sharded\.mesh"):
+        Sharded(mesh="cpu")
+    with pytest.raises(TypeError, match=r"Sharded\.axis_name"):
+        Sharded(axis_name=3)
+    mesh = jax.make_mesh((1,), ("series",))
+    with pytest.raises(ValueError, match=r"not an axis of `Sharded\.mesh`"):
+        Sharded(mesh)
+    with pytest.raises(ValueError, match=r"Sharded\.inner"):
+        Sharded(inner=Sharded())
+    with pytest.raises(ValueError, match="`strategy` must be one of"):
+        Sharded(inner="parallel")
+    assert Sharded(inner="blocked").inner == Blocked()
+    assert as_strategy(Sharded()) == Sharded()
+    assert hash(Sharded(mesh, axis_name="series")) == hash(Sharded(mesh, axis_name="series"))
+    assert Sharded().num_shards == len(jax.devices())
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("localhost", 0))
+        return sock.getsockname()[1]
+
+
+def test_two_process_distributed_equals_single_process():
+    # Two local processes with two CPU devices each join JAX's multi-controller runtime
+    # (`jax.distributed.initialize`, Gloo collectives): the time axis is sharded over all
+    # four devices, across the processes, and the results equal a one-process run.
+    from numpyro_parallel.ssm import hmm_log_likelihood, kalman_filter
+    from tests.sharded_worker import hmm_args, lgssm
+
+    port, env = _free_port(), dict(os.environ)
+    flags = env.get("XLA_FLAGS", "")
+    env["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count=2".strip()
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    command = [sys.executable, str(ROOT / "tests" / "distributed_worker.py")]
+    procs = [
+        subprocess.Popen(
+            [*command, str(i), "2", str(port)],
+            env=env,
+            cwd=ROOT,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        for i in range(2)
+    ]
+    outputs = []
+    try:
+        for proc in procs:
+            stdout, stderr = proc.communicate(timeout=120)
+            assert proc.returncode == 0, stderr[-4000:]
+            outputs.append(json.loads(stdout.strip().splitlines()[-1]))
+    finally:
+        for proc in procs:
+            proc.kill()
+    params, y = lgssm(13)
+    loglik = lambda prm: kalman_filter(prm, y, strategy=Sequential()).log_likelihood
+    value, grad = jax.value_and_grad(loglik)(params)
+    hmm = hmm_log_likelihood(*hmm_args(13), strategy=Sequential())
+    for out in outputs:
+        assert out["num_devices"] == 4 and out["num_local_devices"] == 2
+        np.testing.assert_allclose(out["kalman_log_likelihood"], value, rtol=1e-10)
+        for ours, ref in zip(out["kalman_gradient"], grad, strict=True):
+            np.testing.assert_allclose(ours, ref, rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(out["hmm_log_likelihood"], hmm, rtol=1e-10)
