@@ -595,6 +595,30 @@ CASES = [
         raises(ValueError, "`Blocked.block_size`"),
     ),
     Case(
+        "mesh not a Mesh",
+        STRATEGY + "Sharded",
+        lambda: strategy.Sharded(mesh="gpu"),
+        raises(TypeError, "`Sharded.mesh` must be a jax.sharding.Mesh"),
+    ),
+    Case(
+        "axis not in the mesh",
+        STRATEGY + "Sharded",
+        lambda: strategy.Sharded(jax.make_mesh((1,), ("batch",)), axis_name="time"),
+        raises(ValueError, "`Sharded.axis_name` 'time' is not an axis"),
+    ),
+    Case(
+        "nested Sharded",
+        STRATEGY + "Sharded",
+        lambda: strategy.Sharded(inner=strategy.Sharded()),
+        raises(ValueError, "`Sharded.inner` must be a single-device strategy"),
+    ),
+    Case(
+        "unknown inner name",
+        STRATEGY + "Sharded",
+        lambda: strategy.Sharded(inner="tree"),
+        raises(ValueError, "`strategy` must be one of"),
+    ),
+    Case(
         "no arguments",
         STRATEGY + "Sequential",
         lambda: strategy.Sequential(1),

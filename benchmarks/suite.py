@@ -1,0 +1,329 @@
+"""One command for accelerators: the headline rows of every benchmark within a time budget.
+
+Runs, on whatever backend JAX finds, the rows that carry the library's claims, in this order
+(the budget cuts the list from the end):
+
+1. Kalman log-likelihood value-and-gradient, T = 10^5, d = 2 (benchmarks/kalman.py's random
+   stable model): sequential, associative, blocked and "auto".
+2. The same at T = 10^3, d = 20.
+3. HMM log-likelihood value-and-gradient, T = 10^5, K = 8 (benchmarks/hmm.py's problem).
+4. Parallel MALA, T = 6.4 * 10^4 steps, d = 25 (benchmarks/mcmc.py's logistic regression):
+   the Newton fixed-point solver against the sequential chain.
+5. dSMC smoother, N = 1000 particles, T = 512 (benchmarks/smc.py's model) against a
+   particle filter with FFBS.
+6. With several devices: the Kalman log-likelihood with the time axis sharded over all of
+   them (`Sharded()`), T = 10^6, d = 2, against one device, with the bytes exchanged by the
+   compiled program's collectives (read from its HLO, at two T to show they do not grow
+   with T) and the compiler's memory estimate per device.
+
+Every row records compile time (``jax.jit(f).lower(...).compile()``) and the median run
+time; each comparison row its speed-up over the sequential row of the same case. Results
+go to ``benchmarks/results/suite_<backend>.json`` and ``.md``.
+
+Run: ``python benchmarks/suite.py --budget 420`` (``--quick`` for a smoke run at small T;
+``--only kalman sharded`` for some row groups;
+``XLA_FLAGS=--xla_force_host_platform_device_count=8`` gives the sharded rows on a CPU).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import re
+import sys
+import time
+
+import jax
+
+jax.config.update("jax_enable_x64", True)
+
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+from _timing import compile_fn, median_run_time, metadata  # noqa: E402
+
+from numpyro_parallel.ssm import (  # noqa: E402
+    LinearGaussianSSM,
+    hmm_log_likelihood,
+)
+from numpyro_parallel.strategy import Associative, Blocked, Sequential, Sharded  # noqa: E402
+
+STRATEGIES = {
+    "sequential": Sequential(),
+    "associative": Associative(),
+    "blocked": Blocked(),
+    "auto": "auto",
+}
+COLLECTIVES = ("all-gather", "all-reduce", "all-to-all", "collective-permute", "reduce-scatter")
+_DTYPE_BYTES = {"f64": 8, "f32": 4, "s32": 4, "u32": 4, "s64": 8, "u64": 8, "pred": 1}
+
+
+class Budget:
+    """Wall-clock budget of the whole suite: rows start only while time is left."""
+
+    def __init__(self, seconds: float):
+        self.deadline = time.perf_counter() + seconds
+
+    def left(self) -> float:
+        return self.deadline - time.perf_counter()
+
+
+def timed_row(fn, args, budget: Budget, **row) -> dict:
+    """Compile and time ``fn(*args)``, or mark the row skipped when the budget is spent."""
+    if budget.left() <= 0:
+        return {**row, "status": "skipped: budget spent"}
+    try:
+        compiled, compile_s = compile_fn(fn, *args)
+        start = time.perf_counter()
+        jax.block_until_ready(compiled(*args))
+        run_s, repeats = time.perf_counter() - start, 1
+        if run_s < 2.0:  # long calls are timed once (already compiled: no warm-up needed)
+            run_s, repeats, _ = median_run_time(compiled, *args, min_repeats=3, target_s=1.0)
+    except Exception as err:  # a failing row is reported, not fatal
+        return {**row, "status": f"error: {type(err).__name__}: {err}"[:300]}
+    out = {**row, "compile_s": compile_s, "run_s": run_s, "repeats": repeats, "status": "ok"}
+    print(json.dumps(out), flush=True)
+    return out
+
+
+def kalman_case(d: int, num_steps: int):
+    import kalman as kalman_benchmark  # benchmarks/kalman.py
+
+    model = kalman_benchmark.make_model(d)
+    y = jnp.asarray(kalman_benchmark.simulate(model, num_steps))
+    theta = {k: jnp.asarray(v) for k, v in model.items()}
+
+    def value_and_grad(strategy):
+        def loglik(theta, y):
+            ssm = LinearGaussianSSM(
+                theta["m0"], theta["P0"], theta["F"], theta["Q"], theta["H"], theta["R"],
+                num_steps, strategy=strategy,
+            )  # fmt: skip
+            return ssm.log_prob(y)
+
+        return jax.value_and_grad(loglik)
+
+    return value_and_grad, (theta, y)
+
+
+def kalman_rows(d: int, num_steps: int, budget: Budget) -> list[dict]:
+    make, args = kalman_case(d, num_steps)
+    case = {"capability": "kalman value-and-grad", "case": f"d={d}, T={num_steps}"}
+    return [timed_row(make(s), args, budget, **case, method=name) for name, s in STRATEGIES.items()]
+
+
+def hmm_rows(num_states: int, num_steps: int, budget: Budget) -> list[dict]:
+    rng = np.random.default_rng(0)
+    args = (
+        jnp.asarray(rng.normal(size=num_states)),
+        jnp.asarray(rng.normal(size=(num_states, num_states)) + 3 * np.eye(num_states)),
+        jnp.asarray(rng.normal(size=(num_steps, num_states)) * 2),
+    )
+    case = {"capability": "hmm value-and-grad", "case": f"K={num_states}, T={num_steps}"}
+    rows = []
+    for name, strategy in STRATEGIES.items():
+        fn = jax.value_and_grad(
+            lambda i, a, ll, s=strategy: hmm_log_likelihood(i, a, ll, strategy=s), argnums=(0, 1)
+        )
+        rows.append(timed_row(fn, args, budget, **case, method=name))
+    return rows
+
+
+def mala_rows(dim: int, num_steps: int, budget: Budget) -> list[dict]:
+    import blackjax
+    import mcmc as mcmc_benchmark  # benchmarks/mcmc.py
+
+    from numpyro_parallel.mcmc import run_chain
+
+    logdensity_fn, map_estimate, step_size, _ = mcmc_benchmark.make_problem(dim)
+    mala = blackjax.mala(logdensity_fn, step_size)
+    state = mala.init(map_estimate)
+    key = jax.random.key(1)
+    case = {"capability": "parallel MALA", "case": f"d={dim}, T={num_steps}"}
+    rows = []
+    for name, kwargs in (("sequential", {"strategy": "sequential"}), ("newton", {})):
+        fn = lambda k, s, kwargs=kwargs: run_chain(mala, s, k, num_steps, **kwargs)[0].position
+        rows.append(timed_row(fn, (key, state), budget, **case, method=name))
+    return rows
+
+
+def dsmc_rows(num_particles: int, num_steps: int, budget: Budget) -> list[dict]:
+    import smc as smc_benchmark  # benchmarks/smc.py
+
+    from numpyro_parallel.smc.dsmc import dsmc
+    from numpyro_parallel.smc.ffbs import backward_sampling
+    from numpyro_parallel.smc.particle_filter import bootstrap, run
+
+    ys = smc_benchmark.data(num_steps, jnp.float64)
+    fns = smc_benchmark.lgssm_fns()
+    mean = jnp.zeros((num_steps, 1))
+    chol = jnp.full((num_steps, 1, 1), 1.5)
+    block = 100 if num_particles > 100 else None
+
+    def run_dsmc(key, y):
+        return dsmc(
+            key, y, num_particles, proposal_mean=mean, proposal_chol=chol,
+            row_chunk_size=block, **fns,
+        ).trajectories  # fmt: skip
+
+    def run_ffbs(key, y):
+        k1, k2 = jax.random.split(key)
+        sd = smc_benchmark
+        model = bootstrap(
+            lambda k: jax.random.normal(k, (1,)),
+            lambda k, x, t: sd.PHI * x + sd.Q_SD * jax.random.normal(k, (1,)),
+            lambda x, yy, t: sd.norm_logpdf(yy[0], x[0], sd.R_SD),
+        )
+        out = run(k1, model, y, num_particles)
+        return backward_sampling(k2, out, fns["transition_log_prob"], num_particles)
+
+    case = {"capability": "particle smoother", "case": f"N={num_particles}, T={num_steps}"}
+    key = jax.random.key(2)
+    return [
+        timed_row(run_ffbs, (key, ys), budget, **case, method="sequential (PF + FFBS)"),
+        timed_row(run_dsmc, (key, ys), budget, **case, method="dsmc"),
+    ]
+
+
+def collective_bytes(compiled) -> int:
+    """Bytes produced by the collectives of a compiled program (from its HLO text)."""
+    total = 0
+    for line in compiled.as_text().splitlines():
+        op = re.search(r"=\s*(\([^=]*\)|\S+)\s+(" + "|".join(COLLECTIVES) + r")(-start)?\(", line)
+        if not op:
+            continue
+        for dtype, dims in re.findall(r"(\w+)\[([\d,]*)\]", op.group(1)):
+            if dtype in _DTYPE_BYTES:
+                size = int(np.prod([int(n) for n in dims.split(",") if n])) if dims else 1
+                total += _DTYPE_BYTES[dtype] * size
+    return total
+
+
+def memory_per_device(compiled) -> int | None:
+    """The compiler's estimate of one device's memory for the program (bytes)."""
+    try:
+        stats = compiled.memory_analysis()
+        return int(
+            stats.argument_size_in_bytes + stats.output_size_in_bytes + stats.temp_size_in_bytes
+        )
+    except Exception:  # not every backend reports it
+        return None
+
+
+def sharded_rows(num_steps: int, budget: Budget) -> list[dict]:
+    num_devices = jax.device_count()
+    case = {
+        "capability": "kalman value-and-grad, time sharded",
+        "case": f"d=2, T={num_steps}, {num_devices} devices",
+    }
+    rows = []
+    one_device = Blocked() if jax.default_backend() == "cpu" else Associative()
+    for name, strategy in (("one device", one_device), ("sharded", Sharded())):
+        make, args = kalman_case(2, num_steps)
+        row = timed_row(make(strategy), args, budget, **case, method=name)
+        if row["status"] == "ok":
+            compiled = jax.jit(make(strategy)).lower(*args).compile()
+            row["memory_per_device_bytes"] = memory_per_device(compiled)
+            row["collective_bytes"] = collective_bytes(compiled)
+            if name == "sharded":  # the same program at T / 10: the exchange must not shrink
+                small, small_args = kalman_case(2, num_steps // 10)
+                low = jax.jit(small(strategy)).lower(*small_args).compile()
+                row["collective_bytes_at_T_over_10"] = collective_bytes(low)
+        rows.append(row)
+    return rows
+
+
+def add_speedups(rows: list[dict]) -> None:
+    for row in rows:
+        base = next(
+            (r for r in rows if r["case"] == row["case"] and r.get("method", "").startswith(
+                ("sequential", "one device")) and r.get("status") == "ok"),
+            None,
+        )  # fmt: skip
+        if base is not None and row.get("status") == "ok":
+            row["speedup"] = base["run_s"] / row["run_s"]
+
+
+def write_markdown(path: pathlib.Path, meta: dict, rows: list[dict]) -> None:
+    lines = [
+        f"# Benchmark suite ({meta['backend']}, {meta['device_kind']}, "
+        f"{meta['num_devices']} device(s), {meta['date_utc']})",
+        "",
+        f"Command: `{meta['command']}`; budget {meta['budget_s']:.0f} s, used "
+        f"{meta['elapsed_s']:.0f} s. jax {meta['jax_version']}, float64. Speed-up: run time "
+        "of the case's sequential (or one-device) row over the row's.",
+        "",
+        "| capability | case | method | compile s | run ms | speed-up | collective bytes "
+        "(T, T/10) | memory / device MB | status |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        coll = ""
+        if "collective_bytes" in r:
+            coll = f"{r['collective_bytes']}"
+            if "collective_bytes_at_T_over_10" in r:
+                coll += f", {r['collective_bytes_at_T_over_10']}"
+        mem = r.get("memory_per_device_bytes")
+        lines.append(
+            f"| {r['capability']} | {r['case']} | {r['method']} | "
+            f"{r['compile_s']:.2f} | {1e3 * r['run_s']:.3f} | "
+            if r.get("status") == "ok"
+            else f"| {r['capability']} | {r['case']} | {r['method']} | | | "
+        )
+        lines[-1] += (
+            f"{r['speedup']:.2f} | " if "speedup" in r else " | "
+        ) + f"{coll} | {'' if mem is None else f'{mem / 2**20:.1f}'} | {r['status']} |"
+    path.write_text("\n".join(lines) + "\n")
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--budget", type=float, default=420.0, help="seconds for all rows")
+    parser.add_argument("--quick", action="store_true", help="small T (a smoke run)")
+    parser.add_argument("--out", default=str(pathlib.Path(__file__).parent / "results"))
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        choices=["kalman", "hmm", "mala", "dsmc", "sharded"],
+        help="run these row groups only (default: all, in this order)",
+    )
+    args = parser.parse_args(argv)
+    start = time.perf_counter()
+    budget = Budget(args.budget)
+    scale = 100 if args.quick else 1
+    small = 10 if args.quick else 1
+    groups = {
+        "kalman": lambda: (
+            kalman_rows(2, 100_000 // scale, budget) + kalman_rows(20, 1_000 // small, budget)
+        ),
+        "hmm": lambda: hmm_rows(8, 100_000 // scale, budget),
+        "mala": lambda: mala_rows(25, 64_000 // scale, budget),
+        "dsmc": lambda: dsmc_rows(1_000 // small, 512 // (8 if args.quick else 1), budget),
+        "sharded": lambda: (
+            sharded_rows(1_000_000 // scale, budget) if jax.device_count() > 1 else []
+        ),
+    }
+    rows = [row for name in args.only or list(groups) for row in groups[name]()]
+    add_speedups(rows)
+    meta = metadata()
+    meta.update(
+        command=" ".join(["python", *sys.argv]),
+        budget_s=args.budget,
+        elapsed_s=time.perf_counter() - start,
+        quick=args.quick,
+    )
+    out = pathlib.Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    suffix = ("_quick" if args.quick else "") + ("_" + "_".join(args.only) if args.only else "")
+    stem = out / f"suite_{meta['backend']}{suffix}"
+    stem.with_suffix(".json").write_text(
+        json.dumps({"metadata": meta, "rows": rows}, indent=1, default=float)
+    )
+    write_markdown(stem.with_suffix(".md"), meta, rows)
+    print(f"wrote {stem}.json and {stem}.md ({meta['elapsed_s']:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()
