@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import json
 import pathlib
-import re
 import sys
 import time
 
@@ -44,6 +43,7 @@ import numpy as np  # noqa: E402
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 from _timing import compile_fn, median_run_time, metadata  # noqa: E402
 
+from numpyro_parallel._collectives import collective_bytes  # noqa: E402
 from numpyro_parallel.ssm import (  # noqa: E402
     LinearGaussianSSM,
     hmm_log_likelihood,
@@ -56,8 +56,6 @@ STRATEGIES = {
     "blocked": Blocked(),
     "auto": "auto",
 }
-COLLECTIVES = ("all-gather", "all-reduce", "all-to-all", "collective-permute", "reduce-scatter")
-_DTYPE_BYTES = {"f64": 8, "f32": 4, "s32": 4, "u32": 4, "s64": 8, "u64": 8, "pred": 1}
 
 
 class Budget:
@@ -185,20 +183,6 @@ def dsmc_rows(num_particles: int, num_steps: int, budget: Budget) -> list[dict]:
         timed_row(run_ffbs, (key, ys), budget, **case, method="sequential (PF + FFBS)"),
         timed_row(run_dsmc, (key, ys), budget, **case, method="dsmc"),
     ]
-
-
-def collective_bytes(compiled) -> int:
-    """Bytes produced by the collectives of a compiled program (from its HLO text)."""
-    total = 0
-    for line in compiled.as_text().splitlines():
-        op = re.search(r"=\s*(\([^=]*\)|\S+)\s+(" + "|".join(COLLECTIVES) + r")(-start)?\(", line)
-        if not op:
-            continue
-        for dtype, dims in re.findall(r"(\w+)\[([\d,]*)\]", op.group(1)):
-            if dtype in _DTYPE_BYTES:
-                size = int(np.prod([int(n) for n in dims.split(",") if n])) if dims else 1
-                total += _DTYPE_BYTES[dtype] * size
-    return total
 
 
 def memory_per_device(compiled) -> int | None:

@@ -31,6 +31,8 @@ from numpyro_parallel.strategy import (
     resolve_strategy,
 )
 
+# `sharded_prefix`, `from_previous_shard`, `pad_time` and `shard_time` are the building
+# blocks of the families' `Sharded()` paths (used inside the package, not public API).
 __all__ = ["affine_recursion", "associative_scan"]
 
 
@@ -94,35 +96,61 @@ def _blocked_scan(combine, elements, num_steps: int, block_size: int):
     return out
 
 
-def _sharded_scan(combine, elements, num_steps: int, strategy: Sharded):
-    """Two-level scan over the devices of ``strategy.mesh``: local scans, one all-gather of the
-    per-device totals, a prefix over them and a local fix-up (communication independent of T).
+def sharded_prefix(combine, local_elements, strategy: Sharded):
+    """Inside `jax.shard_map` over ``strategy.axis_name``: every global prefix of the local
+    chunk. An ``inner`` scan of the chunk, one `lax.all_gather` of the per-device totals
+    (P elements, whatever T is), the prefix of the totals before this device, a local fix-up.
     """
-    mesh, axis = strategy.resolved_mesh(), strategy.axis_name
-    num_shards = mesh.shape[axis]
-    chunk = -(-num_steps // num_shards)
-    pad = chunk * num_shards - num_steps
-    if pad:  # copies of the last element: no prefix up to T - 1 depends on them
-        elements = jax.tree_util.tree_map(
-            lambda x: jnp.concatenate([x, jnp.repeat(x[-1:], pad, axis=0)]), elements
-        )
+    axis, num_shards = strategy.axis_name, strategy.num_shards
+    local = associative_scan(combine, local_elements, strategy=strategy.inner)
+    total = jax.tree_util.tree_map(lambda x: x[-1], local)
+    totals = jax.tree_util.tree_map(lambda x: lax.all_gather(x, axis), total)
+    carries = _sequential_scan(combine, totals) if num_shards > 1 else totals
+    index = lax.axis_index(axis)
+    carry = jax.tree_util.tree_map(lambda x: x[jnp.maximum(index - 1, 0)], carries)
+    fixed = jax.vmap(combine, (None, 0))(carry, local)
+    return jax.tree_util.tree_map(lambda a, b: jnp.where(index == 0, a, b), local, fixed)
 
-    def local_scan(local_elements):
-        local = associative_scan(combine, local_elements, strategy=strategy.inner)
-        total = jax.tree_util.tree_map(lambda x: x[-1], local)
-        totals = jax.tree_util.tree_map(lambda x: lax.all_gather(x, axis), total)
-        carries = _sequential_scan(combine, totals) if num_shards > 1 else totals
-        index = lax.axis_index(axis)
-        carry = jax.tree_util.tree_map(lambda x: x[jnp.maximum(index - 1, 0)], carries)
-        fixed = jax.vmap(combine, (None, 0))(carry, local)
-        return jax.tree_util.tree_map(lambda a, b: jnp.where(index == 0, a, b), local, fixed)
 
-    spec = PartitionSpec(axis)
-    # check_vma=False: combines start loops from constants (e.g. the zero factor of `tria`)
-    # that the varying-axes type check would reject; every output here varies along `axis`.
-    mapped = jax.shard_map(local_scan, mesh=mesh, in_specs=(spec,), out_specs=spec, check_vma=False)
-    out = mapped(elements)
-    return jax.tree_util.tree_map(lambda x: x[:num_steps], out)
+def from_previous_shard(x: Any, strategy: Sharded) -> Any:
+    """Inside `jax.shard_map`: the previous device's ``x`` (zeros on the first device), one
+    `lax.ppermute` of a single element — for the time shifts ``x[t-1]`` at chunk edges."""
+    pairs = [(i, i + 1) for i in range(strategy.num_shards - 1)]
+    return jax.tree_util.tree_map(lambda a: lax.ppermute(a, strategy.axis_name, pairs), x)
+
+
+def pad_time(tree: Any, num_steps: int, num_shards: int) -> Any:
+    """Pad the time axis to a multiple of ``num_shards`` with copies of the last entry (no
+    prefix up to T - 1 depends on them; drop them from the outputs)."""
+    pad = -num_steps % num_shards
+    if not pad:
+        return tree
+    return jax.tree_util.tree_map(
+        lambda x: jnp.concatenate([x, jnp.repeat(x[-1:], pad, axis=0)]), tree
+    )
+
+
+def shard_time(fn: Callable, strategy: Sharded, out_specs: Any, in_specs: Any = None) -> Callable:
+    """`jax.shard_map` of ``fn`` over ``strategy``'s mesh, every input split along time
+    unless ``in_specs`` says otherwise.
+
+    ``check_vma=False``: combines start loops from constants (e.g. the zero factor of `tria`)
+    that the varying-axes type check would reject.
+    """
+    if in_specs is None:
+        in_specs = PartitionSpec(strategy.axis_name)
+    return jax.shard_map(
+        fn, mesh=strategy.resolved_mesh(), in_specs=in_specs, out_specs=out_specs,
+        check_vma=False,
+    )  # fmt: skip
+
+
+def _sharded_scan(combine, elements, num_steps: int, strategy: Sharded):
+    """Two-level scan over the devices of ``strategy.mesh`` (see `sharded_prefix`)."""
+    elements = pad_time(elements, num_steps, strategy.num_shards)
+    spec = PartitionSpec(strategy.axis_name)
+    scan = shard_time(lambda e: sharded_prefix(combine, e, strategy), strategy, spec)
+    return jax.tree_util.tree_map(lambda x: x[:num_steps], scan(elements))
 
 
 def associative_scan[Elements](

@@ -27,6 +27,7 @@ import numpyro.distributions as dist  # noqa: E402
 from jax.sharding import NamedSharding, PartitionSpec  # noqa: E402
 from numpyro.infer import MCMC, NUTS  # noqa: E402
 
+from numpyro_parallel._collectives import collective_bytes  # noqa: E402
 from numpyro_parallel.fixed_point import solve_recursion  # noqa: E402
 from numpyro_parallel.scan import affine_recursion  # noqa: E402
 from numpyro_parallel.ssm import (  # noqa: E402
@@ -44,6 +45,7 @@ from numpyro_parallel.strategy import Sequential, Sharded  # noqa: E402
 
 DEVICE_COUNTS = (1, 2, 3, 8)
 BATCH_DEVICES = (8,)
+COMMUNICATION_FAMILIES = ("kalman", "hmm")
 
 
 def sharded(num_devices: int) -> Sharded:
@@ -196,6 +198,32 @@ def batched_outputs(num_series: int, sharded_batch: Sharded | None):
     return {"nuts_batched_series": nuts_draws(model, y)}
 
 
+def communication(family: str, num_steps: int, strategy) -> int:
+    """Collective bytes of the compiled value-and-gradient of ``family``'s log-likelihood
+    (time-invariant parameters, broadcast inside, as `LinearGaussianSSM` and NUTS use it)."""
+    rng = np.random.default_rng(8)
+    if family == "kalman":
+        y = jnp.asarray(rng.normal(size=(num_steps, 1)))
+        theta = (jnp.asarray(0.8 * np.eye(2)), jnp.eye(2), jnp.ones((1, 2)))
+
+        def loglik(theta):
+            F, Q, H = theta
+            ssm = LinearGaussianSSM(
+                jnp.zeros(2), jnp.eye(2), F, Q, H, jnp.eye(1), num_steps=num_steps,
+                strategy=strategy,
+            )  # fmt: skip
+            return ssm.log_prob(y)
+    else:
+        log_likelihoods = jnp.asarray(rng.normal(size=(num_steps, 3)))
+        theta = (jnp.zeros(3), jnp.eye(3))
+
+        def loglik(theta):
+            return hmm_log_likelihood(*theta, log_likelihoods, strategy=strategy)
+
+    compiled = jax.jit(jax.value_and_grad(loglik)).lower(theta).compile()
+    return collective_bytes(compiled)
+
+
 FAMILIES = {
     "kalman": lambda T, s: kalman_outputs(*lgssm(T), s),
     "hmm": hmm_outputs,
@@ -232,6 +260,11 @@ def run_checks(matrix) -> dict[str, float]:
                 results[f"{name}/T={T}/devices={n}"] = rel_diff(value, reference[name])
             seconds = time.perf_counter() - start
             print(f"{family} T={T} devices={n}: {seconds:.1f} s", file=sys.stderr, flush=True)
+    for family in COMMUNICATION_FAMILIES:  # the exchange must not grow with T
+        small, large = (communication(family, T, sharded(8)) for T in (64, 640))
+        results[f"{family}_collective_bytes_growth/T=64..640/devices=8"] = (
+            abs(large - small) / small
+        )
     for n in BATCH_DEVICES:
         reference = batched_outputs(32, None)
         ours = batched_outputs(32, sharded(n))

@@ -48,33 +48,30 @@ def run_worker(*args: str, devices: int = 8) -> str:
     return out.stdout
 
 
-@pytest.fixture(scope="module")
-def sharded_results() -> dict[str, float]:
-    return json.loads(run_worker().strip().splitlines()[-1])
-
-
 @pytest.mark.slow
-@pytest.mark.parametrize("name", NAMES)
-def test_sharded_equals_single_device(sharded_results, name):
-    from tests.sharded_worker import MATRIX
+def test_sharded_equals_single_device():
+    # One worker run (its compilations take about two minutes) checks everything: every
+    # family's outputs and gradients, NUTS, a sharded batch of series and the volume of the
+    # Kalman log-likelihood's exchange. A single test, so that pytest-xdist runs it once.
+    from tests.sharded_worker import BATCH_DEVICES, COMMUNICATION_FAMILIES, MATRIX
 
-    cases = [(T, n) for T, n, families in MATRIX if name.split("_")[0] in families]
-    assert cases
-    for T, n in cases:
-        key = f"{name}/T={T}/devices={n}"
-        assert key in sharded_results, key
-        assert sharded_results[key] <= 1e-10, (key, sharded_results[key])
-
-
-@pytest.mark.slow
-def test_sharded_batch_of_series_same_posterior(sharded_results):
-    # NUTS over 32 local-level series with shared hyper-priors, the data's series axis
-    # placed across 8 devices: the same draws (same key) as on one device.
-    from tests.sharded_worker import BATCH_DEVICES
-
-    for n in BATCH_DEVICES:
-        key = f"nuts_batched_series/T=12/devices={n}"
-        assert sharded_results[key] <= 1e-10, (key, sharded_results[key])
+    results = json.loads(run_worker().strip().splitlines()[-1])
+    expected = []
+    for name in NAMES:
+        cases = [(T, n) for T, n, families in MATRIX if name.split("_")[0] in families]
+        assert cases, name
+        expected += [f"{name}/T={T}/devices={n}" for T, n in cases]
+    # NUTS over 32 local-level series with shared hyper-priors, the data's series axis on 8
+    # devices: the same draws (same key) as on one device.
+    expected += [f"nuts_batched_series/T=12/devices={n}" for n in BATCH_DEVICES]
+    for key in expected:
+        assert key in results, key
+        assert results[key] <= 1e-10, (key, results[key])
+    # The compiled value-and-gradient's collectives (read from the HLO) move the same bytes
+    # at T = 64 and T = 640 on 8 devices: P elements and one state per device.
+    for family in COMMUNICATION_FAMILIES:
+        key = f"{family}_collective_bytes_growth/T=64..640/devices=8"
+        assert results[key] == 0.0, (key, results[key])
 
 
 def test_worker_refuses_too_few_devices():

@@ -9,10 +9,22 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import PartitionSpec
 
 from numpyro_parallel._checks import concrete
-from numpyro_parallel.scan import associative_scan
-from numpyro_parallel.ssm.hmm.elements import LogMatrix, forward_elements, sum_product_combine
+from numpyro_parallel.scan import (
+    associative_scan,
+    from_previous_shard,
+    pad_time,
+    shard_time,
+    sharded_prefix,
+)
+from numpyro_parallel.ssm.hmm.elements import (
+    LogMatrix,
+    forward_elements,
+    normalize,
+    sum_product_combine,
+)
 from numpyro_parallel.strategy import Associative, Blocked, Sharded, Strategy, resolve_strategy
 
 __all__ = [
@@ -26,6 +38,8 @@ __all__ = [
     "resolve_mode",
     "reverse_sum_product",
     "scaled_block_size",
+    "sharded_log_likelihood",
+    "uses_elements",
 ]
 
 
@@ -174,6 +188,39 @@ def forward_scan(log_initial, log_transition, log_likelihoods, strategy):
     transitions = per_step(log_transition, log_likelihoods.shape[0])
     elements = forward_elements(log_initial, transitions, log_likelihoods)
     return elements, associative_scan(sum_product_combine, elements, strategy=strategy)
+
+
+def sharded_log_likelihood(log_initial, log_transition, log_likelihoods, strategy: Sharded):
+    """``log p(y_{0:T-1})`` with the whole forward pass inside one `shard_map`.
+
+    Each device builds the elements of its chunk, taking the transition into its first step
+    from the previous device (one `ppermute`), runs the two-level scan (`sharded_prefix`) and
+    contributes ``log p(y_{0:T-1})`` if it holds step T - 1 (one `psum`): the exchange is P
+    elements whatever T is, gradients included.
+    """
+    num_steps, num_states = log_likelihoods.shape
+    axis = strategy.axis_name
+    steps = jnp.arange(num_steps + (-num_steps % strategy.num_shards))
+
+    def local(log_initial, transitions, log_likelihoods, steps):
+        before = from_previous_shard(transitions[-1], strategy)
+        into = jnp.concatenate([before[None], transitions[:-1]])  # row t: z_{t-1} -> z_t
+        matrices = into + log_likelihoods[:, None, :]
+        first = jnp.broadcast_to(log_initial + log_likelihoods[0], (num_states, num_states))
+        is_first = (jax.lax.axis_index(axis) == 0) & (jnp.arange(steps.shape[0]) == 0)
+        matrices = jnp.where(is_first[:, None, None], first, matrices)
+        elements = jax.vmap(normalize)(matrices, jnp.zeros(steps.shape, matrices.dtype))
+        prefix = sharded_prefix(sum_product_combine, elements, strategy)
+        log_evidence = jax.nn.logsumexp(prefix.log_matrix[:, 0, :], axis=-1) + prefix.log_scale
+        mine = jnp.sum(jnp.where(steps == num_steps - 1, log_evidence, 0.0))
+        return jax.lax.psum(mine, axis)
+
+    spec, replicated = PartitionSpec(axis), PartitionSpec()
+    run = shard_time(local, strategy, replicated, in_specs=(replicated, spec, spec, spec))
+    padded = pad_time(
+        (per_step(log_transition, num_steps), log_likelihoods), num_steps, strategy.num_shards
+    )
+    return run(log_initial, *padded, steps)
 
 
 def reverse_sum_product(later: LogMatrix, earlier: LogMatrix) -> LogMatrix:

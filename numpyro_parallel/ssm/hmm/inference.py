@@ -46,6 +46,7 @@ from numpyro_parallel.ssm.hmm.common import (
     resolve_mode,
     reverse_sum_product,
     scaled_block_size,
+    sharded_log_likelihood,
     uses_elements,
 )
 from numpyro_parallel.ssm.hmm.elements import (
@@ -215,10 +216,9 @@ def _log_likelihood(log_initial, log_transition, log_likelihoods, strategy):
         block_size = scaled_block_size(strategy)
         value = scaled_log_likelihood(log_initial, log_transition, log_likelihoods, block_size)
         return nan_unless(ok, value)
-    if isinstance(strategy, Sharded):  # the last prefix of the time-sharded scan
-        _, prefix = forward_scan(log_initial, log_transition, log_likelihoods, strategy)
-        total = jax.tree_util.tree_map(lambda x: x[-1], prefix)
-        return nan_unless(ok, jax.nn.logsumexp(total.log_matrix[0]) + total.log_scale)
+    if isinstance(strategy, Sharded):  # the whole forward pass inside one shard_map
+        value = sharded_log_likelihood(log_initial, log_transition, log_likelihoods, strategy)
+        return nan_unless(ok, value)
     elements = forward_elements(
         log_initial, per_step(log_transition, log_likelihoods.shape[0]), log_likelihoods
     )

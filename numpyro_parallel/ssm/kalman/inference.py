@@ -19,7 +19,6 @@ regression for inference in nonlinear state space models".
 
 from __future__ import annotations
 
-import math
 from functools import partial
 from typing import NamedTuple
 
@@ -27,18 +26,33 @@ import jax
 import jax.numpy as jnp
 
 from numpyro_parallel._checks import nan_unless
-from numpyro_parallel.linalg import mvn_logpdf_from_cholesky, tria
-from numpyro_parallel.scan import associative_scan
+from numpyro_parallel.scan import (
+    associative_scan,
+)
 from numpyro_parallel.ssm.kalman.checks import check_params_and_y, finite_flag
 from numpyro_parallel.ssm.kalman.elements import (
     filter_combine,
     filter_prepare,
-    filter_step,
     predict,
     smoother_combine,
     smoother_prepare,
 )
-from numpyro_parallel.strategy import Blocked, Sequential, Strategy, StrategyLike, resolve_strategy
+from numpyro_parallel.ssm.kalman.recursions import (
+    mask_missing,
+    predictive_terms,
+    sequential_filter,
+    sharded_filter,
+    shift_in,
+    terms_from_innovations,
+)
+from numpyro_parallel.strategy import (
+    Blocked,
+    Sequential,
+    Sharded,
+    Strategy,
+    StrategyLike,
+    resolve_strategy,
+)
 
 __all__ = [
     "FilterResult",
@@ -128,40 +142,20 @@ def _pad_width(factor: jax.Array, width: int) -> jax.Array:
     return jnp.concatenate([factor, jnp.zeros((*factor.shape[:-1], extra), factor.dtype)], -1)
 
 
-def _mask_missing(params: GaussianSSMParams, y: jax.Array):
-    """Zero out NaN components so that they drop out of every update (per component)."""
-    observed = ~jnp.isnan(y)
-    H = params.observation_matrix * observed[..., None]
-    d = jnp.where(observed, params.observation_offset, 0.0)
-    y = jnp.where(observed, y, 0.0)
-
-    def decouple(chol_R):
-        # chol of M R M + (I - M): missing components become independent unit noise.
-        m = observed.astype(y.dtype)
-        eye = jnp.eye(m.shape[-1], dtype=y.dtype)
-        unit = jnp.einsum("ti,ij->tij", 1.0 - m, eye)
-        return tria(jnp.concatenate([chol_R * m[..., None], unit], -1))
-
-    square = (lambda c: c) if params.observation_chol.shape[-1] == y.shape[-1] else tria
-    chol_R = jax.lax.cond(jnp.all(observed), square, decouple, params.observation_chol)
-    num_missing = jnp.sum(~observed, axis=-1)
-    return H, d, chol_R, y, num_missing
+def _prior_and_transitions(params: GaussianSSMParams):
+    """``(prior, transitions)``: ``(0, m0, P0 factor)`` and the per-step ``(F, c, Q factor)``,
+    the factors padded to one width."""
+    width = max(params.initial_chol.shape[-1], params.transition_chol.shape[-1])
+    F = params.transition_matrix
+    prior = (jnp.zeros_like(F[0]), params.initial_mean, _pad_width(params.initial_chol, width))
+    transitions = (F, params.transition_offset, _pad_width(params.transition_chol, width))
+    return prior, transitions
 
 
 def _shifted_transitions(params: GaussianSSMParams):
     """Transitions *into* each step; step 0 receives the prior (F = 0, c = m0, Q = P0)."""
-    F = params.transition_matrix
-    first_F = jnp.zeros_like(F[:1])
-    F_in = jnp.concatenate([first_F, F[:-1]])
-    c_in = jnp.concatenate([params.initial_mean[None], params.transition_offset[:-1]])
-    width = max(params.initial_chol.shape[-1], params.transition_chol.shape[-1])
-    chol_in = jnp.concatenate(
-        [
-            _pad_width(params.initial_chol, width)[None],
-            _pad_width(params.transition_chol, width)[:-1],
-        ]
-    )
-    return F_in, c_in, chol_in
+    prior, transitions = _prior_and_transitions(params)
+    return shift_in(prior, transitions)
 
 
 SEQUENTIAL_MIN_STATE_DIM = 4
@@ -222,39 +216,33 @@ def predicted_states(params: GaussianSSMParams, mean: jax.Array, chol: jax.Array
     return jax.vmap(predict)(F_in, c_in, chol_in, prev_mean, prev_chol)
 
 
-def _sequential_filter(F_in, c_in, chol_in, H, d, chol_R, y):
-    """The classical square-root filter (`filter_step` in a `lax.scan`): one triangularisation
-    per step instead of an element combine, the fastest evaluation on CPUs for d >~ 4."""
-    n = F_in.shape[-1]
-
-    def body(carry, inputs):
-        mean, chol, residual, innovation_chol = filter_step(*carry, *inputs)
-        return (mean, chol), (mean, chol, residual, innovation_chol)
-
-    start = (jnp.zeros(n, y.dtype), jnp.zeros((n, n), y.dtype))
-    return jax.lax.scan(body, start, (F_in, c_in, chol_in, H, d, chol_R, y))[1]
-
-
 @partial(jax.jit, static_argnames=("strategy",))
 def _filter(params, y, *, strategy) -> FilterResult:
     ok = finite_flag(params, y)
-    H, d, chol_R, y0, num_missing = _mask_missing(params, y)
-    F_in, c_in, chol_in = _shifted_transitions(params)
-    if isinstance(strategy, Sequential):
-        mean, chol, residual, innovation_chol = _sequential_filter(
-            F_in, c_in, chol_in, H, d, chol_R, y0
-        )
+    observations = (
+        params.observation_matrix,
+        params.observation_offset,
+        params.observation_chol,
+        y,
+    )
+    if isinstance(strategy, Sharded):  # shifted and masked per device, inside the shard_map
+        prior, transitions = _prior_and_transitions(params)
+        mean, chol, terms, total = sharded_filter(prior, transitions, observations, strategy)
     else:
-        elements = jax.vmap(filter_prepare)(F_in, c_in, chol_in, H, d, chol_R, y0)
-        filtered = associative_scan(filter_combine, elements, strategy=strategy)
-        mean, chol = filtered.b, filtered.U
-        # One-step-ahead predictive terms: embarrassingly parallel given the filtered states.
-        pred_mean, pred_chol = predicted_states(params, mean, chol)
-        innovation_chol = tria(jnp.concatenate([H @ pred_chol, chol_R], axis=-1))
-        residual = y0 - jnp.einsum("tpd,td->tp", H, pred_mean) - d
-    terms = mvn_logpdf_from_cholesky(residual, innovation_chol)
-    terms = terms + 0.5 * math.log(2 * math.pi) * num_missing
-    out = (mean, chol, jnp.sum(terms), terms)
+        H, d, chol_R, y0, num_missing = mask_missing(*observations)
+        inputs = (*_shifted_transitions(params), H, d, chol_R, y0)
+        if isinstance(strategy, Sequential):
+            mean, chol, residual, innovation_chol = sequential_filter(*inputs)
+            terms = terms_from_innovations(residual, innovation_chol, num_missing)
+        else:
+            elements = jax.vmap(filter_prepare)(*inputs)
+            filtered = associative_scan(filter_combine, elements, strategy=strategy)
+            mean, chol = filtered.b, filtered.U
+            prev_mean = jnp.concatenate([jnp.zeros_like(mean[:1]), mean[:-1]])
+            prev_chol = jnp.concatenate([jnp.zeros_like(chol[:1]), chol[:-1]])
+            terms = predictive_terms(inputs, num_missing, prev_mean, prev_chol)
+        total = jnp.sum(terms)
+    out = (mean, chol, total, terms)
     return FilterResult(*(nan_unless(ok, a) for a in out))
 
 
