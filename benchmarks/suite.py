@@ -239,6 +239,7 @@ def write_markdown(path: pathlib.Path, meta: dict, rows: list[dict]) -> None:
         f"{meta['elapsed_s']:.0f} s. jax {meta['jax_version']}, float64. Speed-up: run time "
         "of the case's sequential (or one-device) row over the row's.",
         "",
+        *([meta["note"], ""] if meta.get("note") else []),
         "| capability | case | method | compile s | run ms | speed-up | collective bytes "
         "(T, T/10) | memory / device MB | status |",
         "|---|---|---|---|---|---|---|---|---|",
