@@ -216,3 +216,12 @@ def test_auto_is_shape_aware_for_kalman_on_cpu():
         # An explicit strategy is never replaced.
         assert resolve_kalman_strategy(Blocked(3), params, y) == Blocked(3)
         assert resolve_kalman_strategy("associative", params, y) == Associative()
+
+
+def test_auto_is_sequential_for_hmms_on_cpu():
+    from numpyro_parallel.ssm.hmm.common import resolve_mode
+
+    log_likelihoods = jnp.zeros((50, 4))
+    expected = Sequential() if jax.default_backend() == "cpu" else Associative()
+    assert resolve_mode("auto", log_likelihoods) == expected
+    assert resolve_mode("blocked", log_likelihoods) == Blocked(8)  # block size resolved

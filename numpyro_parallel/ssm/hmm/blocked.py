@@ -1,7 +1,8 @@
 """Sequential and blocked HMM filtering, smoothing and log-likelihood in scaled probabilities.
 
-The drivers behind `numpyro_parallel.ssm.hmm.inference` for ``parallel=False`` (one scaled recursion
-over all steps) and for the blocked strategy (``block_size`` an int, or ``"auto"`` on CPU),
+The drivers behind `numpyro_parallel.ssm.hmm.inference` for `Sequential()` (one scaled
+recursion over all steps, what ``"auto"`` picks on CPU) and for `Blocked()` (``block_size`` an
+int),
 built from the primitives of `numpyro_parallel.ssm.hmm.scaled` (Hassan, Särkkä &
 García-Fernández 2021, "Temporal parallelization of inference in hidden Markov models"):
 

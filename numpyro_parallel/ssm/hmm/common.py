@@ -25,7 +25,14 @@ from numpyro_parallel.ssm.hmm.elements import (
     normalize,
     sum_product_combine,
 )
-from numpyro_parallel.strategy import Associative, Blocked, Sharded, Strategy, resolve_strategy
+from numpyro_parallel.strategy import (
+    Associative,
+    Blocked,
+    Sequential,
+    Sharded,
+    Strategy,
+    resolve_strategy,
+)
 
 __all__ = [
     "check_float",
@@ -156,7 +163,10 @@ def prepare(initial_logits, transition_logits, log_likelihoods, *, check_values:
 def resolve_mode(strategy, log_likelihoods) -> Strategy:
     """The concrete, hashable strategy for ``log_likelihoods`` (``"auto"`` and the block size
     of `Blocked` resolved outside `jit`, so that it can be a static argument)."""
-    strategy = resolve_strategy(strategy, log_likelihoods)
+    # On a CPU the sequential scaled recursion is the fastest for every K measured (2 cores,
+    # float64, T = 10^3 and 10^5, K = 2, 8, 32): as fast as Blocked() at K = 2, 2-14x faster
+    # for the log-likelihood, its gradient and the smoother from K = 8 on.
+    strategy = resolve_strategy(strategy, log_likelihoods, cpu_strategy=Sequential())
     if isinstance(strategy, Blocked):
         return Blocked(strategy.size_for(jnp.shape(log_likelihoods)[0]))
     return strategy

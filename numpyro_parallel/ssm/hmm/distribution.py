@@ -82,9 +82,9 @@ class DiscreteHMM(Distribution):
         observation_dist: NumPyro distribution with batch shape ``(K,)`` or
             ``batch + (T or 1, K)``.
         strategy: evaluation strategy (`numpyro_parallel.strategy`). ``"auto"`` (default):
-            `Blocked()` on CPU (the blocked scaled-probability recursion of
-            `numpyro_parallel.ssm.hmm.blocked`, the fastest there) and the O(log T)
-            `Associative()` scan on accelerators; `Sequential()` for `lax.scan`.
+            `Sequential()` on CPU (the scaled-probability recursion, the fastest there) and
+            the O(log T) `Associative()` scan on accelerators; `Blocked()` for the blocked
+            scaled recursion of `numpyro_parallel.ssm.hmm.blocked`.
         num_steps: number of time steps T; needed by `sample` when no argument is
             time-varying (then `log_prob` accepts sequences of any length).
         validate_args: NumPyro's argument validation flag.
