@@ -12,11 +12,11 @@ diffrax uses for ``solver=``:
   a scan over the block totals and one parallel fix-up pass; depth O(B + T/B). With
   ``block_size=None`` blocks have ``max(8, round(sqrt(T)))`` steps. The fast strategy on CPUs.
 - ``"auto"``: `Associative()` on accelerators; on a CPU the family's fastest strategy for the
-  shape — `Blocked()` by default, `Sequential()` for Kalman filters with a state of dimension
-  4 or more, where the classical square-root recursion beats the element combines (measured
-  in ``benchmarks/sts.py``). The device is that of the (concrete) inputs, or the default
+  shape — `Blocked()` by default, `Sequential()` for HMMs (the scaled recursion) and for
+  Kalman filters with a state of dimension 4 or more, where the classical square-root
+  recursion beats the element combines (measured in ``benchmarks/sts.py`` and
+  ``benchmarks/suite.py``). The device is that of the (concrete) inputs, or the default
   backend under tracing.
-
 - `Sharded(mesh=None, axis_name="time", inner="auto")`: the time axis split across the
   devices of a `jax.sharding.Mesh` (all devices by default): each device scans its contiguous
   chunk with ``inner``, the per-device totals (one element each) are exchanged with one

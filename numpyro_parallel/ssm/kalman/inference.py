@@ -26,9 +26,7 @@ import jax
 import jax.numpy as jnp
 
 from numpyro_parallel._checks import nan_unless
-from numpyro_parallel.scan import (
-    associative_scan,
-)
+from numpyro_parallel.scan import associative_scan
 from numpyro_parallel.ssm.kalman.checks import check_params_and_y, finite_flag
 from numpyro_parallel.ssm.kalman.elements import (
     filter_combine,
