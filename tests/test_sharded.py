@@ -67,11 +67,13 @@ def test_sharded_equals_single_device():
     for key in expected:
         assert key in results, key
         assert results[key] <= 1e-10, (key, results[key])
-    # The compiled value-and-gradient's collectives (read from the HLO) move the same bytes
-    # at T = 64 and T = 640 on 8 devices: P elements and one state per device.
+    # The compiled value-and-gradient's collectives (read from the HLO) move the same volume
+    # at T = 64 and T = 640 on 8 devices: P elements and one state per device. Any exchange
+    # growing with T would make the relative growth about 9; XLA's partitioner may add or drop
+    # a one-byte predicate reduction between the two programs (seen: +1 byte of ~1.5 KB).
     for family in COMMUNICATION_FAMILIES:
         key = f"{family}_collective_bytes_growth/T=64..640/devices=8"
-        assert results[key] == 0.0, (key, results[key])
+        assert results[key] <= 0.01, (key, results[key])
 
 
 def test_worker_refuses_too_few_devices():
