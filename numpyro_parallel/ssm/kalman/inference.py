@@ -209,8 +209,9 @@ def kalman_filter(
 def predicted_states(params: GaussianSSMParams, mean: jax.Array, chol: jax.Array):
     """``p(x_t | y_{0:t-1})`` for every t from the filtered ``p(x_{t-1} | y_{0:t-1})``."""
     F_in, c_in, chol_in = _shifted_transitions(params)
-    prev_mean = jnp.concatenate([jnp.zeros_like(mean[:1]), mean[:-1]])
-    prev_chol = jnp.concatenate([jnp.zeros_like(chol[:1]), chol[:-1]])
+    prev_mean, prev_chol = shift_in(
+        (jnp.zeros_like(mean[0]), jnp.zeros_like(chol[0])), (mean, chol)
+    )
     return jax.vmap(predict)(F_in, c_in, chol_in, prev_mean, prev_chol)
 
 
@@ -236,9 +237,8 @@ def _filter(params, y, *, strategy) -> FilterResult:
             elements = jax.vmap(filter_prepare)(*inputs)
             filtered = associative_scan(filter_combine, elements, strategy=strategy)
             mean, chol = filtered.b, filtered.U
-            prev_mean = jnp.concatenate([jnp.zeros_like(mean[:1]), mean[:-1]])
-            prev_chol = jnp.concatenate([jnp.zeros_like(chol[:1]), chol[:-1]])
-            terms = predictive_terms(inputs, num_missing, prev_mean, prev_chol)
+            before = (jnp.zeros_like(mean[0]), jnp.zeros_like(chol[0]))
+            terms = predictive_terms(inputs, num_missing, (mean, chol), before)
         total = jnp.sum(terms)
     out = (mean, chol, total, terms)
     return FilterResult(*(nan_unless(ok, a) for a in out))

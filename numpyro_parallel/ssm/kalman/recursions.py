@@ -60,13 +60,11 @@ def mask_missing(observation_matrix, observation_offset, observation_chol, y):
     return H, d, chol_R, y, num_missing
 
 
-def shift_in(prior, transitions, before=None):
-    """Transitions *into* each step: row t is ``transitions[t - 1]`` and row 0 is ``before``
-    (the previous chunk's last row), or ``prior`` when ``before`` is None."""
-    first = prior if before is None else before
-    return tuple(
-        jnp.concatenate([f[None], x[:-1]]) for f, x in zip(first, transitions, strict=True)
-    )
+def shift_in(first, rows):
+    """Every array of ``rows`` shifted one step later in time: row t is ``rows[t - 1]`` and
+    row 0 is the matching entry of ``first`` (the prior for transitions into each step, the
+    previous chunk's last row on a device, the state before the first filtered one)."""
+    return tuple(jnp.concatenate([f[None], x[:-1]]) for f, x in zip(first, rows, strict=True))
 
 
 def sequential_filter(F_in, c_in, chol_in, H, d, chol_R, y):
@@ -82,9 +80,12 @@ def sequential_filter(F_in, c_in, chol_in, H, d, chol_R, y):
     return jax.lax.scan(body, start, (F_in, c_in, chol_in, H, d, chol_R, y))[1]
 
 
-def predictive_terms(inputs, num_missing, prev_mean, prev_chol):
-    """``log p(y_t | y_{0:t-1})`` from the previous filtered states (parallel over time)."""
+def predictive_terms(inputs, num_missing, filtered, before):
+    """``log p(y_t | y_{0:t-1})`` from the filtered ``(mean, chol)`` (parallel over time);
+    ``before`` is the filtered state before the first step (any value when the first
+    transition is the prior's, whose ``F`` is zero)."""
     F_in, c_in, chol_in, H, d, chol_R, y0 = inputs
+    prev_mean, prev_chol = shift_in(before, filtered)
     pred_mean, pred_chol = jax.vmap(predict)(F_in, c_in, chol_in, prev_mean, prev_chol)
     innovation_chol = tria(jnp.concatenate([H @ pred_chol, chol_R], axis=-1))
     residual = y0 - jnp.einsum("tpd,td->tp", H, pred_mean) - d
@@ -123,14 +124,12 @@ def sharded_filter(prior, transitions, observations, strategy: Sharded):
         last = from_previous_shard(tuple(x[-1] for x in transitions), strategy)
         before = tuple(jnp.where(index == 0, p, b) for p, b in zip(prior, last, strict=True))
         H, d, chol_R, y, num_missing = mask_missing(*observations)
-        inputs = (*shift_in(prior, transitions, before), H, d, chol_R, y)
+        inputs = (*shift_in(before, transitions), H, d, chol_R, y)
         elements = jax.vmap(filter_prepare)(*inputs)
         filtered = sharded_prefix(filter_combine, elements, strategy)
         mean, chol = filtered.b, filtered.U
         before = from_previous_shard((mean[-1], chol[-1]), strategy)
-        prev_mean = jnp.concatenate([before[0][None], mean[:-1]])
-        prev_chol = jnp.concatenate([before[1][None], chol[:-1]])
-        terms = predictive_terms(inputs, num_missing, prev_mean, prev_chol)
+        terms = predictive_terms(inputs, num_missing, (mean, chol), before)
         total = jax.lax.psum(jnp.sum(jnp.where(steps < num_steps, terms, 0.0)), axis)
         return mean, chol, terms, total
 
