@@ -11,8 +11,10 @@ Models (`numpyro_parallel.sts.Sum`, float64, simulated series without missing va
 Likelihood rows: for each model and T, ``Sum.log_prob(params, y)`` and its
 ``jax.value_and_grad`` with respect to the model's parameters (the nested ``params`` dict,
 fixed values drawn once from the default priors) for every strategy, passed as
-``sts.Sum(..., strategy=...)``: `Sequential()` (the reference), `Associative()`, `Blocked()`
-and ``"auto"`` (what it resolves to is recorded), against two baselines on the same matrices
+``sts.Sum(..., strategy=...)``: `Sequential()` (the square-root filter, the reference),
+``Sequential(square_root=False)`` (the covariance-form log-likelihood), `Associative()`,
+`Blocked()` and ``"auto"`` (what it resolves to is recorded; on CPUs in float64 the
+covariance form), against two baselines on the same matrices
 (``model.ssm(params, data, T).params``, with ``Q = L Lᵀ`` from the low-rank noise factor):
 
 - ``lax.scan covariance``: a plain covariance-form Kalman filter written here (predict/update,
@@ -48,7 +50,8 @@ Sizes: ``--quick`` (a smoke check, about 2 minutes on 2 cores): the co2 model at
 without `Associative()` (its gradient alone compiles for ~35 s), NUTS at T = 120 with 20 + 20
 iterations for ``"auto"`` and the two baselines. The full run: all models at T = 500 (the CO2
 length), 10^3 and 10^4; NUTS at T = 500 with 30 warmup + 30 samples for every method but
-`Blocked()` (on a CPU ``"auto"`` is `Blocked()`: the same program). The chains are reduced
+`Blocked()` (far slower at d = 13) and the explicit strategy that ``"auto"`` resolves to
+(the same program). The chains are reduced
 from the issue's 200 + 200 because on 2 cores each library NUTS run compiles for ~40 s and
 each gradient costs tens of ms; the NUTS part still takes about 5 minutes, and the 200 + 200
 time is estimated (see above). Pass ``--num-warmup 200 --num-samples 200`` for the full
@@ -76,6 +79,7 @@ import math
 import pathlib
 import sys
 import time
+from types import SimpleNamespace
 
 import jax
 
@@ -89,21 +93,25 @@ from jax.scipy.linalg import cho_solve, solve_triangular  # noqa: E402
 from numpyro.infer import MCMC, NUTS  # noqa: E402
 
 from numpyro_parallel import Associative, Blocked, Sequential, sts  # noqa: E402
-from numpyro_parallel.ssm.kalman.inference import kalman_cpu_strategy  # noqa: E402
-from numpyro_parallel.strategy import resolve_strategy  # noqa: E402
+from numpyro_parallel.ssm.kalman.inference import resolve_log_likelihood_strategy  # noqa: E402
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 from _timing import measure, metadata  # noqa: E402
 
 STRATEGIES = {
     "sequential": Sequential(),  # first: the reference
+    "covariance": Sequential(square_root=False),
     "associative": Associative(),
     "blocked": Blocked(),
     "auto": "auto",
 }
 BASELINES = ("scan", "dynamax")
 METHODS = (*STRATEGIES, *BASELINES)
-LABELS = {"scan": "lax.scan covariance", "dynamax": "dynamax lgssm_filter"}
+LABELS = {
+    "scan": "lax.scan covariance",
+    "dynamax": "dynamax lgssm_filter",
+    "covariance": "sequential (covariance)",
+}
 RTOL = 1e-8  # log-likelihood agreement with Sequential()
 GRAD_RTOL = 1e-6  # gradient agreement (recorded, informational)
 TIE = 1.10  # "auto" within 10% of the fastest counts as picking the fastest (timing noise)
@@ -145,8 +153,9 @@ FULL = {
     "nuts_T": 500,
     "num_warmup": 30,
     "num_samples": 30,
-    # "blocked" left out: on a CPU "auto" runs the same Blocked() program (checked in `main`).
-    "nuts_methods": [m for m in METHODS if m != "blocked"],
+    # In `main`, the explicit strategy "auto" resolves to for the CO2 model is left out (the
+    # same program) and "blocked" (far slower than "sequential" at d = 13 on CPUs).
+    "nuts_methods": list(METHODS),
 }
 
 
@@ -263,17 +272,21 @@ def method_loglik(name: str, method: str):
     return baseline_loglik(method, build_model(name, Sequential()))
 
 
-def auto_strategy(state_dim: int):
-    """What ``"auto"`` resolves to for a Kalman filter with this state dimension, here."""
-    return resolve_strategy("auto", jnp.zeros(1), cpu_strategy=kalman_cpu_strategy(state_dim))
+def auto_strategy(state_dim: int, num_steps: int):
+    """What ``"auto"`` resolves to for a float64 Kalman log-likelihood of this shape, here
+    (`resolve_log_likelihood_strategy` reads the state's size and dtype and T)."""
+    params = SimpleNamespace(initial_mean=jnp.zeros(state_dim))
+    return resolve_log_likelihood_strategy("auto", params, jnp.zeros((num_steps, 1)))
 
 
 def method_label(method: str, num_steps: int, state_dim: int) -> str:
     if method == "blocked":
         return f"blocked (B={Blocked().size_for(num_steps)})"
     if method == "auto":
-        resolved = auto_strategy(state_dim)
+        resolved = auto_strategy(state_dim, num_steps)
         label = type(resolved).__name__.lower()
+        if isinstance(resolved, Sequential) and not resolved.square_root:
+            label += " (covariance)"
         if isinstance(resolved, Blocked):
             label += f" (B={resolved.size_for(num_steps)})"
         return f"auto → {label}"
@@ -461,6 +474,18 @@ def nuts_once(mcmc: MCMC, y) -> dict:
     }
 
 
+def warm_up_nuts(name: str) -> None:
+    """One short untimed NUTS run (the ``lax.scan`` baseline, T = 24, 5 + 5 iterations): the
+    first ``mcmc.run`` of a process pays several seconds of one-off tracing and compilation
+    of NumPyro's own machinery, which would otherwise be charged to whichever method runs
+    first (measured: 8.9 s for the first of four methods, 3.3-4.3 s when it ran later)."""
+    numpyro_model = scan_numpyro_model(build_model(name, Sequential()), "scan")
+    mcmc = MCMC(NUTS(numpyro_model, dense_mass=True), num_warmup=5, num_samples=5,
+                progress_bar=False)  # fmt: skip
+    y = jnp.asarray(simulate(MODELS[name][1], 24, seed=2))
+    jax.block_until_ready(mcmc.run(jax.random.PRNGKey(1), y) or mcmc.get_samples())
+
+
 def nuts_rows(args, unavailable, log, save) -> list[dict]:
     name = "co2"
     T = args.nuts_T
@@ -469,6 +494,7 @@ def nuts_rows(args, unavailable, log, save) -> list[dict]:
     iterations = args.num_warmup + args.num_samples
     rows = []
     reference = None
+    warm_up_nuts(name)
     for method in args.nuts_methods:
         row = {
             "model": name,
@@ -871,11 +897,13 @@ def main(argv=None) -> None:
     for key, value in config.items():
         if getattr(args, key) is None:
             setattr(args, key, list(value) if isinstance(value, list) else value)
-    if (
-        args.nuts_methods == FULL["nuts_methods"]
-        and resolve_strategy("auto", jnp.zeros(1)) != Blocked()
-    ):
-        args.nuts_methods = list(METHODS)
+    if args.nuts_methods == FULL["nuts_methods"]:
+        same_as_auto = auto_strategy(build_model("co2").state_dim, args.nuts_T)
+        args.nuts_methods = [
+            m
+            for m in METHODS
+            if m == "auto" or (m != "blocked" and STRATEGIES.get(m) != same_as_auto)
+        ]
     if "sequential" not in args.methods:  # the reference of the agreement check
         args.methods.insert(0, "sequential")
     args.repeats = 5 if args.quick else 10
@@ -895,7 +923,9 @@ def main(argv=None) -> None:
         ),
         command=" ".join(["python", *sys.argv]),
         auto_resolves_to={
-            name: repr(auto_strategy(build_model(name).state_dim)) for name in MODELS
+            f"{name}, T={T}": repr(auto_strategy(build_model(name).state_dim, T))
+            for name in MODELS
+            for T in args.T
         },
         rtol=RTOL,
         compile_guard_s=args.compile_guard,

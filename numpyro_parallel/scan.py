@@ -25,14 +25,17 @@ from jax.sharding import PartitionSpec
 
 from numpyro_parallel.strategy import (
     Associative,
+    Blocked,
     Sequential,
     Sharded,
+    Strategy,
     StrategyLike,
     resolve_strategy,
 )
 
-# `sharded_prefix`, `from_previous_shard`, `pad_time` and `shard_time` are the building
-# blocks of the families' `Sharded()` paths (used inside the package, not public API).
+# `sharded_prefix`, `prefix_before_shard`, `reduce_elements`, `from_previous_shard`,
+# `pad_time` and `shard_time` are the building blocks of the families' `Sharded()` paths
+# (used inside the package, not public API).
 __all__ = ["affine_recursion", "associative_scan"]
 
 
@@ -96,19 +99,50 @@ def _blocked_scan(combine, elements, num_steps: int, block_size: int):
     return out
 
 
+def _fold(combine, elements):
+    first = jax.tree_util.tree_map(lambda x: x[0], elements)
+    rest = jax.tree_util.tree_map(lambda x: x[1:], elements)
+    return lax.scan(lambda carry, e: (combine(carry, e), None), first, rest)[0]
+
+
+def reduce_elements(combine, elements, strategy: Strategy):
+    """The combination of all ``elements`` (the last prefix alone), with a fold's work:
+    `Blocked` folds its blocks side by side and then the block totals, any other strategy
+    folds sequentially. For the per-device totals of a sharded scan on CPUs."""
+    num_steps = _num_steps(elements)
+    size = strategy.size_for(num_steps) if isinstance(strategy, Blocked) else num_steps
+    num_blocks = num_steps // size
+    if num_blocks < 2:
+        return _fold(combine, elements)
+    head = jax.tree_util.tree_map(
+        lambda x: x[: num_blocks * size].reshape(num_blocks, size, *x.shape[1:]), elements
+    )
+    totals = jax.vmap(lambda e: _fold(combine, e))(head)
+    tail = jax.tree_util.tree_map(lambda x: x[num_blocks * size :], elements)
+    joined = jax.tree_util.tree_map(lambda a, b: jnp.concatenate([a, b]), totals, tail)
+    return _fold(combine, joined)
+
+
+def prefix_before_shard(combine, total, strategy: Sharded):
+    """Inside `jax.shard_map`: the combination of every device's ``total`` before this one
+    (one `lax.all_gather` of P elements, whatever T is); on the first device its own
+    ``total`` (callers ignore it there)."""
+    totals = jax.tree_util.tree_map(lambda x: lax.all_gather(x, strategy.axis_name), total)
+    carries = _sequential_scan(combine, totals) if strategy.num_shards > 1 else totals
+    index = lax.axis_index(strategy.axis_name)
+    return jax.tree_util.tree_map(lambda x: x[jnp.maximum(index - 1, 0)], carries)
+
+
 def sharded_prefix(combine, local_elements, strategy: Sharded):
     """Inside `jax.shard_map` over ``strategy.axis_name``: every global prefix of the local
     chunk. An ``inner`` scan of the chunk, one `lax.all_gather` of the per-device totals
     (P elements, whatever T is), the prefix of the totals before this device, a local fix-up.
     """
-    axis, num_shards = strategy.axis_name, strategy.num_shards
     local = associative_scan(combine, local_elements, strategy=strategy.inner)
     total = jax.tree_util.tree_map(lambda x: x[-1], local)
-    totals = jax.tree_util.tree_map(lambda x: lax.all_gather(x, axis), total)
-    carries = _sequential_scan(combine, totals) if num_shards > 1 else totals
-    index = lax.axis_index(axis)
-    carry = jax.tree_util.tree_map(lambda x: x[jnp.maximum(index - 1, 0)], carries)
+    carry = prefix_before_shard(combine, total, strategy)
     fixed = jax.vmap(combine, (None, 0))(carry, local)
+    index = lax.axis_index(strategy.axis_name)
     return jax.tree_util.tree_map(lambda a, b: jnp.where(index == 0, a, b), local, fixed)
 
 

@@ -14,8 +14,9 @@ diffrax uses for ``solver=``:
 - ``"auto"``: `Associative()` on accelerators; on a CPU the family's fastest strategy for the
   shape — `Blocked()` by default, `Sequential()` for HMMs (the scaled recursion) and for
   Kalman filters with a state of dimension 4 or more, where the classical square-root
-  recursion beats the element combines (measured in ``benchmarks/sts.py`` and
-  ``benchmarks/suite.py``). The device is that of the (concrete) inputs, or the default
+  recursion beats the element combines, and ``Sequential(square_root=False)`` for Kalman
+  log-likelihoods in float64 (the covariance-form filter; measured in ``benchmarks/sts.py``
+  and ``benchmarks/suite.py``). The device is that of the (concrete) inputs, or the default
   backend under tracing.
 - `Sharded(mesh=None, axis_name="time", inner="auto")`: the time axis split across the
   devices of a `jax.sharding.Mesh` (all devices by default): each device scans its contiguous
@@ -56,7 +57,25 @@ _NAMES = ("sequential", "associative", "blocked", "auto")
 
 @dataclass(frozen=True)
 class Sequential:
-    """Evaluate the recursion with `lax.scan`, one step after another (T steps)."""
+    """Evaluate the recursion with `lax.scan`, one step after another (T steps).
+
+    Attributes:
+        square_root: Kalman log-likelihoods only (other families and Kalman filtering,
+            smoothing and sampling results ignore it). True: the square-root filter, one
+            triangularisation per step. False: the covariance-form filter, about twice as fast
+            on CPUs and as accurate in float64 for well-posed models, less robust for
+            ill-conditioned ones and in float32; ``"auto"`` picks it for Kalman
+            log-likelihoods on CPUs in float64.
+    """
+
+    square_root: bool = True
+
+    def __post_init__(self):
+        if not isinstance(self.square_root, bool | np.bool_):
+            raise TypeError(
+                f"`Sequential.square_root` must be a bool; got {type(self.square_root).__name__}."
+            )
+        object.__setattr__(self, "square_root", bool(self.square_root))
 
 
 @dataclass(frozen=True)

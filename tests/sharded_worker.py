@@ -12,6 +12,7 @@ Usage: ``python tests/sharded_worker.py [--quick]`` (the JSON goes to stdout).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 import time
@@ -31,6 +32,7 @@ from numpyro_parallel._collectives import collective_bytes  # noqa: E402
 from numpyro_parallel.fixed_point import solve_recursion  # noqa: E402
 from numpyro_parallel.scan import affine_recursion  # noqa: E402
 from numpyro_parallel.ssm import (  # noqa: E402
+    DiscreteHMM,
     LinearGaussianSSM,
     hmm_filter,
     hmm_log_likelihood,
@@ -41,7 +43,7 @@ from numpyro_parallel.ssm import (  # noqa: E402
     kalman_sample_states,
     kalman_smoother,
 )
-from numpyro_parallel.strategy import Sequential, Sharded  # noqa: E402
+from numpyro_parallel.strategy import Associative, Sequential, Sharded  # noqa: E402
 
 DEVICE_COUNTS = (1, 2, 3, 8)
 BATCH_DEVICES = (8,)
@@ -167,7 +169,24 @@ def nuts_outputs(T: int, strategy):
         )  # fmt: skip
         numpyro.sample("y", ssm, obs=y)
 
-    return {"nuts_lgssm": nuts_draws(model, y)}
+    return {"nuts_lgssm": nuts_draws(model, y), "nuts_discrete_hmm": hmm_nuts_draws(T, strategy)}
+
+
+def hmm_nuts_draws(T: int, strategy):
+    # NUTS on a two-regime Gaussian DiscreteHMM whose forward pass runs with `strategy`.
+    rng = np.random.default_rng(7)
+    y = jnp.asarray(rng.normal(size=T) + 2.0 * (np.arange(T) >= T // 2))
+
+    def model(y):
+        low = numpyro.sample("low", dist.Normal(0.0, 1.0))
+        gap = numpyro.sample("gap", dist.LogNormal(0.5, 0.5))
+        stay = numpyro.sample("stay", dist.Beta(8.0, 2.0))
+        transition = jnp.log(jnp.array([[stay, 1.0 - stay], [1.0 - stay, stay]]))
+        emissions = dist.Normal(jnp.stack([low, low + gap]), 1.0)
+        hmm = DiscreteHMM(jnp.zeros(2), transition, emissions, strategy=strategy)
+        numpyro.sample("y", hmm, obs=y)
+
+    return nuts_draws(model, y)
 
 
 def batched_outputs(num_series: int, sharded_batch: Sharded | None):
@@ -224,8 +243,17 @@ def communication(family: str, num_steps: int, strategy) -> int:
     return collective_bytes(compiled)
 
 
+def inner_outputs(T: int, strategy):
+    # The Kalman family with `Associative()` chunk scans (the accelerator path: scan, one
+    # all-gather, fix-up); "auto" on CPU devices runs the fold-then-filter path instead.
+    if isinstance(strategy, Sharded):
+        strategy = dataclasses.replace(strategy, inner=Associative())
+    return {f"inner_associative_{k}": v for k, v in kalman_outputs(*lgssm(T), strategy).items()}
+
+
 FAMILIES = {
     "kalman": lambda T, s: kalman_outputs(*lgssm(T), s),
+    "inner": inner_outputs,
     "hmm": hmm_outputs,
     "affine": affine_outputs,
     "newton": newton_outputs,
@@ -235,7 +263,7 @@ FAMILIES = {
 # on 3) and with T smaller than it (5 on 8); the families that compile fast on every device
 # count and on T = 64; the Kalman family (10 s of compilation per case) on T = 1 too.
 MATRIX = [
-    (13, 8, ("kalman", "hmm", "affine", "newton")),
+    (13, 8, ("kalman", "hmm", "affine", "newton", "inner")),
     (24, 8, ("nuts",)),
     (13, 3, ("kalman", "hmm", "affine", "newton")),
     (5, 8, ("kalman", "hmm", "affine", "newton")),

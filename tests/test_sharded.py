@@ -31,7 +31,8 @@ NAMES = (
     "kalman_filter", "kalman_smoother", "kalman_sample_states", "kalman_gradient",
     "hmm_filter", "hmm_log_likelihood", "hmm_smoother", "hmm_viterbi", "hmm_sample_states",
     "hmm_gradient", "affine_recursion", "affine_recursion_reverse", "newton_states",
-    "nuts_lgssm",
+    "nuts_lgssm", "nuts_discrete_hmm", "inner_associative_kalman_filter",
+    "inner_associative_kalman_smoother", "inner_associative_kalman_gradient",
 )  # fmt: skip
 
 

@@ -24,6 +24,7 @@ from numpyro_parallel.ssm.kalman.inference import (
     GaussianSSMParams,
     SmootherResult,
     kalman_filter,
+    kalman_log_likelihood_terms,
     kalman_smoother,
 )
 from numpyro_parallel.ssm.kalman.predictions import PredictionResult, kalman_predictions
@@ -60,6 +61,7 @@ __all__ = [
     "hmm_viterbi",
     "iterated_smoother",
     "kalman_filter",
+    "kalman_log_likelihood_terms",
     "kalman_predictions",
     "kalman_sample_states",
     "kalman_smoother",

@@ -13,6 +13,7 @@ from numpyro_parallel.ssm import (
     GaussianSSMParams,
     LinearGaussianSSM,
     kalman_filter,
+    kalman_log_likelihood_terms,
     kalman_predictions,
     kalman_sample_states,
     kalman_smoother,
@@ -309,6 +310,50 @@ CASES = [
             jnp.full(2, jnp.nan)
         ),
         returns(lambda v: bool(np.all(np.isnan(v)))),
+    ),
+    Case(
+        "not params",
+        SSM + "kalman_log_likelihood_terms",
+        lambda: kalman_log_likelihood_terms({"a": 1}, Y),
+        raises(TypeError, "`params` must be a GaussianSSMParams"),
+    ),
+    Case(
+        "y wrong shape",
+        SSM + "kalman_log_likelihood_terms",
+        lambda: kalman_log_likelihood_terms(_params(), Y[:-1]),
+        raises(ValueError, "`y` must have shape"),
+    ),
+    Case(
+        "y inf",
+        SSM + "kalman_log_likelihood_terms",
+        lambda: kalman_log_likelihood_terms(_params(), Y.at[0, 0].set(jnp.inf)),
+        raises(ValueError, "`y` contains inf"),
+    ),
+    Case(
+        "params not expanded",
+        SSM + "kalman_log_likelihood_terms",
+        lambda: kalman_log_likelihood_terms(_params(transition_matrix=jnp.eye(2)), Y),
+        raises(ValueError, "`params.transition_matrix` must have shape.*time axis"),
+    ),
+    Case(
+        "jit nan factor, covariance form",
+        SSM + "kalman_log_likelihood_terms",
+        lambda: jax.jit(
+            lambda c: kalman_log_likelihood_terms(
+                _params(transition_chol=c), Y, strategy=strategy.Sequential(square_root=False)
+            )
+        )(jnp.full((T, 2, 2), jnp.nan)),
+        returns(is_nan),
+    ),
+    Case(
+        "jit y inf, covariance form",
+        SSM + "kalman_log_likelihood_terms",
+        lambda: jax.jit(
+            lambda y: kalman_log_likelihood_terms(
+                _params(), y, strategy=strategy.Sequential(square_root=False)
+            )
+        )(Y.at[1, 0].set(jnp.inf)),
+        returns(is_nan),
     ),
     Case(
         "params not expanded",
@@ -619,9 +664,15 @@ CASES = [
         raises(ValueError, "`strategy` must be one of"),
     ),
     Case(
-        "no arguments",
+        "square_root not a bool",
         STRATEGY + "Sequential",
         lambda: strategy.Sequential(1),
+        raises(TypeError, "`Sequential.square_root` must be a bool; got int"),
+    ),
+    Case(
+        "two arguments",
+        STRATEGY + "Sequential",
+        lambda: strategy.Sequential(True, 2),
         raises(TypeError, "argument"),
     ),
     Case(

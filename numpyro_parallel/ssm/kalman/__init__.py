@@ -14,6 +14,7 @@ from numpyro_parallel.ssm.kalman.inference import (
     GaussianSSMParams,
     SmootherResult,
     kalman_filter,
+    kalman_log_likelihood_terms,
     kalman_smoother,
 )
 from numpyro_parallel.ssm.kalman.predictions import PredictionResult, kalman_predictions
@@ -26,6 +27,7 @@ __all__ = [
     "PredictionResult",
     "SmootherResult",
     "kalman_filter",
+    "kalman_log_likelihood_terms",
     "kalman_predictions",
     "kalman_sample_states",
     "kalman_smoother",

@@ -101,7 +101,7 @@ def promote_scalar_model(kwargs: dict) -> dict:
     return out
 
 
-def build_params(num_steps: Any, **kwargs: Any) -> GaussianSSMParams:
+def build_params(num_steps: Any, **kwargs: Any) -> tuple[GaussianSSMParams, tuple[str, ...]]:
     """Validate `LinearGaussianSSM` arguments and build the time-expanded square-root model.
 
     Args:
@@ -109,7 +109,9 @@ def build_params(num_steps: Any, **kwargs: Any) -> GaussianSSMParams:
         **kwargs: the constructor's model arguments (None where not given).
 
     Returns:
-        `GaussianSSMParams` with every per-step field expanded to length T.
+        ``(params, time_invariant)``: `GaussianSSMParams` with every per-step field expanded
+        to length T, and the names of the per-step fields that were given without a time
+        axis (equal at every step), sorted.
     """
     for name in ("initial_mean", "transition_matrix", "observation_matrix"):
         if kwargs[name] is None:
@@ -185,7 +187,16 @@ def build_params(num_steps: Any, **kwargs: Any) -> GaussianSSMParams:
 
     initial_name = noises["initial"][0]
     initial = arrays[initial_name]
-    return GaussianSSMParams(
+    given_as = {
+        "transition_matrix": "transition_matrix",
+        "transition_offset": "transition_offset",
+        "transition_chol": noises["transition"][0],
+        "observation_matrix": "observation_matrix",
+        "observation_offset": "observation_offset",
+        "observation_chol": noises["observation"][0],
+    }
+    time_invariant = tuple(sorted(f for f, name in given_as.items() if name not in lengths))
+    params = GaussianSSMParams(
         initial_mean=m0,
         initial_chol=cholesky_of(initial) if initial_name == "initial_cov" else initial,
         transition_matrix=expand("transition_matrix"),
@@ -195,3 +206,4 @@ def build_params(num_steps: Any, **kwargs: Any) -> GaussianSSMParams:
         observation_offset=expand("observation_offset"),
         observation_chol=expand(noises["observation"][0]),
     )
+    return params, time_invariant

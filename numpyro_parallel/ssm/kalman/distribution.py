@@ -25,8 +25,10 @@ from numpyro_parallel.ssm.kalman.checks import float_dtype
 from numpyro_parallel.ssm.kalman.inference import (
     FilterResult,
     SmootherResult,
+    _log_likelihood_terms,
     kalman_filter,
     kalman_smoother,
+    resolve_log_likelihood_strategy,
 )
 from numpyro_parallel.ssm.kalman.sampling import kalman_sample_states
 from numpyro_parallel.strategy import StrategyLike, as_strategy
@@ -80,7 +82,7 @@ class LinearGaussianSSM(Distribution):
 
     arg_constraints: ClassVar[dict] = {}
     pytree_data_fields = ("params",)
-    pytree_aux_fields = ("strategy", "scalar")
+    pytree_aux_fields = ("strategy", "scalar", "time_invariant")
 
     def __init__(
         self,
@@ -116,7 +118,7 @@ class LinearGaussianSSM(Distribution):
         self.scalar = is_scalar_model(initial_mean)
         if self.scalar:
             arguments = promote_scalar_model(arguments)
-        self.params = build_params(num_steps, **arguments)
+        self.params, self.time_invariant = build_params(num_steps, **arguments)
         self.strategy = as_strategy(strategy)
         num_steps, p = self.params.observation_offset.shape
         event_shape = (num_steps,) if self.scalar else (num_steps, p)
@@ -183,8 +185,11 @@ class LinearGaussianSSM(Distribution):
             ``(..., T)`` terms; they sum to `log_prob`.
         """
         y = self._check_y(y, allow_batch=True)
-        fn = lambda obs: kalman_filter(self.params, obs, strategy=self.strategy)
-        return self._batched(lambda obs: fn(obs).log_likelihood_terms, y)
+        strategy = resolve_log_likelihood_strategy(self.strategy, self.params, y)
+        fn = lambda obs: _log_likelihood_terms(
+            self.params, obs, strategy=strategy, time_invariant=self.time_invariant
+        )
+        return self._batched(fn, y)
 
     def filter(self, y) -> FilterResult:
         """Filtering distributions and the log-likelihood.

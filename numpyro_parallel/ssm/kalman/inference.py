@@ -19,6 +19,7 @@ regression for inference in nonlinear state space models".
 
 from __future__ import annotations
 
+import dataclasses
 from functools import partial
 from typing import NamedTuple
 
@@ -36,6 +37,7 @@ from numpyro_parallel.ssm.kalman.elements import (
     smoother_prepare,
 )
 from numpyro_parallel.ssm.kalman.recursions import (
+    covariance_filter_terms,
     mask_missing,
     predictive_terms,
     sequential_filter,
@@ -44,11 +46,13 @@ from numpyro_parallel.ssm.kalman.recursions import (
     terms_from_innovations,
 )
 from numpyro_parallel.strategy import (
+    Associative,
     Blocked,
     Sequential,
     Sharded,
     Strategy,
     StrategyLike,
+    as_strategy,
     resolve_strategy,
 )
 
@@ -57,6 +61,7 @@ __all__ = [
     "GaussianSSMParams",
     "SmootherResult",
     "kalman_filter",
+    "kalman_log_likelihood_terms",
     "kalman_smoother",
 ]
 
@@ -157,24 +162,89 @@ def _shifted_transitions(params: GaussianSSMParams):
 
 
 SEQUENTIAL_MIN_STATE_DIM = 4
+COVARIANCE_MAX_STEPS_SMALL_STATE = 10_000
 
 
 def resolve_kalman_strategy(strategy: StrategyLike, params: GaussianSSMParams, y) -> Strategy:
-    """The concrete strategy of a Kalman recursion: ``"auto"`` is shape-aware on CPUs.
-
-    On a CPU, `Sequential()` (the classical square-root filter, one triangularisation per
-    step) for states of dimension `SEQUENTIAL_MIN_STATE_DIM` or more, `Blocked()` below; on
-    accelerators `Associative()`. Measured on 2 cores (value and gradient of the
-    log-likelihood, T = 10^3 and 10^4): Blocked is faster up to d = 3, Sequential from d = 4
-    on (2.5-4x at d = 4..13).
-    """
+    """The concrete strategy of a Kalman filter, smoother or sampler: ``"auto"`` is
+    `Associative()` on accelerators and `kalman_cpu_strategy` of the state dimension on a
+    CPU. The ``"auto"`` inner strategy of `Sharded` is resolved the same way, on the
+    platform of the mesh's devices."""
     cpu = kalman_cpu_strategy(jnp.shape(params.initial_mean)[-1])
-    return resolve_strategy(strategy, y, cpu_strategy=cpu)
+    strategy = resolve_strategy(strategy, y, cpu_strategy=cpu)
+    if isinstance(strategy, Sharded) and strategy.inner == "auto":
+        on_cpu = strategy.resolved_mesh().devices.flat[0].platform == "cpu"
+        strategy = dataclasses.replace(strategy, inner=cpu if on_cpu else Associative())
+    return strategy
+
+
+def resolve_log_likelihood_strategy(
+    strategy: StrategyLike, params: GaussianSSMParams, y
+) -> Strategy:
+    """The concrete strategy of a Kalman log-likelihood (`kalman_log_likelihood_terms`):
+    as `resolve_kalman_strategy`, except that ``"auto"`` on a CPU in float64 is the
+    covariance-form ``Sequential(square_root=False)`` for states of dimension
+    `SEQUENTIAL_MIN_STATE_DIM` or more, and for smaller states on series shorter than
+    `COVARIANCE_MAX_STEPS_SMALL_STATE` steps.
+
+    Measured on 2 cores (value and gradient; ``benchmarks/sts.py`` and
+    ``benchmarks/suite.py``): from d = 4 on it is the fastest method at every T (about 2.5x
+    the square-root `Sequential()` at d = 13, 10x or more `Blocked()`), as fast as a
+    hand-written `lax.scan` covariance filter and dynamax; at d = 2 it is 1.6-2.2x faster
+    than `Blocked()` up to T = 10^3, level at T = 10^4, and 1.5x slower at T = 10^5.
+    """
+    if as_strategy(strategy) == "auto" and jnp.result_type(params.initial_mean) == jnp.float64:
+        state_dim, num_steps = jnp.shape(params.initial_mean)[-1], jnp.shape(y)[-2]
+        if state_dim >= SEQUENTIAL_MIN_STATE_DIM or num_steps < COVARIANCE_MAX_STEPS_SMALL_STATE:
+            return resolve_strategy(strategy, y, cpu_strategy=Sequential(square_root=False))
+    return resolve_kalman_strategy(strategy, params, y)
 
 
 def kalman_cpu_strategy(state_dim: int) -> Strategy:
-    """What ``"auto"`` means for a Kalman recursion on a CPU (see `resolve_kalman_strategy`)."""
+    """What ``"auto"`` means for a Kalman filter, smoother or sampler on a CPU: `Blocked()`
+    for states of dimension below `SEQUENTIAL_MIN_STATE_DIM`, the square-root `Sequential()`
+    from there on. Measured on 2 cores (value and gradient of the log-likelihood, T = 10^3
+    and 10^4): Blocked is faster up to d = 3, Sequential from d = 4 on (2.5-4x at d = 4..13).
+    """
     return Sequential() if state_dim >= SEQUENTIAL_MIN_STATE_DIM else Blocked()
+
+
+def kalman_log_likelihood_terms(
+    params: GaussianSSMParams,
+    y: jax.Array,
+    *,
+    strategy: StrategyLike = "auto",
+) -> jax.Array:
+    """The one-step-ahead predictive terms ``log p(y_t | y_{0:t-1})`` alone.
+
+    Equal to ``kalman_filter(params, y, strategy=strategy).log_likelihood_terms``, except
+    that ``Sequential(square_root=False)`` (what ``"auto"`` means here on CPUs in float64,
+    `resolve_log_likelihood_strategy`) runs the covariance-form filter.
+
+    Args:
+        params: model in square-root, time-expanded form.
+        y: ``(T, p)`` observations; NaN entries are missing.
+        strategy: evaluation strategy, as in `kalman_filter`.
+
+    Returns:
+        ``(T,)`` terms (NaN under the conditions where `kalman_filter` gives NaN).
+
+    Raises:
+        TypeError, ValueError: as `kalman_filter`.
+    """
+    params, y = _validated(params, y)
+    strategy = resolve_log_likelihood_strategy(strategy, params, y)
+    return _log_likelihood_terms(params, y, strategy=strategy, time_invariant=())
+
+
+@partial(jax.jit, static_argnames=("strategy", "time_invariant"))
+def _log_likelihood_terms(params, y, *, strategy, time_invariant: tuple[str, ...]):
+    """`kalman_log_likelihood_terms` after validation; ``time_invariant`` names per-step
+    fields known to be equal at every step (`LinearGaussianSSM` knows which it expanded)."""
+    if isinstance(strategy, Sequential) and not strategy.square_root:
+        terms = covariance_filter_terms(params, y, frozenset(time_invariant))
+        return nan_unless(finite_flag(params, y), terms)
+    return _filter(params, y, strategy=strategy).log_likelihood_terms
 
 
 def kalman_filter(
@@ -191,7 +261,9 @@ def kalman_filter(
         strategy: evaluation strategy (`numpyro_parallel.strategy`); ``"auto"`` is the
             O(log T) `Associative()` scan on accelerators and, on CPU inputs, `Blocked()` for
             states of dimension below 4 and the classical sequential square-root filter
-            (`Sequential()`) from 4 on (`resolve_kalman_strategy`).
+            (`Sequential()`) from 4 on (`kalman_cpu_strategy`). The filter is always in
+            square-root form; only `kalman_log_likelihood_terms` (and so
+            `LinearGaussianSSM.log_prob`) reads ``Sequential.square_root``.
 
     Returns:
         A `FilterResult`; all fields are NaN when a parameter is not finite or ``y`` holds

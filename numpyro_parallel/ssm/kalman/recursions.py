@@ -16,16 +16,24 @@ import jax.numpy as jnp
 from jax.sharding import PartitionSpec
 
 from numpyro_parallel.linalg import mvn_logpdf_from_cholesky, tria
-from numpyro_parallel.scan import from_previous_shard, pad_time, shard_time, sharded_prefix
+from numpyro_parallel.scan import (
+    from_previous_shard,
+    pad_time,
+    prefix_before_shard,
+    reduce_elements,
+    shard_time,
+    sharded_prefix,
+)
 from numpyro_parallel.ssm.kalman.elements import (
     filter_combine,
     filter_prepare,
     filter_step,
     predict,
 )
-from numpyro_parallel.strategy import Sharded
+from numpyro_parallel.strategy import Blocked, Sequential, Sharded
 
 __all__ = [
+    "covariance_filter_terms",
     "mask_missing",
     "predictive_terms",
     "sequential_filter",
@@ -67,17 +75,78 @@ def shift_in(first, rows):
     return tuple(jnp.concatenate([f[None], x[:-1]]) for f, x in zip(first, rows, strict=True))
 
 
-def sequential_filter(F_in, c_in, chol_in, H, d, chol_R, y):
+def sequential_filter(F_in, c_in, chol_in, H, d, chol_R, y, start=None):
     """The classical square-root filter (`filter_step` in a `lax.scan`): one triangularisation
-    per step instead of an element combine, the fastest evaluation on CPUs for d >~ 4."""
+    per step instead of an element combine, the fastest evaluation on CPUs for d >~ 4.
+    ``start`` is the filtered ``(mean, chol)`` before the first step (zeros by default: the
+    first transition is the prior's, whose ``F`` is zero)."""
     n = F_in.shape[-1]
 
     def body(carry, inputs):
         mean, chol, residual, innovation_chol = filter_step(*carry, *inputs)
         return (mean, chol), (mean, chol, residual, innovation_chol)
 
-    start = (jnp.zeros(n, y.dtype), jnp.zeros((n, n), y.dtype))
+    if start is None:
+        start = (jnp.zeros(n, y.dtype), jnp.zeros((n, n), y.dtype))
     return jax.lax.scan(body, start, (F_in, c_in, chol_in, H, d, chol_R, y))[1]
+
+
+def covariance_filter_terms(params, y, time_invariant=frozenset()):
+    """``log p(y_t | y_{0:t-1})`` by the covariance-form filter in a `lax.scan` (the
+    log-likelihood of ``Sequential(square_root=False)``).
+
+    Per step: factor the innovation covariance ``S = H P H^T + R`` (a p x p Cholesky factor:
+    NaN terms when S is not positive definite), update ``P - (H P)^T S^{-1} H P``
+    (symmetrised), predict ``F P F^T + Q``. Missing components are masked inside the step
+    (zero rows of H, unit innovation variance). Fields named in ``time_invariant`` are read
+    once (their first entry) instead of being scanned over, which saves the per-step reads
+    and, in the gradient, the per-step cotangents of the time-expanded arrays.
+
+    Args:
+        params: a time-expanded `GaussianSSMParams`.
+        y: ``(T, p)`` observations, NaN where missing.
+        time_invariant: names of per-step fields whose entries are all equal.
+
+    Returns:
+        ``(T,)`` predictive log-likelihood terms.
+    """
+    gram = lambda a: a @ jnp.swapaxes(a, -1, -2)
+    fields = {
+        "transition_matrix": params.transition_matrix,
+        "transition_offset": params.transition_offset,
+        "transition_chol": params.transition_chol,
+        "observation_matrix": params.observation_matrix,
+        "observation_offset": params.observation_offset,
+        "observation_chol": params.observation_chol,
+    }
+    constant = {k: v[0] for k, v in fields.items() if k in time_invariant}
+    varying = {k: v for k, v in fields.items() if k not in time_invariant}
+    for name in ("transition_chol", "observation_chol"):  # factors -> covariances
+        for group in (constant, varying):
+            if name in group:
+                group[name] = gram(group[name])
+
+    def body(carry, inputs):
+        mean, cov = carry  # p(x_t | y_{0:t-1})
+        step, y = {**constant, **inputs[0]}, inputs[1]
+        observed = ~jnp.isnan(y)
+        m = observed.astype(y.dtype)
+        H = step["observation_matrix"] * m[:, None]
+        R = step["observation_chol"] * (m[:, None] * m[None, :]) + jnp.diag(1.0 - m)
+        HP = H @ cov
+        innovation_chol = jnp.linalg.cholesky(HP @ H.T + R)
+        residual = jnp.where(observed, y - H @ mean - step["observation_offset"], 0.0)
+        gain_t = jax.scipy.linalg.cho_solve((innovation_chol, True), HP)  # K^T = S^-1 H P
+        mean = mean + gain_t.T @ residual
+        cov = cov - HP.T @ gain_t
+        F = step["transition_matrix"]
+        mean = F @ mean + step["transition_offset"]
+        cov = F @ cov @ F.T + step["transition_chol"]
+        return (mean, 0.5 * (cov + cov.T)), (residual, innovation_chol)
+
+    start = (params.initial_mean, gram(params.initial_chol))
+    residual, innovation_chol = jax.lax.scan(body, start, (varying, y))[1]
+    return terms_from_innovations(residual, innovation_chol, jnp.sum(jnp.isnan(y), axis=-1))
 
 
 def predictive_terms(inputs, num_missing, filtered, before):
@@ -106,6 +175,13 @@ def sharded_filter(prior, transitions, observations, strategy: Sharded):
     log-likelihood is one `psum`. Communication: P filtering elements and one state per
     device, whatever T is.
 
+    With a CPU inner strategy (`Sequential` or `Blocked`) each device instead reduces its
+    chunk to one element (a fold: one combine per step), takes the prefix of the totals
+    before it and runs the sequential square-root filter (`filter_step`) over its chunk from
+    there: about one combine and one triangularisation per step, against three combines and
+    two triangularisations for the scan, fix-up and predictive terms. On accelerators
+    (`Associative` inner) the chunk is scanned in O(log T) depth as above.
+
     Args:
         prior: ``(0, m0, P0 factor)``, the "transition" into step 0.
         transitions: ``(F, c, Q factor)`` per step (row t maps x_t to x_{t+1}); shifted by
@@ -117,6 +193,7 @@ def sharded_filter(prior, transitions, observations, strategy: Sharded):
         ``(mean, chol, terms, log_likelihood)``.
     """
     num_steps, axis = observations[-1].shape[0], strategy.axis_name
+    sequential_chunks = isinstance(strategy.inner, Sequential | Blocked)
     steps = jnp.arange(num_steps + (-num_steps % strategy.num_shards))
 
     def local(prior, transitions, observations, steps):
@@ -126,10 +203,17 @@ def sharded_filter(prior, transitions, observations, strategy: Sharded):
         H, d, chol_R, y, num_missing = mask_missing(*observations)
         inputs = (*shift_in(before, transitions), H, d, chol_R, y)
         elements = jax.vmap(filter_prepare)(*inputs)
-        filtered = sharded_prefix(filter_combine, elements, strategy)
-        mean, chol = filtered.b, filtered.U
-        before = from_previous_shard((mean[-1], chol[-1]), strategy)
-        terms = predictive_terms(inputs, num_missing, (mean, chol), before)
+        if sequential_chunks:  # the chunk's total, then the sequential filter from its start
+            total = reduce_elements(filter_combine, elements, strategy.inner)
+            carry = prefix_before_shard(filter_combine, total, strategy)
+            out = sequential_filter(*inputs, start=(carry.b, carry.U))
+            mean, chol, residual, innovation_chol = out
+            terms = terms_from_innovations(residual, innovation_chol, num_missing)
+        else:
+            filtered = sharded_prefix(filter_combine, elements, strategy)
+            mean, chol = filtered.b, filtered.U
+            before = from_previous_shard((mean[-1], chol[-1]), strategy)
+            terms = predictive_terms(inputs, num_missing, (mean, chol), before)
         total = jax.lax.psum(jnp.sum(jnp.where(steps < num_steps, terms, 0.0)), axis)
         return mean, chol, terms, total
 
