@@ -56,7 +56,8 @@ from the issue's 200 + 200 because on 2 cores each library NUTS run compiles for
 each gradient costs tens of ms; the NUTS part still takes about 5 minutes, and the 200 + 200
 time is estimated (see above). Pass ``--num-warmup 200 --num-samples 200`` for the full
 chains. Any size can be overridden (``--models``, ``--T``, ``--methods``,
-``--nuts-methods``, ``--nuts-T``); a method whose gradient compile exceeded
+``--nuts-methods``, ``--nuts-T``, ``--nuts-model``; ``--suffix`` names the output files
+``sts_<backend>_<suffix>``); a method whose gradient compile exceeded
 ``--compile-guard`` seconds is skipped for larger T. The full run takes roughly 40 minutes on
 2 cores (estimated from partial runs; about 2 minutes of compilation per (model, T), 8-10
 minutes for the d = 54 model at T = 500). The results are rewritten after every (model, T)
@@ -487,7 +488,7 @@ def warm_up_nuts(name: str) -> None:
 
 
 def nuts_rows(args, unavailable, log, save) -> list[dict]:
-    name = "co2"
+    name = args.nuts_model
     T = args.nuts_T
     y = jnp.asarray(simulate(MODELS[name][1], T, seed=1))
     d = build_model(name).state_dim
@@ -716,7 +717,7 @@ def findings(likelihood: list[dict], nuts: list[dict], extrapolated: list[dict])
         best = min(ran, key=lambda r: r["wall_s"])
         best_gradient = min(ran, key=lambda r: r["ms_per_gradient"])
         sentence = (
-            f"NUTS (co2, d={best['d']}, T={best['T']}, {best['num_warmup']} + "
+            f"NUTS ({best['model']}, d={best['d']}, T={best['T']}, {best['num_warmup']} + "
             f"{best['num_samples']}): fastest wall time including compile {best['label']} "
             f"{best['wall_s']:.2f} s; fastest per gradient {best_gradient['label']} "
             f"{best_gradient['ms_per_gradient']:.3f} ms"
@@ -870,6 +871,8 @@ def main(argv=None) -> None:
     parser.add_argument("--methods", nargs="+", choices=METHODS, default=None)
     parser.add_argument("--nuts-methods", nargs="+", choices=METHODS, default=None)
     parser.add_argument("--nuts-T", type=int, default=None, dest="nuts_T")
+    parser.add_argument("--nuts-model", choices=list(MODELS), default="co2")
+    parser.add_argument("--suffix", default="", help="appended to the output file names")
     parser.add_argument("--num-warmup", type=int, default=None)
     parser.add_argument("--num-samples", type=int, default=None)
     parser.add_argument("--no-nuts", action="store_true")
@@ -898,7 +901,7 @@ def main(argv=None) -> None:
         if getattr(args, key) is None:
             setattr(args, key, list(value) if isinstance(value, list) else value)
     if args.nuts_methods == FULL["nuts_methods"]:
-        same_as_auto = auto_strategy(build_model("co2").state_dim, args.nuts_T)
+        same_as_auto = auto_strategy(build_model(args.nuts_model).state_dim, args.nuts_T)
         args.nuts_methods = [
             m
             for m in METHODS
@@ -917,7 +920,7 @@ def main(argv=None) -> None:
         dynamax=f"dynamax {dynamax_note}" if ok else dynamax_note,
         quick=args.quick,
         grid=(
-            f"models {args.models}, T in {args.T}; NUTS co2 T={args.nuts_T} "
+            f"models {args.models}, T in {args.T}; NUTS {args.nuts_model} T={args.nuts_T} "
             f"({args.num_warmup} + {args.num_samples}) with {args.nuts_methods}"
             + (" (--quick)" if args.quick else "")
         ),
@@ -935,7 +938,8 @@ def main(argv=None) -> None:
     print(json.dumps(meta), flush=True)
     out_dir = pathlib.Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
-    stem = out_dir / f"sts_{meta['backend']}{'_quick' if args.quick else ''}"
+    suffix = ("_quick" if args.quick else "") + (f"_{args.suffix}" if args.suffix else "")
+    stem = out_dir / f"sts_{meta['backend']}{suffix}"
     result = {"likelihood": [], "nuts": [], "extrapolated": [], "findings": []}
     start = time.perf_counter()
 

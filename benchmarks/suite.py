@@ -313,11 +313,13 @@ def main(argv=None) -> None:
     )
     if meta["backend"] == "cpu" and any(r["capability"].endswith("sharded") for r in rows):
         meta["note"] = (
-            f"Sharded rows on forced CPU devices ran with MALLOC_ARENA_MAX="
-            f"{meta['malloc_arena_max'] or 'unset'}: with glibc's default per-thread malloc "
-            "arenas the eight device threads keep returning and re-faulting their buffers, "
-            "and the sharded row took 11.7 s instead of 7.1 s (steady state, after the "
-            "one-device row; the one-device row is unaffected)."
+            f"Sharded rows on forced CPU devices (MALLOC_ARENA_MAX="
+            f"{meta['malloc_arena_max'] or 'unset'} here): the eight device threads share the "
+            "cores, and the sharded call's time depends on the process's allocator state. "
+            "Measured at T = 10^6: 7.0-7.2 s against 4.9-5.0 s for one device in a fresh "
+            "process with MALLOC_ARENA_MAX=2, 8.8 s against 7.1 s with `--only sharded`, "
+            "11-12 s with glibc's default malloc arenas or after the other rows of the suite "
+            "(the one-device row varies far less)."
         )
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

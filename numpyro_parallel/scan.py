@@ -33,9 +33,9 @@ from numpyro_parallel.strategy import (
     resolve_strategy,
 )
 
-# `sharded_prefix`, `prefix_before_shard`, `reduce_elements`, `from_previous_shard`,
-# `pad_time` and `shard_time` are the building blocks of the families' `Sharded()` paths
-# (used inside the package, not public API).
+# `sharded_prefix`, `sharded_suffix`, `prefix_before_shard`, `reduce_elements`,
+# `from_previous_shard`, `pad_time` and `shard_time` are the building blocks of the families'
+# `Sharded()` paths (used inside the package, not public API).
 __all__ = ["affine_recursion", "associative_scan"]
 
 
@@ -146,6 +146,25 @@ def sharded_prefix(combine, local_elements, strategy: Sharded):
     return jax.tree_util.tree_map(lambda a, b: jnp.where(index == 0, a, b), local, fixed)
 
 
+def sharded_suffix(combine, local_elements, strategy: Sharded):
+    """Inside `jax.shard_map`: every global suffix combination of the local chunk (the reverse
+    of `sharded_prefix`, later elements first) without moving the chunks: a local reverse
+    ``inner`` scan, one `lax.all_gather` of the P chunk totals, the combination of the totals
+    of the devices after this one, a local fix-up. (A global flip would send every chunk to
+    the mirror device: an exchange of the whole series.)"""
+    axis, num_shards = strategy.axis_name, strategy.num_shards
+    local = associative_scan(combine, local_elements, strategy=strategy.inner, reverse=True)
+    total = jax.tree_util.tree_map(lambda x: x[0], local)
+    totals = jax.tree_util.tree_map(lambda x: jnp.flip(lax.all_gather(x, axis), 0), total)
+    carries = _sequential_scan(combine, totals) if num_shards > 1 else totals
+    index = lax.axis_index(axis)
+    # carries[k] combines devices P-1 .. P-1-k; the devices after `index` are k = P-2-index.
+    carry = jax.tree_util.tree_map(lambda x: x[jnp.maximum(num_shards - 2 - index, 0)], carries)
+    fixed = jax.vmap(combine, (None, 0))(carry, local)
+    last = index == num_shards - 1
+    return jax.tree_util.tree_map(lambda a, b: jnp.where(last, a, b), local, fixed)
+
+
 def from_previous_shard(x: Any, strategy: Sharded) -> Any:
     """Inside `jax.shard_map`: the previous device's ``x`` (zeros on the first device), one
     `lax.ppermute` of a single element — for the time shifts ``x[t-1]`` at chunk edges."""
@@ -153,12 +172,18 @@ def from_previous_shard(x: Any, strategy: Sharded) -> Any:
     return jax.tree_util.tree_map(lambda a: lax.ppermute(a, strategy.axis_name, pairs), x)
 
 
-def pad_time(tree: Any, num_steps: int, num_shards: int) -> Any:
+def pad_time(tree: Any, num_steps: int, num_shards: int, front: bool = False) -> Any:
     """Pad the time axis to a multiple of ``num_shards`` with copies of the last entry (no
-    prefix up to T - 1 depends on them; drop them from the outputs)."""
+    prefix up to T - 1 depends on them; drop them from the outputs), or with ``front`` with
+    copies of the first entry before it (for suffix scans: no suffix from step 0 on depends
+    on them)."""
     pad = -num_steps % num_shards
     if not pad:
         return tree
+    if front:
+        return jax.tree_util.tree_map(
+            lambda x: jnp.concatenate([jnp.repeat(x[:1], pad, axis=0), x]), tree
+        )
     return jax.tree_util.tree_map(
         lambda x: jnp.concatenate([x, jnp.repeat(x[-1:], pad, axis=0)]), tree
     )
@@ -179,12 +204,16 @@ def shard_time(fn: Callable, strategy: Sharded, out_specs: Any, in_specs: Any = 
     )  # fmt: skip
 
 
-def _sharded_scan(combine, elements, num_steps: int, strategy: Sharded):
-    """Two-level scan over the devices of ``strategy.mesh`` (see `sharded_prefix`)."""
-    elements = pad_time(elements, num_steps, strategy.num_shards)
+def _sharded_scan(combine, elements, num_steps: int, strategy: Sharded, reverse: bool = False):
+    """Two-level scan over the devices of ``strategy.mesh`` (`sharded_prefix`, or
+    `sharded_suffix` with ``reverse``: padded in front, each chunk stays on its device)."""
+    elements = pad_time(elements, num_steps, strategy.num_shards, front=reverse)
     spec = PartitionSpec(strategy.axis_name)
-    scan = shard_time(lambda e: sharded_prefix(combine, e, strategy), strategy, spec)
-    return jax.tree_util.tree_map(lambda x: x[:num_steps], scan(elements))
+    local_scan = sharded_suffix if reverse else sharded_prefix
+    scan = shard_time(lambda e: local_scan(combine, e, strategy), strategy, spec)
+    out = scan(elements)
+    start = -num_steps % strategy.num_shards if reverse else 0
+    return jax.tree_util.tree_map(lambda x: x[start : start + num_steps], out)
 
 
 def associative_scan[Elements](
@@ -229,6 +258,8 @@ def associative_scan[Elements](
     strategy = resolve_strategy(strategy, elements)
     if num_steps == 1 and not isinstance(strategy, Sharded):
         return elements
+    if reverse and isinstance(strategy, Sharded):
+        return _sharded_scan(combine, elements, num_steps, strategy, reverse=True)
     if reverse:
         # A suffix scan is a prefix scan of the reversed sequence with the same operator.
         flipped = jax.tree_util.tree_map(lambda x: jnp.flip(x, 0), elements)

@@ -47,7 +47,7 @@ from numpyro_parallel.strategy import Associative, Sequential, Sharded  # noqa: 
 
 DEVICE_COUNTS = (1, 2, 3, 8)
 BATCH_DEVICES = (8,)
-COMMUNICATION_FAMILIES = ("kalman", "hmm")
+COMMUNICATION_FAMILIES = ("kalman", "kalman_smoother", "hmm")
 
 
 def sharded(num_devices: int) -> Sharded:
@@ -219,8 +219,17 @@ def batched_outputs(num_series: int, sharded_batch: Sharded | None):
 
 def communication(family: str, num_steps: int, strategy) -> int:
     """Collective bytes of the compiled value-and-gradient of ``family``'s log-likelihood
-    (time-invariant parameters, broadcast inside, as `LinearGaussianSSM` and NUTS use it)."""
+    (time-invariant parameters, broadcast inside, as `LinearGaussianSSM` and NUTS use it),
+    or of the Kalman smoother's means."""
     rng = np.random.default_rng(8)
+    if family == "kalman_smoother":  # the smoothed means, filter and smoother in one shard_map
+        y = jnp.asarray(rng.normal(size=(num_steps, 1)))
+        ssm = LinearGaussianSSM(
+            jnp.zeros(2), jnp.eye(2), 0.8 * jnp.eye(2), jnp.eye(2), jnp.ones((1, 2)),
+            jnp.eye(1), num_steps=num_steps, strategy=strategy,
+        )  # fmt: skip
+        compiled = jax.jit(lambda y: ssm.smooth(y).mean).lower(y).compile()
+        return collective_bytes(compiled)
     if family == "kalman":
         y = jnp.asarray(rng.normal(size=(num_steps, 1)))
         theta = (jnp.asarray(0.8 * np.eye(2)), jnp.eye(2), jnp.ones((1, 2)))

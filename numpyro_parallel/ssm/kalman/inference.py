@@ -42,6 +42,7 @@ from numpyro_parallel.ssm.kalman.recursions import (
     predictive_terms,
     sequential_filter,
     sharded_filter,
+    sharded_smoother,
     shift_in,
     terms_from_innovations,
 )
@@ -153,6 +154,11 @@ def _prior_and_transitions(params: GaussianSSMParams):
     prior = (jnp.zeros_like(F[0]), params.initial_mean, _pad_width(params.initial_chol, width))
     transitions = (F, params.transition_offset, _pad_width(params.transition_chol, width))
     return prior, transitions
+
+
+def _observations(params: GaussianSSMParams, y):
+    """``(H, d, R factor, y)`` per step, before masking."""
+    return params.observation_matrix, params.observation_offset, params.observation_chol, y
 
 
 def _shifted_transitions(params: GaussianSSMParams):
@@ -290,12 +296,7 @@ def predicted_states(params: GaussianSSMParams, mean: jax.Array, chol: jax.Array
 @partial(jax.jit, static_argnames=("strategy",))
 def _filter(params, y, *, strategy) -> FilterResult:
     ok = finite_flag(params, y)
-    observations = (
-        params.observation_matrix,
-        params.observation_offset,
-        params.observation_chol,
-        y,
-    )
+    observations = _observations(params, y)
     if isinstance(strategy, Sharded):  # shifted and masked per device, inside the shard_map
         prior, transitions = _prior_and_transitions(params)
         mean, chol, terms, total = sharded_filter(prior, transitions, observations, strategy)
@@ -356,6 +357,11 @@ def kalman_smoother(
 
 @partial(jax.jit, static_argnames=("strategy",))
 def _smoother(params, y, *, strategy) -> SmootherResult:
+    if isinstance(strategy, Sharded):  # filter and smoother in one shard_map
+        prior, transitions = _prior_and_transitions(params)
+        mean, chol = sharded_smoother(prior, transitions, _observations(params, y), strategy)
+        ok = finite_flag(params, y)
+        return SmootherResult(nan_unless(ok, mean), nan_unless(ok, chol))
     filtered = _filter(params, y, strategy=strategy)
     elements = _smoother_elements(params, filtered)
     smoothed = associative_scan(smoother_combine, elements, strategy=strategy, reverse=True)

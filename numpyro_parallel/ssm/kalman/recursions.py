@@ -1,7 +1,8 @@
-"""The time recursions of the square-root Kalman filter that are not a single scan of
-filtering elements: the classical sequential filter (`Sequential()`) and the whole filter
-inside one `jax.shard_map` (`Sharded()`), plus the one-step-ahead predictive terms shared by
-every strategy.
+"""The time recursions of the Kalman filter that are not a single scan of filtering
+elements: the classical sequential square-root filter (`Sequential()`), the covariance-form
+log-likelihood (``Sequential(square_root=False)``), and the whole filter, and the filter
+with the smoother, inside one `jax.shard_map` (`Sharded()`); plus the one-step-ahead
+predictive terms shared by every strategy.
 
 References: Särkkä & García-Fernández (2021), "Temporal parallelization of Bayesian smoothers"
 (the elements and their combine); the two-level distributed scan of `numpyro_parallel.scan`.
@@ -10,6 +11,7 @@ References: Särkkä & García-Fernández (2021), "Temporal parallelization of B
 from __future__ import annotations
 
 import math
+from functools import partial
 
 import jax
 import jax.numpy as jnp
@@ -23,12 +25,16 @@ from numpyro_parallel.scan import (
     reduce_elements,
     shard_time,
     sharded_prefix,
+    sharded_suffix,
 )
 from numpyro_parallel.ssm.kalman.elements import (
+    SmootherElement,
     filter_combine,
     filter_prepare,
     filter_step,
     predict,
+    smoother_combine,
+    smoother_prepare,
 )
 from numpyro_parallel.strategy import Blocked, Sequential, Sharded
 
@@ -38,6 +44,7 @@ __all__ = [
     "predictive_terms",
     "sequential_filter",
     "sharded_filter",
+    "sharded_smoother",
     "shift_in",
     "terms_from_innovations",
 ]
@@ -168,6 +175,43 @@ def terms_from_innovations(residual, innovation_chol, num_missing):
     return terms + 0.5 * math.log(2 * math.pi) * num_missing
 
 
+def _filter_chunk(prior, transitions, observations, steps, *, num_steps, strategy: Sharded):
+    """Inside the `shard_map` of `sharded_filter`: this device's filtered ``(mean, chol)``,
+    predictive terms and the total log-likelihood (see `sharded_filter`)."""
+    axis = strategy.axis_name
+    index = jax.lax.axis_index(axis)
+    last = from_previous_shard(tuple(x[-1] for x in transitions), strategy)
+    before = tuple(jnp.where(index == 0, p, b) for p, b in zip(prior, last, strict=True))
+    H, d, chol_R, y, num_missing = mask_missing(*observations)
+    inputs = (*shift_in(before, transitions), H, d, chol_R, y)
+    elements = jax.vmap(filter_prepare)(*inputs)
+    if isinstance(strategy.inner, Sequential | Blocked):  # fold, then filter from the start
+        total = reduce_elements(filter_combine, elements, strategy.inner)
+        carry = prefix_before_shard(filter_combine, total, strategy)
+        out = sequential_filter(*inputs, start=(carry.b, carry.U))
+        mean, chol, residual, innovation_chol = out
+        terms = terms_from_innovations(residual, innovation_chol, num_missing)
+    else:
+        filtered = sharded_prefix(filter_combine, elements, strategy)
+        mean, chol = filtered.b, filtered.U
+        before = from_previous_shard((mean[-1], chol[-1]), strategy)
+        terms = predictive_terms(inputs, num_missing, (mean, chol), before)
+    total = jax.lax.psum(jnp.sum(jnp.where(steps < num_steps, terms, 0.0)), axis)
+    return mean, chol, terms, total
+
+
+def _run_sharded(local, prior, transitions, observations, strategy: Sharded, out_specs):
+    """``local(prior, transitions, observations, steps)`` in one `shard_map`, the time axis
+    padded at the end to a multiple of the device count and dropped again."""
+    num_steps = observations[-1].shape[0]
+    steps = jnp.arange(num_steps + (-num_steps % strategy.num_shards))
+    spec = PartitionSpec(strategy.axis_name)
+    run = shard_time(local, strategy, out_specs, in_specs=(PartitionSpec(), spec, spec, spec))
+    padded = pad_time((transitions, observations), num_steps, strategy.num_shards)
+    out = run(prior, *padded, steps)
+    return tuple(x[:num_steps] if s == spec else x for x, s in zip(out, out_specs, strict=True))
+
+
 def sharded_filter(prior, transitions, observations, strategy: Sharded):
     """The whole filter inside one `shard_map`: each device masks its missing values, prepares
     and scans its chunk (`sharded_prefix`) and computes its predictive terms, taking the
@@ -192,38 +236,40 @@ def sharded_filter(prior, transitions, observations, strategy: Sharded):
     Returns:
         ``(mean, chol, terms, log_likelihood)``.
     """
-    num_steps, axis = observations[-1].shape[0], strategy.axis_name
-    sequential_chunks = isinstance(strategy.inner, Sequential | Blocked)
-    steps = jnp.arange(num_steps + (-num_steps % strategy.num_shards))
+    local = partial(_filter_chunk, num_steps=observations[-1].shape[0], strategy=strategy)
+    spec = PartitionSpec(strategy.axis_name)
+    out_specs = (spec, spec, spec, PartitionSpec())
+    return _run_sharded(local, prior, transitions, observations, strategy, out_specs)
+
+
+def sharded_smoother(prior, transitions, observations, strategy: Sharded):
+    """The filter and the RTS smoother inside one `shard_map` (arguments as
+    `sharded_filter`): after its chunk of the filter, each device prepares the smoothing
+    elements of its own steps (row t of the transitions maps x_t to x_{t+1}: no shift), the
+    last step's element has ``E = 0`` (so nothing after it, the padding included, enters),
+    and `sharded_suffix` combines them. Communication: 2P elements and one state per device,
+    whatever T is.
+
+    Returns:
+        ``(mean, chol)`` of the smoothing distributions.
+    """
+    num_steps = observations[-1].shape[0]
 
     def local(prior, transitions, observations, steps):
-        index = jax.lax.axis_index(axis)
-        last = from_previous_shard(tuple(x[-1] for x in transitions), strategy)
-        before = tuple(jnp.where(index == 0, p, b) for p, b in zip(prior, last, strict=True))
-        H, d, chol_R, y, num_missing = mask_missing(*observations)
-        inputs = (*shift_in(before, transitions), H, d, chol_R, y)
-        elements = jax.vmap(filter_prepare)(*inputs)
-        if sequential_chunks:  # the chunk's total, then the sequential filter from its start
-            total = reduce_elements(filter_combine, elements, strategy.inner)
-            carry = prefix_before_shard(filter_combine, total, strategy)
-            out = sequential_filter(*inputs, start=(carry.b, carry.U))
-            mean, chol, residual, innovation_chol = out
-            terms = terms_from_innovations(residual, innovation_chol, num_missing)
-        else:
-            filtered = sharded_prefix(filter_combine, elements, strategy)
-            mean, chol = filtered.b, filtered.U
-            before = from_previous_shard((mean[-1], chol[-1]), strategy)
-            terms = predictive_terms(inputs, num_missing, (mean, chol), before)
-        total = jax.lax.psum(jnp.sum(jnp.where(steps < num_steps, terms, 0.0)), axis)
-        return mean, chol, terms, total
+        chunk = _filter_chunk(
+            prior, transitions, observations, steps, num_steps=num_steps, strategy=strategy
+        )
+        mean, chol = chunk[0], chunk[1]
+        elements = jax.vmap(smoother_prepare)(*transitions, mean, chol)
+        last = SmootherElement(jnp.zeros_like(chol), mean, chol)
+        at_end = steps == num_steps - 1
+        elements = jax.tree_util.tree_map(
+            lambda e, l: jnp.where(at_end.reshape(-1, *([1] * (e.ndim - 1))), l, e),
+            elements,
+            last,
+        )
+        smoothed = sharded_suffix(smoother_combine, elements, strategy)
+        return smoothed.g, smoothed.L
 
-    spec = PartitionSpec(axis)
-    run = shard_time(
-        local,
-        strategy,
-        (spec, spec, spec, PartitionSpec()),
-        in_specs=(PartitionSpec(), spec, spec, spec),
-    )
-    padded = pad_time((transitions, observations), num_steps, strategy.num_shards)
-    mean, chol, terms, total = run(prior, *padded, steps)
-    return mean[:num_steps], chol[:num_steps], terms[:num_steps], total
+    spec = PartitionSpec(strategy.axis_name)
+    return _run_sharded(local, prior, transitions, observations, strategy, (spec, spec))
