@@ -603,7 +603,7 @@ def extrapolated_nuts(likelihood: list[dict], nuts: list[dict], full_iterations:
                 "label": method_label(method, target, r["d"]),
                 "value_and_grad_from_T": r["T"],
                 "steps_per_iteration": steps,
-                "steps_from": ran[0]["label"],
+                "steps_from": f"{ran[0]['model']} NUTS run with {ran[0]['label']}",
                 "iterations": full_iterations,
                 "grad_compile_s": r["grad_compile_s"],
                 "value_and_grad_s": grad_s,
@@ -838,7 +838,7 @@ def write_markdown(path: pathlib.Path, meta: dict, result: dict) -> None:
             "Full NUTS on this model is too slow for a CPU benchmark run. Estimated wall time = "
             "gradient compile time + value-and-grad time × "
             f"{e0['steps_per_iteration']:.1f} leapfrog steps per iteration (the mean of the "
-            f"CO2 NUTS run with {e0['steps_from']}) × {e0['iterations']} iterations (200 "
+            f"{e0['steps_from']}) × {e0['iterations']} iterations (200 "
             "warmup + 200 samples).",
             "",
             "`value-and-grad from T`: the T it was measured at (scaled linearly to "
