@@ -33,9 +33,9 @@ from numpyro_parallel.strategy import (
     resolve_strategy,
 )
 
-# `sharded_prefix`, `sharded_suffix`, `prefix_before_shard`, `reduce_elements`,
-# `from_previous_shard`, `pad_time` and `shard_time` are the building blocks of the families'
-# `Sharded()` paths (used inside the package, not public API).
+# `sharded_prefix`, `prefix_before_shard`, `reduce_elements`,
+# `from_previous_shard`, `shift_in`, `pad_time`, `shard_time` and `run_sharded` are the
+# building blocks of the families' `Sharded()` paths (used inside the package, not public API).
 __all__ = ["affine_recursion", "associative_scan"]
 
 
@@ -123,46 +123,38 @@ def reduce_elements(combine, elements, strategy: Strategy):
     return _fold(combine, joined)
 
 
-def prefix_before_shard(combine, total, strategy: Sharded):
+def prefix_before_shard(combine, total, strategy: Sharded, reverse: bool = False):
     """Inside `jax.shard_map`: the combination of every device's ``total`` before this one
-    (one `lax.all_gather` of P elements, whatever T is); on the first device its own
-    ``total`` (callers ignore it there)."""
-    totals = jax.tree_util.tree_map(lambda x: lax.all_gather(x, strategy.axis_name), total)
-    carries = _sequential_scan(combine, totals) if strategy.num_shards > 1 else totals
-    index = lax.axis_index(strategy.axis_name)
-    return jax.tree_util.tree_map(lambda x: x[jnp.maximum(index - 1, 0)], carries)
+    (with ``reverse``: after it, later first), by one `lax.all_gather` of P elements, whatever
+    T is. On the first (last) device its own ``total``: callers ignore it there."""
+    axis, num_shards = strategy.axis_name, strategy.num_shards
+    totals = jax.tree_util.tree_map(lambda x: lax.all_gather(x, axis), total)
+    if reverse:  # a suffix over devices is a prefix over the devices in reverse order
+        totals = jax.tree_util.tree_map(lambda x: jnp.flip(x, 0), totals)
+    carries = _sequential_scan(combine, totals) if num_shards > 1 else totals
+    index = lax.axis_index(axis)
+    # carries[k] combines the first k + 1 devices in scan order; this device is number
+    # `position` in that order, so the ones before it are k = position - 1.
+    position = num_shards - 1 - index if reverse else index
+    return jax.tree_util.tree_map(lambda x: x[jnp.maximum(position - 1, 0)], carries)
 
 
-def sharded_prefix(combine, local_elements, strategy: Sharded):
+def sharded_prefix(combine, local_elements, strategy: Sharded, reverse: bool = False):
     """Inside `jax.shard_map` over ``strategy.axis_name``: every global prefix of the local
     chunk. An ``inner`` scan of the chunk, one `lax.all_gather` of the per-device totals
     (P elements, whatever T is), the prefix of the totals before this device, a local fix-up.
+
+    With ``reverse`` the suffixes (later elements first), with the chunks left where they
+    are: a local reverse scan and the totals of the devices after this one. (A global flip
+    would send every chunk to the mirror device: an exchange of the whole series.)
     """
-    local = associative_scan(combine, local_elements, strategy=strategy.inner)
-    total = jax.tree_util.tree_map(lambda x: x[-1], local)
-    carry = prefix_before_shard(combine, total, strategy)
+    local = associative_scan(combine, local_elements, strategy=strategy.inner, reverse=reverse)
+    total = jax.tree_util.tree_map(lambda x: x[0 if reverse else -1], local)
+    carry = prefix_before_shard(combine, total, strategy, reverse=reverse)
     fixed = jax.vmap(combine, (None, 0))(carry, local)
     index = lax.axis_index(strategy.axis_name)
-    return jax.tree_util.tree_map(lambda a, b: jnp.where(index == 0, a, b), local, fixed)
-
-
-def sharded_suffix(combine, local_elements, strategy: Sharded):
-    """Inside `jax.shard_map`: every global suffix combination of the local chunk (the reverse
-    of `sharded_prefix`, later elements first) without moving the chunks: a local reverse
-    ``inner`` scan, one `lax.all_gather` of the P chunk totals, the combination of the totals
-    of the devices after this one, a local fix-up. (A global flip would send every chunk to
-    the mirror device: an exchange of the whole series.)"""
-    axis, num_shards = strategy.axis_name, strategy.num_shards
-    local = associative_scan(combine, local_elements, strategy=strategy.inner, reverse=True)
-    total = jax.tree_util.tree_map(lambda x: x[0], local)
-    totals = jax.tree_util.tree_map(lambda x: jnp.flip(lax.all_gather(x, axis), 0), total)
-    carries = _sequential_scan(combine, totals) if num_shards > 1 else totals
-    index = lax.axis_index(axis)
-    # carries[k] combines devices P-1 .. P-1-k; the devices after `index` are k = P-2-index.
-    carry = jax.tree_util.tree_map(lambda x: x[jnp.maximum(num_shards - 2 - index, 0)], carries)
-    fixed = jax.vmap(combine, (None, 0))(carry, local)
-    last = index == num_shards - 1
-    return jax.tree_util.tree_map(lambda a, b: jnp.where(last, a, b), local, fixed)
+    first = index == (strategy.num_shards - 1 if reverse else 0)  # nothing comes before it
+    return jax.tree_util.tree_map(lambda a, b: jnp.where(first, a, b), local, fixed)
 
 
 def from_previous_shard(x: Any, strategy: Sharded) -> Any:
@@ -189,6 +181,27 @@ def pad_time(tree: Any, num_steps: int, num_shards: int, front: bool = False) ->
     )
 
 
+def shift_in(first, rows):
+    """Every array of ``rows`` shifted one step later in time: row t is ``rows[t - 1]`` and
+    row 0 is the matching entry of ``first`` (the prior for transitions into each step, the
+    previous chunk's last row on a device, the state before the first filtered one)."""
+    return tuple(jnp.concatenate([f[None], x[:-1]]) for f, x in zip(first, rows, strict=True))
+
+
+def run_sharded(local: Callable, replicated: Any, per_step: tuple, strategy: Sharded, out_specs):
+    """``local(replicated, *per_step, steps)`` in one `shard_map`: the ``per_step`` pytrees
+    padded at the end to a multiple of the device count (`pad_time`) and split along time,
+    ``replicated`` on every device, ``steps`` each local step's global index. Outputs whose
+    spec in the tuple ``out_specs`` is the time axis are cut back to T."""
+    num_steps = jax.tree_util.tree_leaves(per_step)[0].shape[0]
+    steps = jnp.arange(num_steps + (-num_steps % strategy.num_shards))
+    spec = PartitionSpec(strategy.axis_name)
+    in_specs = (PartitionSpec(), *(spec,) * len(per_step), spec)
+    run = shard_time(local, strategy, out_specs, in_specs=in_specs)
+    out = run(replicated, *pad_time(per_step, num_steps, strategy.num_shards), steps)
+    return tuple(x[:num_steps] if s == spec else x for x, s in zip(out, out_specs, strict=True))
+
+
 def shard_time(fn: Callable, strategy: Sharded, out_specs: Any, in_specs: Any = None) -> Callable:
     """`jax.shard_map` of ``fn`` over ``strategy``'s mesh, every input split along time
     unless ``in_specs`` says otherwise.
@@ -205,12 +218,11 @@ def shard_time(fn: Callable, strategy: Sharded, out_specs: Any, in_specs: Any = 
 
 
 def _sharded_scan(combine, elements, num_steps: int, strategy: Sharded, reverse: bool = False):
-    """Two-level scan over the devices of ``strategy.mesh`` (`sharded_prefix`, or
-    `sharded_suffix` with ``reverse``: padded in front, each chunk stays on its device)."""
+    """Two-level scan over the devices of ``strategy.mesh`` (`sharded_prefix`; with
+    ``reverse`` padded in front, each chunk stays on its device)."""
     elements = pad_time(elements, num_steps, strategy.num_shards, front=reverse)
     spec = PartitionSpec(strategy.axis_name)
-    local_scan = sharded_suffix if reverse else sharded_prefix
-    scan = shard_time(lambda e: local_scan(combine, e, strategy), strategy, spec)
+    scan = shard_time(lambda e: sharded_prefix(combine, e, strategy, reverse), strategy, spec)
     out = scan(elements)
     start = -num_steps % strategy.num_shards if reverse else 0
     return jax.tree_util.tree_map(lambda x: x[start : start + num_steps], out)

@@ -15,9 +15,9 @@ from numpyro_parallel._checks import concrete
 from numpyro_parallel.scan import (
     associative_scan,
     from_previous_shard,
-    pad_time,
-    shard_time,
+    run_sharded,
     sharded_prefix,
+    shift_in,
 )
 from numpyro_parallel.ssm.hmm.elements import (
     LogMatrix,
@@ -210,27 +210,22 @@ def sharded_log_likelihood(log_initial, log_transition, log_likelihoods, strateg
     """
     num_steps, num_states = log_likelihoods.shape
     axis = strategy.axis_name
-    steps = jnp.arange(num_steps + (-num_steps % strategy.num_shards))
 
     def local(log_initial, transitions, log_likelihoods, steps):
         before = from_previous_shard(transitions[-1], strategy)
-        into = jnp.concatenate([before[None], transitions[:-1]])  # row t: z_{t-1} -> z_t
+        (into,) = shift_in((before,), (transitions,))  # row t: z_{t-1} -> z_t
         matrices = into + log_likelihoods[:, None, :]
         first = jnp.broadcast_to(log_initial + log_likelihoods[0], (num_states, num_states))
-        is_first = (jax.lax.axis_index(axis) == 0) & (jnp.arange(steps.shape[0]) == 0)
-        matrices = jnp.where(is_first[:, None, None], first, matrices)
+        matrices = jnp.where((steps == 0)[:, None, None], first, matrices)
         elements = jax.vmap(normalize)(matrices, jnp.zeros(steps.shape, matrices.dtype))
         prefix = sharded_prefix(sum_product_combine, elements, strategy)
         log_evidence = jax.nn.logsumexp(prefix.log_matrix[:, 0, :], axis=-1) + prefix.log_scale
         mine = jnp.sum(jnp.where(steps == num_steps - 1, log_evidence, 0.0))
-        return jax.lax.psum(mine, axis)
+        return (jax.lax.psum(mine, axis),)
 
-    spec, replicated = PartitionSpec(axis), PartitionSpec()
-    run = shard_time(local, strategy, replicated, in_specs=(replicated, spec, spec, spec))
-    padded = pad_time(
-        (per_step(log_transition, num_steps), log_likelihoods), num_steps, strategy.num_shards
-    )
-    return run(log_initial, *padded, steps)
+    per_step_inputs = (per_step(log_transition, num_steps), log_likelihoods)
+    (value,) = run_sharded(local, log_initial, per_step_inputs, strategy, (PartitionSpec(),))
+    return value
 
 
 def reverse_sum_product(later: LogMatrix, earlier: LogMatrix) -> LogMatrix:

@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 
 from numpyro_parallel._checks import nan_unless
-from numpyro_parallel.scan import associative_scan
+from numpyro_parallel.scan import associative_scan, shift_in
 from numpyro_parallel.ssm.kalman.checks import check_params_and_y, finite_flag
 from numpyro_parallel.ssm.kalman.elements import (
     filter_combine,
@@ -43,7 +43,6 @@ from numpyro_parallel.ssm.kalman.recursions import (
     sequential_filter,
     sharded_filter,
     sharded_smoother,
-    shift_in,
     terms_from_innovations,
 )
 from numpyro_parallel.strategy import (

@@ -20,12 +20,11 @@ from jax.sharding import PartitionSpec
 from numpyro_parallel.linalg import mvn_logpdf_from_cholesky, tria
 from numpyro_parallel.scan import (
     from_previous_shard,
-    pad_time,
     prefix_before_shard,
     reduce_elements,
-    shard_time,
+    run_sharded,
     sharded_prefix,
-    sharded_suffix,
+    shift_in,
 )
 from numpyro_parallel.ssm.kalman.elements import (
     SmootherElement,
@@ -45,7 +44,6 @@ __all__ = [
     "sequential_filter",
     "sharded_filter",
     "sharded_smoother",
-    "shift_in",
     "terms_from_innovations",
 ]
 
@@ -73,13 +71,6 @@ def mask_missing(observation_matrix, observation_offset, observation_chol, y):
     chol_R = jax.lax.cond(jnp.all(observed), square, decouple, observation_chol)
     num_missing = jnp.sum(~observed, axis=-1)
     return H, d, chol_R, y, num_missing
-
-
-def shift_in(first, rows):
-    """Every array of ``rows`` shifted one step later in time: row t is ``rows[t - 1]`` and
-    row 0 is the matching entry of ``first`` (the prior for transitions into each step, the
-    previous chunk's last row on a device, the state before the first filtered one)."""
-    return tuple(jnp.concatenate([f[None], x[:-1]]) for f, x in zip(first, rows, strict=True))
 
 
 def sequential_filter(F_in, c_in, chol_in, H, d, chol_R, y, start=None):
@@ -200,18 +191,6 @@ def _filter_chunk(prior, transitions, observations, steps, *, num_steps, strateg
     return mean, chol, terms, total
 
 
-def _run_sharded(local, prior, transitions, observations, strategy: Sharded, out_specs):
-    """``local(prior, transitions, observations, steps)`` in one `shard_map`, the time axis
-    padded at the end to a multiple of the device count and dropped again."""
-    num_steps = observations[-1].shape[0]
-    steps = jnp.arange(num_steps + (-num_steps % strategy.num_shards))
-    spec = PartitionSpec(strategy.axis_name)
-    run = shard_time(local, strategy, out_specs, in_specs=(PartitionSpec(), spec, spec, spec))
-    padded = pad_time((transitions, observations), num_steps, strategy.num_shards)
-    out = run(prior, *padded, steps)
-    return tuple(x[:num_steps] if s == spec else x for x, s in zip(out, out_specs, strict=True))
-
-
 def sharded_filter(prior, transitions, observations, strategy: Sharded):
     """The whole filter inside one `shard_map`: each device masks its missing values, prepares
     and scans its chunk (`sharded_prefix`) and computes its predictive terms, taking the
@@ -239,7 +218,7 @@ def sharded_filter(prior, transitions, observations, strategy: Sharded):
     local = partial(_filter_chunk, num_steps=observations[-1].shape[0], strategy=strategy)
     spec = PartitionSpec(strategy.axis_name)
     out_specs = (spec, spec, spec, PartitionSpec())
-    return _run_sharded(local, prior, transitions, observations, strategy, out_specs)
+    return run_sharded(local, prior, (transitions, observations), strategy, out_specs)
 
 
 def sharded_smoother(prior, transitions, observations, strategy: Sharded):
@@ -247,8 +226,8 @@ def sharded_smoother(prior, transitions, observations, strategy: Sharded):
     `sharded_filter`): after its chunk of the filter, each device prepares the smoothing
     elements of its own steps (row t of the transitions maps x_t to x_{t+1}: no shift), the
     last step's element has ``E = 0`` (so nothing after it, the padding included, enters),
-    and `sharded_suffix` combines them. Communication: 2P elements and one state per device,
-    whatever T is.
+    and the suffix scan ``sharded_prefix(..., reverse=True)`` combines them. Communication:
+    2P elements and one state per device, whatever T is.
 
     Returns:
         ``(mean, chol)`` of the smoothing distributions.
@@ -268,8 +247,8 @@ def sharded_smoother(prior, transitions, observations, strategy: Sharded):
             elements,
             last,
         )
-        smoothed = sharded_suffix(smoother_combine, elements, strategy)
+        smoothed = sharded_prefix(smoother_combine, elements, strategy, reverse=True)
         return smoothed.g, smoothed.L
 
     spec = PartitionSpec(strategy.axis_name)
-    return _run_sharded(local, prior, transitions, observations, strategy, (spec, spec))
+    return run_sharded(local, prior, (transitions, observations), strategy, (spec, spec))
