@@ -34,7 +34,7 @@ from numpyro_parallel.strategy import (
 )
 
 # `sharded_prefix`, `prefix_before_shard`, `reduce_elements`,
-# `from_previous_shard`, `shift_in`, `pad_time`, `shard_time` and `run_sharded` are the
+# `from_adjacent_shard`, `shift_in`, `pad_time`, `shard_time` and `run_sharded` are the
 # building blocks of the families' `Sharded()` paths (used inside the package, not public API).
 __all__ = ["affine_recursion", "associative_scan"]
 
@@ -157,10 +157,13 @@ def sharded_prefix(combine, local_elements, strategy: Sharded, reverse: bool = F
     return jax.tree_util.tree_map(lambda a, b: jnp.where(first, a, b), local, fixed)
 
 
-def from_previous_shard(x: Any, strategy: Sharded) -> Any:
-    """Inside `jax.shard_map`: the previous device's ``x`` (zeros on the first device), one
-    `lax.ppermute` of a single element — for the time shifts ``x[t-1]`` at chunk edges."""
+def from_adjacent_shard(x: Any, strategy: Sharded, reverse: bool = False) -> Any:
+    """Inside `jax.shard_map`: the previous device's ``x`` (with ``reverse`` the next
+    device's; zeros on the first (last) device), one `lax.ppermute` of a single element —
+    for the time shifts ``x[t-1]`` (``x[t+1]``) at chunk edges."""
     pairs = [(i, i + 1) for i in range(strategy.num_shards - 1)]
+    if reverse:
+        pairs = [(j, i) for i, j in pairs]
     return jax.tree_util.tree_map(lambda a: lax.ppermute(a, strategy.axis_name, pairs), x)
 
 
@@ -343,23 +346,13 @@ def affine_recursion(
             f"`matrices` must have shape {expected} for offsets of shape {offsets.shape} "
             f"(diagonal={diagonal}); got {matrices.shape}."
         )
-    if reverse:
-        flipped = affine_recursion(
-            jnp.flip(matrices, 0),
-            jnp.flip(offsets, 0),
-            initial_state,
-            strategy=strategy,
-            diagonal=diagonal,
-        )
-        return jnp.flip(flipped, 0)
-    if diagonal:
-        b0 = matrices[0] * initial_state + offsets[0]
-        combine = _diagonal_affine_combine
-    else:
-        b0 = matrices[0] @ initial_state + offsets[0]
-        combine = affine_combine
-    # Fold x_0 into the first element so that the prefix offsets are the states themselves.
-    offsets = offsets.at[0].set(b0)
-    matrices = matrices.at[0].set(jnp.zeros_like(matrices[0]))
-    _, states = associative_scan(combine, (matrices, offsets), strategy=strategy)
+    combine = _diagonal_affine_combine if diagonal else affine_combine
+    apply = (lambda a, x: a * x) if diagonal else (lambda a, x: a @ x)
+    # Fold x_0 into the first element applied (the last row with ``reverse``) so that the
+    # prefix (suffix) offsets are the states themselves. A suffix of affine maps applies the
+    # later row first, which is the first argument of the reverse driver: the same combine.
+    first = -1 if reverse else 0
+    offsets = offsets.at[first].set(apply(matrices[first], initial_state) + offsets[first])
+    matrices = matrices.at[first].set(jnp.zeros_like(matrices[first]))
+    _, states = associative_scan(combine, (matrices, offsets), strategy=strategy, reverse=reverse)
     return states

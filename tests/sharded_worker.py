@@ -43,11 +43,16 @@ from numpyro_parallel.ssm import (  # noqa: E402
     kalman_sample_states,
     kalman_smoother,
 )
+from numpyro_parallel.ssm.hmm import hmm_sample_prior_states  # noqa: E402
 from numpyro_parallel.strategy import Associative, Sequential, Sharded  # noqa: E402
 
 DEVICE_COUNTS = (1, 2, 3, 8)
 BATCH_DEVICES = (8,)
-COMMUNICATION_FAMILIES = ("kalman", "kalman_smoother", "hmm")
+COMMUNICATION_FAMILIES = (
+    "kalman", "kalman_smoother", "kalman_sample_states", "hmm", "hmm_filter", "hmm_smoother",
+    "hmm_viterbi", "hmm_sample_states", "hmm_sample_prior_states", "affine_recursion",
+    "affine_recursion_reverse",
+)  # fmt: skip
 
 
 def sharded(num_devices: int) -> Sharded:
@@ -56,13 +61,17 @@ def sharded(num_devices: int) -> Sharded:
 
 
 def rel_diff(a, b) -> float:
-    """Largest ``|a - b|`` over every leaf, relative to the largest ``|b|`` (NaN-aware)."""
+    """Largest ``|a - b|`` over every leaf, relative to the largest finite ``|b|``; infinite if
+    the NaN or infinite entries of ``a`` and ``b`` differ."""
     worst = 0.0
     for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b), strict=True):
         x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
         if x.shape != y.shape or not np.array_equal(np.isnan(x), np.isnan(y)):
             return float("inf")
-        finite = ~np.isnan(y)
+        infinite = np.isinf(y)
+        if not np.array_equal(np.isinf(x), infinite) or np.any(x[infinite] != y[infinite]):
+            return float("inf")
+        finite = np.isfinite(y)
         if not finite.any():
             continue
         scale = max(float(np.max(np.abs(y[finite]))), 1e-300)
@@ -101,23 +110,37 @@ def kalman_outputs(params, y, strategy):
 
 def hmm_args(T: int, seed: int = 0):
     rng = np.random.default_rng(seed)
+    log_likelihoods = rng.normal(size=(T, 3))
+    if T > 2:
+        log_likelihoods[1, 0] = -np.inf  # a state ruled out at one step
     return (
         jnp.asarray(rng.normal(size=3)),
         jnp.asarray(rng.normal(size=(T, 3, 3))),
-        jnp.asarray(rng.normal(size=(T, 3))),
+        jnp.asarray(log_likelihoods),
     )
 
 
 def hmm_outputs(T: int, strategy, seed: int = 0):
     args = hmm_args(T, seed)
     loglik = lambda a: hmm_log_likelihood(*a, strategy=strategy)
+    # Data of probability zero: every state ruled out at the last step.
+    impossible = (*args[:2], args[2].at[-1].set(-jnp.inf))
+    viterbi = hmm_viterbi(*impossible, strategy=strategy)
     return {
         "hmm_filter": hmm_filter(*args, strategy=strategy),
         "hmm_log_likelihood": loglik(args),
         "hmm_smoother": hmm_smoother(*args, strategy=strategy),
         "hmm_viterbi": hmm_viterbi(*args, strategy=strategy).path,
         "hmm_sample_states": hmm_sample_states(jax.random.key(1), *args, (3,), strategy=strategy),
+        "hmm_sample_prior_states": hmm_sample_prior_states(
+            jax.random.key(2), args[0], args[1], T, (3,), strategy=strategy
+        ),
         "hmm_gradient": jax.grad(loglik)(args),
+        "hmm_impossible": (
+            hmm_filter(*impossible, strategy=strategy).log_likelihood_terms,
+            viterbi.log_joint,
+            viterbi.valid.astype(jnp.float64),
+        ),
     }
 
 
@@ -217,39 +240,54 @@ def batched_outputs(num_series: int, sharded_batch: Sharded | None):
     return {"nuts_batched_series": nuts_draws(model, y)}
 
 
-def communication(family: str, num_steps: int, strategy) -> int:
-    """Collective bytes of the compiled value-and-gradient of ``family``'s log-likelihood
-    (time-invariant parameters, broadcast inside, as `LinearGaussianSSM` and NUTS use it),
-    or of the Kalman smoother's means."""
+def _kalman_model(num_steps: int, strategy, F=None, Q=None, H=None) -> LinearGaussianSSM:
+    F = 0.8 * jnp.eye(2) if F is None else F
+    return LinearGaussianSSM(
+        jnp.zeros(2), jnp.eye(2), F, jnp.eye(2) if Q is None else Q,
+        jnp.ones((1, 2)) if H is None else H, jnp.eye(1), num_steps=num_steps, strategy=strategy,
+    )  # fmt: skip
+
+
+def _exchange_programs(num_steps: int, strategy):
+    """``{name: (function, arguments)}``: every sharded recursion as users call it —
+    log-likelihoods with their gradients (time-invariant parameters, broadcast inside, as
+    `LinearGaussianSSM`, `DiscreteHMM` and NUTS use them), filters, smoothers, Viterbi,
+    posterior and prior path samples, affine recursions forwards and backwards."""
     rng = np.random.default_rng(8)
-    if family == "kalman_smoother":  # the smoothed means, filter and smoother in one shard_map
-        y = jnp.asarray(rng.normal(size=(num_steps, 1)))
-        ssm = LinearGaussianSSM(
-            jnp.zeros(2), jnp.eye(2), 0.8 * jnp.eye(2), jnp.eye(2), jnp.ones((1, 2)),
-            jnp.eye(1), num_steps=num_steps, strategy=strategy,
-        )  # fmt: skip
-        compiled = jax.jit(lambda y: ssm.smooth(y).mean).lower(y).compile()
-        return collective_bytes(compiled)
-    if family == "kalman":
-        y = jnp.asarray(rng.normal(size=(num_steps, 1)))
-        theta = (jnp.asarray(0.8 * np.eye(2)), jnp.eye(2), jnp.ones((1, 2)))
+    y = jnp.asarray(rng.normal(size=(num_steps, 1)))
+    theta = (jnp.asarray(0.8 * np.eye(2)), jnp.eye(2), jnp.ones((1, 2)))
+    params = _kalman_model(num_steps, strategy).params
+    hmm = (jnp.zeros(3), jnp.eye(3), jnp.asarray(rng.normal(size=(num_steps, 3))))
+    affine = (jnp.full((num_steps, 2, 2), 0.4), jnp.ones((num_steps, 2)))
+    key = jax.random.key(0)
+    s = strategy
+    return {
+        "kalman": (
+            jax.value_and_grad(lambda t: _kalman_model(num_steps, s, *t).log_prob(y)), theta
+        ),
+        "kalman_smoother": (lambda y: _kalman_model(num_steps, s).smooth(y).mean, y),
+        "kalman_sample_states": (
+            lambda p: kalman_sample_states(key, p, y, (2,), strategy=s), params
+        ),
+        "hmm": (jax.value_and_grad(lambda a: hmm_log_likelihood(*a, strategy=s)), hmm),
+        "hmm_filter": (lambda a: hmm_filter(*a, strategy=s), hmm),
+        "hmm_smoother": (lambda a: hmm_smoother(*a, strategy=s), hmm),
+        "hmm_viterbi": (lambda a: hmm_viterbi(*a, strategy=s).path, hmm),
+        "hmm_sample_states": (lambda a: hmm_sample_states(key, *a, (3,), strategy=s), hmm),
+        "hmm_sample_prior_states": (
+            lambda a: hmm_sample_prior_states(key, a[0], a[1], num_steps, (3,), strategy=s), hmm
+        ),
+        "affine_recursion": (lambda a: affine_recursion(*a, jnp.ones(2), strategy=s), affine),
+        "affine_recursion_reverse": (
+            lambda a: affine_recursion(*a, jnp.ones(2), strategy=s, reverse=True), affine
+        ),
+    }  # fmt: skip
 
-        def loglik(theta):
-            F, Q, H = theta
-            ssm = LinearGaussianSSM(
-                jnp.zeros(2), jnp.eye(2), F, Q, H, jnp.eye(1), num_steps=num_steps,
-                strategy=strategy,
-            )  # fmt: skip
-            return ssm.log_prob(y)
-    else:
-        log_likelihoods = jnp.asarray(rng.normal(size=(num_steps, 3)))
-        theta = (jnp.zeros(3), jnp.eye(3))
 
-        def loglik(theta):
-            return hmm_log_likelihood(*theta, log_likelihoods, strategy=strategy)
-
-    compiled = jax.jit(jax.value_and_grad(loglik)).lower(theta).compile()
-    return collective_bytes(compiled)
+def communication(family: str, num_steps: int, strategy) -> int:
+    """Collective bytes of the compiled program of ``family`` (`_exchange_programs`)."""
+    function, args = _exchange_programs(num_steps, strategy)[family]
+    return collective_bytes(jax.jit(function).lower(args).compile())
 
 
 def inner_outputs(T: int, strategy):

@@ -23,6 +23,16 @@ import pytest
 
 from numpyro_parallel import Blocked, Sequential, Sharded
 from numpyro_parallel.scan import associative_scan
+from numpyro_parallel.ssm import (
+    LinearGaussianSSM,
+    hmm_filter,
+    hmm_log_likelihood,
+    hmm_sample_states,
+    hmm_smoother,
+    hmm_viterbi,
+    kalman_sample_states,
+)
+from numpyro_parallel.ssm.hmm import hmm_sample_prior_states
 from numpyro_parallel.strategy import as_strategy
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -30,9 +40,10 @@ WORKER = ROOT / "tests" / "sharded_worker.py"
 NAMES = (
     "kalman_filter", "kalman_smoother", "kalman_sample_states", "kalman_gradient",
     "hmm_filter", "hmm_log_likelihood", "hmm_smoother", "hmm_viterbi", "hmm_sample_states",
-    "hmm_gradient", "affine_recursion", "affine_recursion_reverse", "newton_states",
-    "nuts_lgssm", "nuts_discrete_hmm", "inner_associative_kalman_filter",
-    "inner_associative_kalman_smoother", "inner_associative_kalman_gradient",
+    "hmm_sample_prior_states", "hmm_gradient", "hmm_impossible", "affine_recursion",
+    "affine_recursion_reverse", "newton_states", "nuts_lgssm", "nuts_discrete_hmm",
+    "inner_associative_kalman_filter", "inner_associative_kalman_smoother",
+    "inner_associative_kalman_sample_states", "inner_associative_kalman_gradient",
 )  # fmt: skip
 
 
@@ -52,8 +63,8 @@ def run_worker(*args: str, devices: int = 8) -> str:
 @pytest.mark.slow
 def test_sharded_equals_single_device():
     # One worker run (its compilations take about two minutes) checks everything: every
-    # family's outputs and gradients, NUTS, a sharded batch of series and the volume of the
-    # Kalman log-likelihood's exchange. A single test, so that pytest-xdist runs it once.
+    # family's outputs and gradients, NUTS, a sharded batch of series and the volume of every
+    # sharded recursion's exchange. A single test, so that pytest-xdist runs it once.
     from tests.sharded_worker import BATCH_DEVICES, COMMUNICATION_FAMILIES, MATRIX
 
     results = json.loads(run_worker().strip().splitlines()[-1])
@@ -68,10 +79,11 @@ def test_sharded_equals_single_device():
     for key in expected:
         assert key in results, key
         assert results[key] <= 1e-10, (key, results[key])
-    # The compiled value-and-gradient's collectives (read from the HLO) move the same volume
-    # at T = 64 and T = 640 on 8 devices: P elements and one state per device. Any exchange
-    # growing with T would make the relative growth about 9; XLA's partitioner may add or drop
-    # a one-byte predicate reduction between the two programs (seen: +1 byte of ~1.5 KB).
+    # The compiled programs' collectives (read from the HLO) move the same volume at T = 64
+    # and T = 640 on 8 devices, for every recursion and the log-likelihoods' gradients: P
+    # elements and a few single steps per device. Any exchange growing with T would make the
+    # relative growth about 9; XLA's partitioner may add or drop a one-byte predicate
+    # reduction between the two programs (seen: +1 byte of ~1.5 KB).
     for family in COMMUNICATION_FAMILIES:
         key = f"{family}_collective_bytes_growth/T=64..640/devices=8"
         assert results[key] <= 0.01, (key, results[key])
@@ -99,6 +111,72 @@ def test_one_device_sharded_scan_equals_sequential():
         ref = associative_scan(combine, (a, b), strategy=Sequential(), reverse=reverse)
         for x, y in zip(ours, ref, strict=True):
             assert jnp.allclose(x, y, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [jnp.float64, jnp.float32])
+def test_one_device_sharded_hmm_equals_sequential(dtype):
+    # The shard_map programs of every HMM recursion on this process's one device: the same
+    # results as Sequential() (the same Gumbel noise, so the same paths), float32 included.
+    rng = np.random.default_rng(3)
+    log_likelihoods = rng.normal(size=(11, 3))
+    log_likelihoods[4, 1] = -np.inf
+    args = tuple(
+        jnp.asarray(x, dtype)
+        for x in (rng.normal(size=3), rng.normal(size=(3, 3)), log_likelihoods)
+    )
+    key = jax.random.key(4)
+    tol = 1e-12 if dtype == jnp.float64 else 1e-5
+
+    def outputs(strategy):
+        return (
+            hmm_filter(*args, strategy=strategy),
+            hmm_smoother(*args, strategy=strategy),
+            hmm_log_likelihood(*args, strategy=strategy),
+            hmm_viterbi(*args, strategy=strategy),
+            hmm_sample_states(key, *args, (4,), strategy=strategy),
+            hmm_sample_prior_states(key, args[0], args[1], 11, (4,), strategy=strategy),
+        )
+
+    ours, ref = (
+        jax.tree_util.tree_leaves(outputs(Sharded())),
+        jax.tree_util.tree_leaves(outputs(Sequential())),
+    )
+    for x, y in zip(ours, ref, strict=True):
+        assert x.dtype == y.dtype
+        np.testing.assert_allclose(x, y, rtol=tol, atol=tol)
+
+
+def test_one_device_sharded_hmm_reports_impossible_data_and_nan():
+    # Data of probability zero: -inf log-likelihood, invalid Viterbi path, a warning outside
+    # jit, as with the other strategies; a NaN input under jit gives NaN, not a number.
+    args = (jnp.zeros(2), jnp.zeros((2, 2)), jnp.zeros((6, 2)).at[3].set(-jnp.inf))
+    assert hmm_log_likelihood(*args, strategy=Sharded()) == -jnp.inf
+    with pytest.warns(RuntimeWarning, match="no state path has positive probability"):
+        result = hmm_viterbi(*args, strategy=Sharded())
+    assert not result.valid and result.log_joint == -jnp.inf
+    with pytest.warns(RuntimeWarning, match="no state path has positive probability"):
+        hmm_sample_states(jax.random.key(0), *args, (2,), strategy=Sharded())
+    nan_args = (jnp.zeros(2), jnp.zeros((2, 2)), jnp.zeros((6, 2)))
+    smoothed = jax.jit(
+        lambda ll: hmm_smoother(nan_args[0], nan_args[1], ll, strategy=Sharded()).smoothed_probs
+    )(nan_args[2].at[2, 0].set(jnp.nan))
+    assert jnp.all(jnp.isnan(smoothed))
+
+
+def test_one_device_sharded_kalman_sampler_equals_sequential():
+    # The filter, smoother elements and backward sampling in one shard_map: the same draws
+    # as Sequential() for the same key, with a missing observation.
+    rng = np.random.default_rng(5)
+    ssm = LinearGaussianSSM(
+        jnp.zeros(2), jnp.eye(2), 0.9 * jnp.eye(2), 0.2 * jnp.eye(2),
+        jnp.asarray(rng.normal(size=(1, 2))), jnp.eye(1), num_steps=9,
+    )  # fmt: skip
+    y = jnp.asarray(rng.normal(size=(9, 1))).at[3].set(jnp.nan)
+    key = jax.random.key(6)
+    ours = kalman_sample_states(key, ssm.params, y, (3,), strategy=Sharded())
+    ref = kalman_sample_states(key, ssm.params, y, (3,), strategy=Sequential())
+    assert ours.shape == (3, 9, 2)
+    np.testing.assert_allclose(ours, ref, rtol=1e-10, atol=1e-12)
 
 
 def test_sharded_arguments_are_checked():

@@ -9,22 +9,10 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import PartitionSpec
 
 from numpyro_parallel._checks import concrete
-from numpyro_parallel.scan import (
-    associative_scan,
-    from_previous_shard,
-    run_sharded,
-    sharded_prefix,
-    shift_in,
-)
-from numpyro_parallel.ssm.hmm.elements import (
-    LogMatrix,
-    forward_elements,
-    normalize,
-    sum_product_combine,
-)
+from numpyro_parallel.scan import associative_scan, shift_in
+from numpyro_parallel.ssm.hmm.elements import LogMatrix, forward_elements, sum_product_combine
 from numpyro_parallel.strategy import (
     Associative,
     Blocked,
@@ -45,7 +33,7 @@ __all__ = [
     "resolve_mode",
     "reverse_sum_product",
     "scaled_block_size",
-    "sharded_log_likelihood",
+    "step_terms",
     "uses_elements",
 ]
 
@@ -200,32 +188,12 @@ def forward_scan(log_initial, log_transition, log_likelihoods, strategy):
     return elements, associative_scan(sum_product_combine, elements, strategy=strategy)
 
 
-def sharded_log_likelihood(log_initial, log_transition, log_likelihoods, strategy: Sharded):
-    """``log p(y_{0:T-1})`` with the whole forward pass inside one `shard_map`.
-
-    Each device builds the elements of its chunk, taking the transition into its first step
-    from the previous device (one `ppermute`), runs the two-level scan (`sharded_prefix`) and
-    contributes ``log p(y_{0:T-1})`` if it holds step T - 1 (one `psum`): the exchange is P
-    elements whatever T is, gradients included.
-    """
-    num_steps, num_states = log_likelihoods.shape
-    axis = strategy.axis_name
-
-    def local(log_initial, transitions, log_likelihoods, steps):
-        before = from_previous_shard(transitions[-1], strategy)
-        (into,) = shift_in((before,), (transitions,))  # row t: z_{t-1} -> z_t
-        matrices = into + log_likelihoods[:, None, :]
-        first = jnp.broadcast_to(log_initial + log_likelihoods[0], (num_states, num_states))
-        matrices = jnp.where((steps == 0)[:, None, None], first, matrices)
-        elements = jax.vmap(normalize)(matrices, jnp.zeros(steps.shape, matrices.dtype))
-        prefix = sharded_prefix(sum_product_combine, elements, strategy)
-        log_evidence = jax.nn.logsumexp(prefix.log_matrix[:, 0, :], axis=-1) + prefix.log_scale
-        mine = jnp.sum(jnp.where(steps == num_steps - 1, log_evidence, 0.0))
-        return (jax.lax.psum(mine, axis),)
-
-    per_step_inputs = (per_step(log_transition, num_steps), log_likelihoods)
-    (value,) = run_sharded(local, log_initial, per_step_inputs, strategy, (PartitionSpec(),))
-    return value
+def step_terms(log_evidence: jax.Array, before: jax.Array) -> jax.Array:
+    """``log p(y_t | y_{0:t-1})`` from the running ``log p(y_{0:t})`` (leading time axis);
+    ``before`` is the value before the first row (0 at the start of the series). After an
+    impossible step every later term is ``-inf`` too (not ``-inf - -inf = NaN``)."""
+    (previous,) = shift_in((before,), (log_evidence,))
+    return jnp.where(jnp.isneginf(previous), -jnp.inf, log_evidence - previous)
 
 
 def reverse_sum_product(later: LogMatrix, earlier: LogMatrix) -> LogMatrix:

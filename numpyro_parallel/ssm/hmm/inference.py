@@ -46,7 +46,7 @@ from numpyro_parallel.ssm.hmm.common import (
     resolve_mode,
     reverse_sum_product,
     scaled_block_size,
-    sharded_log_likelihood,
+    step_terms,
     uses_elements,
 )
 from numpyro_parallel.ssm.hmm.elements import (
@@ -59,6 +59,11 @@ from numpyro_parallel.ssm.hmm.paths import (
     hmm_sample_prior_states,
     hmm_sample_states,
     hmm_viterbi,
+)
+from numpyro_parallel.ssm.hmm.sharded import (
+    sharded_filter,
+    sharded_log_likelihood,
+    sharded_smoother,
 )
 from numpyro_parallel.strategy import Sharded, StrategyLike
 
@@ -108,9 +113,8 @@ def _forward_terms(prefix):
     """Filtered probabilities and per-step terms from the forward prefix products."""
     log_alpha = prefix.log_matrix[:, 0, :]
     log_evidence = jax.nn.logsumexp(log_alpha, axis=-1) + prefix.log_scale
-    # After an impossible step every later term is -inf too (not -inf - -inf = NaN).
-    steps = jnp.where(jnp.isneginf(log_evidence[:-1]), -jnp.inf, jnp.diff(log_evidence))
-    return jax.nn.softmax(log_alpha, axis=-1), jnp.concatenate([log_evidence[:1], steps])
+    terms = step_terms(log_evidence, jnp.zeros_like(log_evidence[0]))
+    return jax.nn.softmax(log_alpha, axis=-1), terms
 
 
 def hmm_filter(
@@ -147,7 +151,9 @@ def hmm_filter(
 
 @partial(jax.jit, static_argnums=3)
 def _filter(log_initial, log_transition, log_likelihoods, strategy):
-    if uses_elements(strategy):
+    if isinstance(strategy, Sharded):  # the whole filter inside one shard_map
+        filtered, terms = sharded_filter(log_initial, log_transition, log_likelihoods, strategy)
+    elif uses_elements(strategy):
         _, prefix = forward_scan(log_initial, log_transition, log_likelihoods, strategy)
         filtered, terms = _forward_terms(prefix)
     else:
@@ -255,7 +261,11 @@ def hmm_smoother(
 @partial(jax.jit, static_argnums=3)
 def _smoother(log_initial, log_transition, log_likelihoods, strategy):
     ok = inputs_ok(log_initial, log_transition, log_likelihoods)
-    if uses_elements(strategy):
+    if isinstance(strategy, Sharded):  # forward and backward passes in one shard_map
+        smoothed, filtered, terms = sharded_smoother(
+            log_initial, log_transition, log_likelihoods, strategy
+        )
+    elif uses_elements(strategy):
         elements, prefix = forward_scan(log_initial, log_transition, log_likelihoods, strategy)
         suffix = associative_scan(
             reverse_sum_product, backward_elements(elements), strategy=strategy, reverse=True

@@ -39,7 +39,12 @@ from numpyro_parallel.ssm.hmm.elements import (
     max_product_combine,
     safe_log,
 )
-from numpyro_parallel.strategy import StrategyLike
+from numpyro_parallel.ssm.hmm.sharded import (
+    sharded_sample_prior,
+    sharded_sample_states,
+    sharded_viterbi,
+)
+from numpyro_parallel.strategy import Sharded, StrategyLike
 
 __all__ = ["ViterbiResult", "hmm_sample_prior_states", "hmm_sample_states", "hmm_viterbi"]
 
@@ -106,6 +111,11 @@ def hmm_viterbi(
 
 @partial(jax.jit, static_argnums=3)
 def _viterbi(log_initial, log_transition, log_likelihoods, strategy):
+    ok = inputs_ok(log_initial, log_transition, log_likelihoods)
+    if isinstance(strategy, Sharded):  # forward scan and backtracking in one shard_map
+        path, log_joint = sharded_viterbi(log_initial, log_transition, log_likelihoods, strategy)
+        log_joint = nan_unless(ok, log_joint)
+        return ViterbiResult(path, log_joint, jnp.isfinite(log_joint))
     if uses_elements(strategy):
         log_transition = per_step(log_transition, log_likelihoods.shape[0])
         elements = forward_elements(log_initial, log_transition, log_likelihoods)
@@ -123,7 +133,6 @@ def _viterbi(log_initial, log_transition, log_likelihoods, strategy):
     pointers = jnp.argmax(scores, axis=1).astype(jnp.int32)
     last = jnp.full((1, num_states), jnp.argmax(delta[-1]), jnp.int32)
     path = _backtrack(jnp.concatenate([pointers, last], axis=0), strategy)
-    ok = inputs_ok(log_initial, log_transition, log_likelihoods)
     log_joint = nan_unless(ok, jnp.max(delta[-1]) + log_joint)
     return ViterbiResult(path, log_joint, jnp.isfinite(log_joint))
 
@@ -167,8 +176,29 @@ def hmm_sample_states(
     return paths
 
 
+def _gumbels(rng_key, num_samples: int, num_steps: int, num_states: int, dtype):
+    """``(T, S, K)`` standard Gumbel noise, one ``(T, K)`` draw per sample key (the same
+    numbers whichever strategy consumes them)."""
+    keys = jax.random.split(rng_key, num_samples)
+    draws = jax.vmap(lambda k: jax.random.gumbel(k, (num_steps, num_states), dtype))(keys)
+    return jnp.moveaxis(draws, 0, 1)
+
+
+def _paths(paths, sizes):
+    """``(T, S)`` paths as ``(*sample_shape, T)``."""
+    sample_shape, _ = sizes
+    return jnp.moveaxis(paths, 0, -1).reshape(*sample_shape, paths.shape[0])
+
+
 @partial(jax.jit, static_argnums=(4, 5))
 def _sample_states(rng_key, log_initial, log_transition, log_likelihoods, sizes, strategy):
+    num_steps, num_states = log_likelihoods.shape
+    gumbel = _gumbels(rng_key, sizes[1], num_steps, num_states, log_likelihoods.dtype)
+    ok = inputs_ok(log_initial, log_transition, log_likelihoods)
+    if isinstance(strategy, Sharded):  # filter and backward sampling in one shard_map
+        args = (log_initial, log_transition, log_likelihoods, gumbel, strategy)
+        paths, log_evidence = sharded_sample_states(*args)
+        return _paths(paths, sizes), ok & jnp.isfinite(log_evidence)
     if uses_elements(strategy):
         _, prefix = forward_scan(log_initial, log_transition, log_likelihoods, strategy)
         log_filtered = jax.nn.log_softmax(prefix.log_matrix[:, 0, :], axis=-1)
@@ -178,22 +208,18 @@ def _sample_states(rng_key, log_initial, log_transition, log_likelihoods, sizes,
         filtered, terms, _ = scaled_filter(log_initial, log_transition, log_likelihoods, block_size)
         log_filtered = safe_log(filtered)
         log_evidence = jnp.sum(terms)
-    valid = inputs_ok(log_initial, log_transition, log_likelihoods) & jnp.isfinite(log_evidence)
-    num_steps, num_states = log_filtered.shape
     log_transition = per_step(log_transition, num_steps)
     # conditional[t, i, j] = log p(z_t = i | z_{t+1} = j, y_{0:t}) up to a constant in i.
     conditional = log_filtered[:-1, :, None] + log_transition[:-1]
-    sample_shape, num_samples = sizes
 
-    def one_path(key):
-        gumbel = jax.random.gumbel(key, (num_steps, num_states), log_filtered.dtype)
+    def one_path(gumbel):
         maps = jnp.argmax(conditional + gumbel[:-1, :, None], axis=1).astype(jnp.int32)
         last = jnp.argmax(log_filtered[-1] + gumbel[-1]).astype(jnp.int32)
         last = jnp.full((1, num_states), last, jnp.int32)
         return _backtrack(jnp.concatenate([maps, last], axis=0), strategy)
 
-    paths = jax.vmap(one_path)(jax.random.split(rng_key, num_samples))
-    return paths.reshape(*sample_shape, num_steps), valid
+    paths = jax.vmap(one_path, in_axes=1, out_axes=1)(gumbel)
+    return _paths(paths, sizes), ok & jnp.isfinite(log_evidence)
 
 
 def hmm_sample_prior_states(
@@ -234,11 +260,12 @@ def hmm_sample_prior_states(
 
 @partial(jax.jit, static_argnums=(3, 4))
 def _sample_prior(rng_key, log_initial, log_transition, sizes, strategy):
-    sample_shape, num_samples = sizes
     num_steps, num_states = log_transition.shape[:2]
+    gumbel = _gumbels(rng_key, sizes[1], num_steps, num_states, log_initial.dtype)
+    if isinstance(strategy, Sharded):
+        return _paths(sharded_sample_prior(log_initial, log_transition, gumbel, strategy), sizes)
 
-    def one_path(key):
-        gumbel = jax.random.gumbel(key, (num_steps, num_states), log_initial.dtype)
+    def one_path(gumbel):
         first = jnp.argmax(log_initial + gumbel[0]).astype(jnp.int32)
         first = jnp.full((1, num_states), first, jnp.int32)
         # maps[t][i] = z_{t+1} given z_t = i.
@@ -246,5 +273,4 @@ def _sample_prior(rng_key, log_initial, log_transition, sizes, strategy):
         elements = jnp.concatenate([first, maps], axis=0)
         return associative_scan(compose_index_maps, elements, strategy=strategy)[:, 0]
 
-    paths = jax.vmap(one_path)(jax.random.split(rng_key, num_samples))
-    return paths.reshape(*sample_shape, num_steps)
+    return _paths(jax.vmap(one_path, in_axes=1, out_axes=1)(gumbel), sizes)

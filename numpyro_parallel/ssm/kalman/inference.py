@@ -41,10 +41,9 @@ from numpyro_parallel.ssm.kalman.recursions import (
     mask_missing,
     predictive_terms,
     sequential_filter,
-    sharded_filter,
-    sharded_smoother,
     terms_from_innovations,
 )
+from numpyro_parallel.ssm.kalman.sharded import sharded_filter, sharded_smoother
 from numpyro_parallel.strategy import (
     Associative,
     Blocked,

@@ -1,49 +1,29 @@
 """The time recursions of the Kalman filter that are not a single scan of filtering
-elements: the classical sequential square-root filter (`Sequential()`), the covariance-form
-log-likelihood (``Sequential(square_root=False)``), and the whole filter, and the filter
-with the smoother, inside one `jax.shard_map` (`Sharded()`); plus the one-step-ahead
-predictive terms shared by every strategy.
+elements: the classical sequential square-root filter (`Sequential()`) and the
+covariance-form log-likelihood (``Sequential(square_root=False)``); plus the masking of
+missing values and the one-step-ahead predictive terms shared by every strategy. The
+`Sharded()` recursions are in `numpyro_parallel.ssm.kalman.sharded`.
 
-References: Särkkä & García-Fernández (2021), "Temporal parallelization of Bayesian smoothers"
-(the elements and their combine); the two-level distributed scan of `numpyro_parallel.scan`.
+Reference: Särkkä & García-Fernández (2021), "Temporal parallelization of Bayesian smoothers"
+(the elements and their combine).
 """
 
 from __future__ import annotations
 
 import math
-from functools import partial
 
 import jax
 import jax.numpy as jnp
-from jax.sharding import PartitionSpec
 
 from numpyro_parallel.linalg import mvn_logpdf_from_cholesky, tria
-from numpyro_parallel.scan import (
-    from_previous_shard,
-    prefix_before_shard,
-    reduce_elements,
-    run_sharded,
-    sharded_prefix,
-    shift_in,
-)
-from numpyro_parallel.ssm.kalman.elements import (
-    SmootherElement,
-    filter_combine,
-    filter_prepare,
-    filter_step,
-    predict,
-    smoother_combine,
-    smoother_prepare,
-)
-from numpyro_parallel.strategy import Blocked, Sequential, Sharded
+from numpyro_parallel.scan import shift_in
+from numpyro_parallel.ssm.kalman.elements import filter_step, predict
 
 __all__ = [
     "covariance_filter_terms",
     "mask_missing",
     "predictive_terms",
     "sequential_filter",
-    "sharded_filter",
-    "sharded_smoother",
     "terms_from_innovations",
 ]
 
@@ -164,91 +144,3 @@ def terms_from_innovations(residual, innovation_chol, num_missing):
     unit-noise stand-ins taken out."""
     terms = mvn_logpdf_from_cholesky(residual, innovation_chol)
     return terms + 0.5 * math.log(2 * math.pi) * num_missing
-
-
-def _filter_chunk(prior, transitions, observations, steps, *, num_steps, strategy: Sharded):
-    """Inside the `shard_map` of `sharded_filter`: this device's filtered ``(mean, chol)``,
-    predictive terms and the total log-likelihood (see `sharded_filter`)."""
-    axis = strategy.axis_name
-    index = jax.lax.axis_index(axis)
-    last = from_previous_shard(tuple(x[-1] for x in transitions), strategy)
-    before = tuple(jnp.where(index == 0, p, b) for p, b in zip(prior, last, strict=True))
-    H, d, chol_R, y, num_missing = mask_missing(*observations)
-    inputs = (*shift_in(before, transitions), H, d, chol_R, y)
-    elements = jax.vmap(filter_prepare)(*inputs)
-    if isinstance(strategy.inner, Sequential | Blocked):  # fold, then filter from the start
-        total = reduce_elements(filter_combine, elements, strategy.inner)
-        carry = prefix_before_shard(filter_combine, total, strategy)
-        out = sequential_filter(*inputs, start=(carry.b, carry.U))
-        mean, chol, residual, innovation_chol = out
-        terms = terms_from_innovations(residual, innovation_chol, num_missing)
-    else:
-        filtered = sharded_prefix(filter_combine, elements, strategy)
-        mean, chol = filtered.b, filtered.U
-        before = from_previous_shard((mean[-1], chol[-1]), strategy)
-        terms = predictive_terms(inputs, num_missing, (mean, chol), before)
-    total = jax.lax.psum(jnp.sum(jnp.where(steps < num_steps, terms, 0.0)), axis)
-    return mean, chol, terms, total
-
-
-def sharded_filter(prior, transitions, observations, strategy: Sharded):
-    """The whole filter inside one `shard_map`: each device masks its missing values, prepares
-    and scans its chunk (`sharded_prefix`) and computes its predictive terms, taking the
-    filtered state before its chunk from the previous device (one `ppermute`); the
-    log-likelihood is one `psum`. Communication: P filtering elements and one state per
-    device, whatever T is.
-
-    With a CPU inner strategy (`Sequential` or `Blocked`) each device instead reduces its
-    chunk to one element (a fold: one combine per step), takes the prefix of the totals
-    before it and runs the sequential square-root filter (`filter_step`) over its chunk from
-    there: about one combine and one triangularisation per step, against three combines and
-    two triangularisations for the scan, fix-up and predictive terms. On accelerators
-    (`Associative` inner) the chunk is scanned in O(log T) depth as above.
-
-    Args:
-        prior: ``(0, m0, P0 factor)``, the "transition" into step 0.
-        transitions: ``(F, c, Q factor)`` per step (row t maps x_t to x_{t+1}); shifted by
-            one step inside, the row before each chunk taken from the previous device.
-        observations: ``(H, d, chol_R, y)`` before masking.
-        strategy: the `Sharded` strategy.
-
-    Returns:
-        ``(mean, chol, terms, log_likelihood)``.
-    """
-    local = partial(_filter_chunk, num_steps=observations[-1].shape[0], strategy=strategy)
-    spec = PartitionSpec(strategy.axis_name)
-    out_specs = (spec, spec, spec, PartitionSpec())
-    return run_sharded(local, prior, (transitions, observations), strategy, out_specs)
-
-
-def sharded_smoother(prior, transitions, observations, strategy: Sharded):
-    """The filter and the RTS smoother inside one `shard_map` (arguments as
-    `sharded_filter`): after its chunk of the filter, each device prepares the smoothing
-    elements of its own steps (row t of the transitions maps x_t to x_{t+1}: no shift), the
-    last step's element has ``E = 0`` (so nothing after it, the padding included, enters),
-    and the suffix scan ``sharded_prefix(..., reverse=True)`` combines them. Communication:
-    2P elements and one state per device, whatever T is.
-
-    Returns:
-        ``(mean, chol)`` of the smoothing distributions.
-    """
-    num_steps = observations[-1].shape[0]
-
-    def local(prior, transitions, observations, steps):
-        chunk = _filter_chunk(
-            prior, transitions, observations, steps, num_steps=num_steps, strategy=strategy
-        )
-        mean, chol = chunk[0], chunk[1]
-        elements = jax.vmap(smoother_prepare)(*transitions, mean, chol)
-        last = SmootherElement(jnp.zeros_like(chol), mean, chol)
-        at_end = steps == num_steps - 1
-        elements = jax.tree_util.tree_map(
-            lambda e, l: jnp.where(at_end.reshape(-1, *([1] * (e.ndim - 1))), l, e),
-            elements,
-            last,
-        )
-        smoothed = sharded_prefix(smoother_combine, elements, strategy, reverse=True)
-        return smoothed.g, smoothed.L
-
-    spec = PartitionSpec(strategy.axis_name)
-    return run_sharded(local, prior, (transitions, observations), strategy, (spec, spec))

@@ -15,16 +15,20 @@ from functools import partial
 import jax
 import jax.numpy as jnp
 
-from numpyro_parallel._checks import check_sample_shape
-from numpyro_parallel.scan import affine_recursion
+from numpyro_parallel._checks import check_sample_shape, nan_unless
+from numpyro_parallel.scan import affine_combine, associative_scan
+from numpyro_parallel.ssm.kalman.checks import finite_flag
 from numpyro_parallel.ssm.kalman.inference import (
     GaussianSSMParams,
     _filter,
+    _observations,
+    _prior_and_transitions,
     _smoother_elements,
     _validated,
     resolve_kalman_strategy,
 )
-from numpyro_parallel.strategy import StrategyLike
+from numpyro_parallel.ssm.kalman.sharded import sharded_sample_states
+from numpyro_parallel.strategy import Sharded, StrategyLike
 
 __all__ = ["kalman_sample_states"]
 
@@ -40,7 +44,8 @@ def kalman_sample_states(
     """Draw state trajectories from ``p(x_{0:T-1} | y)`` (forward-filter backward-sample).
 
     The backward pass ``x_t = E_t x_{t+1} + g_t + L_t eps_t`` is an affine recursion, solved
-    by the same scan driver, so sampling is parallel in time as well.
+    by the same scan driver for all draws at once, so sampling is parallel in time as well;
+    with `Sharded()` the filter and the backward pass run in one `jax.shard_map`.
 
     Args:
         rng_key: JAX PRNG key.
@@ -65,17 +70,19 @@ def kalman_sample_states(
 
 @partial(jax.jit, static_argnames=("sample_shape", "strategy"))
 def _sample(rng_key, params, y, sample_shape, *, strategy) -> jax.Array:
-    filtered = _filter(params, y, strategy=strategy)
-    elements = _smoother_elements(params, filtered)
-    num_steps, d = filtered.mean.shape
-    eps = jax.random.normal(rng_key, (*sample_shape, num_steps, d), filtered.mean.dtype)
-
-    def one(noise):
-        offsets = elements.g + jnp.einsum("tij,tj->ti", elements.L, noise)
-        # x_t = E_t x_{t+1} + g_t + L_t eps_t backwards from x_{T-1} (E_{T-1} = 0).
-        return affine_recursion(
-            elements.E, offsets, jnp.zeros_like(offsets[0]), strategy=strategy, reverse=True
-        )
-
-    flat = eps.reshape(-1, num_steps, d)
-    return jax.vmap(one)(flat).reshape(*sample_shape, num_steps, d)
+    num_steps, d = y.shape[0], params.initial_mean.shape[-1]
+    eps = jax.random.normal(rng_key, (*sample_shape, num_steps, d), y.dtype)
+    noise = jnp.moveaxis(eps.reshape(-1, num_steps, d), 0, -1)  # (T, d, S)
+    if isinstance(strategy, Sharded):  # filter, smoother elements and sampling in one shard_map
+        prior, transitions = _prior_and_transitions(params)
+        observations = _observations(params, y)
+        states = sharded_sample_states(prior, transitions, observations, noise, strategy)
+        states = nan_unless(finite_flag(params, y), states)
+    else:
+        elements = _smoother_elements(params, _filter(params, y, strategy=strategy))
+        # x_t = E_t x_{t+1} + g_t + L_t eps_t backwards from x_{T-1} (E_{T-1} = 0): one suffix
+        # scan of affine maps for all draws, the offsets as (d, S) matrices.
+        offsets = elements.g[..., None] + elements.L @ noise
+        maps = (elements.E, offsets)
+        states = associative_scan(affine_combine, maps, strategy=strategy, reverse=True)[1]
+    return jnp.moveaxis(states, -1, 0).reshape(*sample_shape, num_steps, d)
