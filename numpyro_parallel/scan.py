@@ -72,31 +72,50 @@ def _sequential_scan(combine, elements):
     return jax.tree_util.tree_map(lambda f, o: jnp.concatenate([f[None], o]), first, out)
 
 
-def _blocked_scan(combine, elements, num_steps: int, block_size: int):
-    """Sequential scans inside blocks (vmapped), a scan over block totals, one fix-up pass."""
+def _block_scans(combine, elements, num_steps: int, block_size: int):
+    """The first phase of the blocked scan: ``(local, tail)``, the prefixes inside each of
+    the T // B blocks, scanned side by side (vmapped), and the remaining elements."""
     num_blocks = num_steps // block_size
-    if num_blocks < 2:
-        return _sequential_scan(combine, elements)
     head = jax.tree_util.tree_map(
         lambda x: x[: num_blocks * block_size].reshape(num_blocks, block_size, *x.shape[1:]),
         elements,
     )
     local = jax.vmap(lambda e: _sequential_scan(combine, e))(head)
+    tail = jax.tree_util.tree_map(lambda x: x[num_blocks * block_size :], elements)
+    return local, tail
+
+
+def _blocked_fixup(combine, local, tail, start=None):
+    """The second phase: a scan over the block totals and one fix-up pass, then the
+    remaining elements. With ``start = (carry, use)`` every prefix is combined after
+    ``carry`` where the traced bool ``use`` holds (a device's chunk after the ones before it)."""
     totals = jax.tree_util.tree_map(lambda x: x[:-1, -1], local)
     carries = _sequential_scan(combine, totals)  # prefix over blocks 0..num_blocks-2
+    first = jax.tree_util.tree_map(lambda x: x[0], local)
+    if start is not None:
+        carry, use = start
+        after = jax.vmap(combine, (None, 0))
+        pick = lambda a, b: jax.tree_util.tree_map(lambda x, y: jnp.where(use, x, y), a, b)
+        carries = pick(after(carry, carries), carries)
+        first = pick(after(carry, first), first)
     fixed = jax.vmap(jax.vmap(combine, (None, 0)), (0, 0))(
         carries, jax.tree_util.tree_map(lambda x: x[1:], local)
     )
     out = jax.tree_util.tree_map(
-        lambda a, b: jnp.concatenate([a[:1], b]).reshape(-1, *a.shape[2:]), local, fixed
+        lambda a, b: jnp.concatenate([a[None], b]).reshape(-1, *a.shape[1:]), first, fixed
     )
-    remainder = num_steps - num_blocks * block_size
-    if remainder:
-        tail = jax.tree_util.tree_map(lambda x: x[num_blocks * block_size :], elements)
-        start = jax.tree_util.tree_map(lambda x: x[-1], out)
-        rest = _scan_from(combine, start, tail)
+    if jax.tree_util.tree_leaves(tail)[0].shape[0]:
+        last = jax.tree_util.tree_map(lambda x: x[-1], out)
+        rest = _scan_from(combine, last, tail)
         out = jax.tree_util.tree_map(lambda a, b: jnp.concatenate([a, b]), out, rest)
     return out
+
+
+def _blocked_scan(combine, elements, num_steps: int, block_size: int):
+    """Sequential scans inside blocks (vmapped), a scan over block totals, one fix-up pass."""
+    if num_steps // block_size < 2:
+        return _sequential_scan(combine, elements)
+    return _blocked_fixup(combine, *_block_scans(combine, elements, num_steps, block_size))
 
 
 def _fold(combine, elements):
@@ -143,17 +162,27 @@ def sharded_prefix(combine, local_elements, strategy: Sharded, reverse: bool = F
     """Inside `jax.shard_map` over ``strategy.axis_name``: every global prefix of the local
     chunk. An ``inner`` scan of the chunk, one `lax.all_gather` of the per-device totals
     (P elements, whatever T is), the prefix of the totals before this device, a local fix-up.
+    With a `Blocked` inner strategy the device's carry goes into the blocked scan's own
+    fix-up pass (no second pass): the work of the one-device blocked scan.
 
     With ``reverse`` the suffixes (later elements first), with the chunks left where they
     are: a local reverse scan and the totals of the devices after this one. (A global flip
     would send every chunk to the mirror device: an exchange of the whole series.)
     """
-    local = associative_scan(combine, local_elements, strategy=strategy.inner, reverse=reverse)
+    index = lax.axis_index(strategy.axis_name)
+    first = index == (strategy.num_shards - 1 if reverse else 0)  # nothing comes before it
+    inner, num_steps = strategy.inner, _num_steps(local_elements)
+    block_size = inner.size_for(num_steps) if isinstance(inner, Blocked) else num_steps
+    if not reverse and num_steps // block_size >= 2:
+        local, tail = _block_scans(combine, local_elements, num_steps, block_size)
+        totals = jax.tree_util.tree_map(lambda x: x[:, -1], local)
+        joined = jax.tree_util.tree_map(lambda a, b: jnp.concatenate([a, b]), totals, tail)
+        carry = prefix_before_shard(combine, _fold(combine, joined), strategy)
+        return _blocked_fixup(combine, local, tail, start=(carry, ~first))
+    local = associative_scan(combine, local_elements, strategy=inner, reverse=reverse)
     total = jax.tree_util.tree_map(lambda x: x[0 if reverse else -1], local)
     carry = prefix_before_shard(combine, total, strategy, reverse=reverse)
     fixed = jax.vmap(combine, (None, 0))(carry, local)
-    index = lax.axis_index(strategy.axis_name)
-    first = index == (strategy.num_shards - 1 if reverse else 0)  # nothing comes before it
     return jax.tree_util.tree_map(lambda a, b: jnp.where(first, a, b), local, fixed)
 
 

@@ -308,7 +308,8 @@ FAMILIES = {
 }
 # (T, devices, families): every family with T not divisible by the device count (13 on 8 and
 # on 3) and with T smaller than it (5 on 8); the families that compile fast on every device
-# count and on T = 64; the Kalman family (10 s of compilation per case) on T = 1 too.
+# count and on T = 64; the Kalman family (10 s of compilation per case) on T = 1 and on chunks
+# long enough for several blocks (T = 203) too.
 MATRIX = [
     (13, 8, ("kalman", "hmm", "affine", "newton", "inner")),
     (24, 8, ("nuts",)),
@@ -318,6 +319,9 @@ MATRIX = [
     (13, 1, ("hmm", "affine")),
     (1, 8, ("kalman", "hmm")),
     (64, 8, ("hmm", "affine")),
+    # Chunks of 25-26 steps: Blocked() chunk scans of three blocks and a remainder, the
+    # device's carry entering the blocked fix-up pass (the CPU path of "auto").
+    (203, 8, ("kalman", "affine")),
 ]
 
 

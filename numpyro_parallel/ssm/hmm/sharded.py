@@ -87,10 +87,8 @@ def sharded_log_likelihood(log_initial, log_transition, log_likelihoods, strateg
     num_steps = log_likelihoods.shape[0]
 
     def local(log_initial, transitions, log_likelihoods, steps):
-        elements = _elements(log_initial, transitions, log_likelihoods, steps, strategy)
-        prefix = sharded_prefix(sum_product_combine, elements, strategy)
-        log_evidence = jax.nn.logsumexp(prefix.log_matrix[:, 0, :], axis=-1) + prefix.log_scale
-        return (_at_step(log_evidence, steps, num_steps - 1, strategy),)
+        chunk = _filter_chunk(log_initial, transitions, log_likelihoods, steps, strategy)
+        return (_at_step(chunk[2], steps, num_steps - 1, strategy),)
 
     args = (log_initial, log_transition, num_steps, (log_likelihoods,), strategy)
     return _run(local, *args, (PartitionSpec(),))[0]

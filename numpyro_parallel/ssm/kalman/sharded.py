@@ -39,7 +39,7 @@ from numpyro_parallel.ssm.kalman.recursions import (
     sequential_filter,
     terms_from_innovations,
 )
-from numpyro_parallel.strategy import Blocked, Sequential, Sharded
+from numpyro_parallel.strategy import Sequential, Sharded
 
 __all__ = ["sharded_filter", "sharded_sample_states", "sharded_smoother"]
 
@@ -54,7 +54,7 @@ def _filter_chunk(prior, transitions, observations, steps, *, num_steps, strateg
     H, d, chol_R, y, num_missing = mask_missing(*observations)
     inputs = (*shift_in(before, transitions), H, d, chol_R, y)
     elements = jax.vmap(filter_prepare)(*inputs)
-    if isinstance(strategy.inner, Sequential | Blocked):  # fold, then filter from the start
+    if isinstance(strategy.inner, Sequential):  # fold, then filter from the start
         total = reduce_elements(filter_combine, elements, strategy.inner)
         carry = prefix_before_shard(filter_combine, total, strategy)
         out = sequential_filter(*inputs, start=(carry.b, carry.U))
@@ -76,12 +76,14 @@ def sharded_filter(prior, transitions, observations, strategy: Sharded):
     log-likelihood is one `psum`. Communication: P filtering elements and one state per
     device, whatever T is.
 
-    With a CPU inner strategy (`Sequential` or `Blocked`) each device instead reduces its
-    chunk to one element (a fold: one combine per step), takes the prefix of the totals
-    before it and runs the sequential square-root filter (`filter_step`) over its chunk from
-    there: about one combine and one triangularisation per step, against three combines and
-    two triangularisations for the scan, fix-up and predictive terms. On accelerators
-    (`Associative` inner) the chunk is scanned in O(log T) depth as above.
+    With a `Blocked` inner strategy (what ``"auto"`` gives on CPU devices for d < 4) the
+    device's carry enters the blocked scan's own fix-up pass (`sharded_prefix`): the work of
+    the one-device blocked filter, vectorised over blocks. With `Sequential` (``"auto"`` on
+    CPU devices for d >= 4) each device instead reduces its chunk to one element (a fold: one
+    combine per step), takes the prefix of the totals before it and runs the sequential
+    square-root filter (`filter_step`) over its chunk from there: about one combine and one
+    triangularisation per step. On accelerators (`Associative` inner) the chunk is scanned
+    in O(log T) depth.
 
     Args:
         prior: ``(0, m0, P0 factor)``, the "transition" into step 0.
