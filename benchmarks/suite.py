@@ -90,12 +90,15 @@ class Budget:
         return self.deadline - time.perf_counter()
 
 
-def timed_row(fn, args, budget: Budget, **row) -> dict:
-    """Compile and time ``fn(*args)``, or mark the row skipped when the budget is spent."""
+def timed_row(fn, args, budget: Budget, inspect=None, **row) -> dict:
+    """Compile and time ``fn(*args)``, or mark the row skipped when the budget is spent;
+    ``inspect(compiled)`` returns more fields of the row read from the compiled program."""
     if budget.left() <= 0:
         return {**row, "status": "skipped: budget spent"}
     try:
         compiled, compile_s = compile_fn(fn, *args)
+        if inspect is not None:
+            row.update(inspect(compiled))
         start = time.perf_counter()
         jax.block_until_ready(compiled(*args))
         first_s = run_s = time.perf_counter() - start
@@ -236,16 +239,19 @@ def _sharded_row(strategy, num_steps: int, budget: Budget, case: dict, method: s
     """A timed Kalman value-and-gradient row with the compiler's memory per device and the
     collectives' bytes (for `Sharded`, also at T / 10: the exchange must not shrink)."""
     make, args = kalman_case(2, num_steps)
-    row = timed_row(make(strategy), args, budget, **case, method=method)
-    if row["status"] == "ok":
-        compiled = jax.jit(make(strategy)).lower(*args).compile()
-        row["memory_per_device_bytes"] = memory_per_device(compiled)
-        row["collective_bytes"] = collective_bytes(compiled)
+
+    def inspect(compiled) -> dict:
+        stats = {
+            "memory_per_device_bytes": memory_per_device(compiled),
+            "collective_bytes": collective_bytes(compiled),
+        }
         if isinstance(strategy, Sharded):
             small, small_args = kalman_case(2, num_steps // 10)
             low = jax.jit(small(strategy)).lower(*small_args).compile()
-            row["collective_bytes_at_T_over_10"] = collective_bytes(low)
-    return row
+            stats["collective_bytes_at_T_over_10"] = collective_bytes(low)
+        return stats
+
+    return timed_row(make(strategy), args, budget, inspect=inspect, **case, method=method)
 
 
 def sharded_rows(num_steps: int, budget: Budget) -> list[dict]:

@@ -28,7 +28,6 @@ from numpyro_parallel.strategy import (
     Blocked,
     Sequential,
     Sharded,
-    Strategy,
     StrategyLike,
     resolve_strategy,
 )
@@ -118,28 +117,12 @@ def _blocked_scan(combine, elements, num_steps: int, block_size: int):
     return _blocked_fixup(combine, *_block_scans(combine, elements, num_steps, block_size))
 
 
-def _fold(combine, elements):
+def reduce_elements(combine, elements):
+    """The combination of all ``elements`` (the last prefix alone) by a sequential fold: one
+    combine per element and no stored prefixes. For the per-device totals of sharded scans."""
     first = jax.tree_util.tree_map(lambda x: x[0], elements)
     rest = jax.tree_util.tree_map(lambda x: x[1:], elements)
     return lax.scan(lambda carry, e: (combine(carry, e), None), first, rest)[0]
-
-
-def reduce_elements(combine, elements, strategy: Strategy):
-    """The combination of all ``elements`` (the last prefix alone), with a fold's work:
-    `Blocked` folds its blocks side by side and then the block totals, any other strategy
-    folds sequentially. For the per-device totals of a sharded scan on CPUs."""
-    num_steps = _num_steps(elements)
-    size = strategy.size_for(num_steps) if isinstance(strategy, Blocked) else num_steps
-    num_blocks = num_steps // size
-    if num_blocks < 2:
-        return _fold(combine, elements)
-    head = jax.tree_util.tree_map(
-        lambda x: x[: num_blocks * size].reshape(num_blocks, size, *x.shape[1:]), elements
-    )
-    totals = jax.vmap(lambda e: _fold(combine, e))(head)
-    tail = jax.tree_util.tree_map(lambda x: x[num_blocks * size :], elements)
-    joined = jax.tree_util.tree_map(lambda a, b: jnp.concatenate([a, b]), totals, tail)
-    return _fold(combine, joined)
 
 
 def prefix_before_shard(combine, total, strategy: Sharded, reverse: bool = False):
@@ -177,7 +160,7 @@ def sharded_prefix(combine, local_elements, strategy: Sharded, reverse: bool = F
         local, tail = _block_scans(combine, local_elements, num_steps, block_size)
         totals = jax.tree_util.tree_map(lambda x: x[:, -1], local)
         joined = jax.tree_util.tree_map(lambda a, b: jnp.concatenate([a, b]), totals, tail)
-        carry = prefix_before_shard(combine, _fold(combine, joined), strategy)
+        carry = prefix_before_shard(combine, reduce_elements(combine, joined), strategy)
         return _blocked_fixup(combine, local, tail, start=(carry, ~first))
     local = associative_scan(combine, local_elements, strategy=inner, reverse=reverse)
     total = jax.tree_util.tree_map(lambda x: x[0 if reverse else -1], local)

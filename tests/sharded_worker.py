@@ -291,11 +291,20 @@ def communication(family: str, num_steps: int, strategy) -> int:
 
 
 def inner_outputs(T: int, strategy):
-    # The Kalman family with `Associative()` chunk scans (the accelerator path: scan, one
-    # all-gather, fix-up); "auto" on CPU devices runs the fold-then-filter path instead.
-    if isinstance(strategy, Sharded):
-        strategy = dataclasses.replace(strategy, inner=Associative())
-    return {f"inner_associative_{k}": v for k, v in kalman_outputs(*lgssm(T), strategy).items()}
+    # The Kalman family with other chunk strategies than "auto" gives here (d = 3: Blocked(),
+    # the device's carry in the blocked fix-up): `Associative()` (the accelerator path: scan,
+    # one all-gather, fix-up) and `Sequential()` (what "auto" gives on CPU devices for d >= 4:
+    # fold, then the sequential filter from the prefix of the totals).
+    params, y = lgssm(T)
+    outputs = {}
+    for name, inner in (("associative", Associative()), ("sequential", Sequential())):
+        chunks = (
+            dataclasses.replace(strategy, inner=inner)
+            if isinstance(strategy, Sharded)
+            else strategy
+        )
+        outputs |= {f"inner_{name}_{k}": v for k, v in kalman_outputs(params, y, chunks).items()}
+    return outputs
 
 
 FAMILIES = {

@@ -44,6 +44,8 @@ NAMES = (
     "affine_recursion_reverse", "newton_states", "nuts_lgssm", "nuts_discrete_hmm",
     "inner_associative_kalman_filter", "inner_associative_kalman_smoother",
     "inner_associative_kalman_sample_states", "inner_associative_kalman_gradient",
+    "inner_sequential_kalman_filter", "inner_sequential_kalman_smoother",
+    "inner_sequential_kalman_sample_states", "inner_sequential_kalman_gradient",
 )  # fmt: skip
 
 

@@ -55,7 +55,7 @@ def _filter_chunk(prior, transitions, observations, steps, *, num_steps, strateg
     inputs = (*shift_in(before, transitions), H, d, chol_R, y)
     elements = jax.vmap(filter_prepare)(*inputs)
     if isinstance(strategy.inner, Sequential):  # fold, then filter from the start
-        total = reduce_elements(filter_combine, elements, strategy.inner)
+        total = reduce_elements(filter_combine, elements)
         carry = prefix_before_shard(filter_combine, total, strategy)
         out = sequential_filter(*inputs, start=(carry.b, carry.U))
         mean, chol, residual, innovation_chol = out
