@@ -16,6 +16,7 @@ element is the first argument, as in `jax.lax.associative_scan(..., reverse=True
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import jax
@@ -32,10 +33,21 @@ from numpyro_parallel.strategy import (
     resolve_strategy,
 )
 
-# `sharded_prefix`, `prefix_before_shard`, `reduce_elements`,
-# `from_adjacent_shard`, `shift_in`, `pad_time`, `shard_time` and `run_sharded` are the
-# building blocks of the families' `Sharded()` paths (used inside the package, not public API).
+# `sharded_prefix`, `prefix_before_shard`, `reduce_elements`, `from_adjacent_shard`,
+# `shift_in`, `pad_time`, `shard_time`, `run_sharded` and `InShard` are the building blocks of
+# the families' `Sharded()` paths (used inside the package, not public API).
 __all__ = ["affine_recursion", "associative_scan"]
+
+
+@dataclass(frozen=True)
+class InShard:
+    """The strategy of code already running inside `jax.shard_map` over
+    ``sharded.axis_name``: `associative_scan` and `affine_recursion` take this device's chunk
+    of the elements and return its chunk of the global prefixes (`sharded_prefix`). Lets
+    code written for any strategy (the fixed-point solvers) run unchanged inside one
+    ``shard_map``."""
+
+    sharded: Sharded
 
 
 def _num_steps(elements: Any) -> int:
@@ -214,7 +226,8 @@ def run_sharded(local: Callable, replicated: Any, per_step: tuple, strategy: Sha
     in_specs = (PartitionSpec(), *(spec,) * len(per_step), spec)
     run = shard_time(local, strategy, out_specs, in_specs=in_specs)
     out = run(replicated, *pad_time(per_step, num_steps, strategy.num_shards), steps)
-    return tuple(x[:num_steps] if s == spec else x for x, s in zip(out, out_specs, strict=True))
+    cut = lambda tree: jax.tree_util.tree_map(lambda x: x[:num_steps], tree)
+    return tuple(cut(x) if s == spec else x for x, s in zip(out, out_specs, strict=True))
 
 
 def shard_time(fn: Callable, strategy: Sharded, out_specs: Any, in_specs: Any = None) -> Callable:
@@ -282,6 +295,8 @@ def associative_scan[Elements](
     if not callable(combine):
         raise TypeError(f"`combine` must be callable; got {type(combine).__name__}.")
     num_steps = _num_steps(elements)
+    if isinstance(strategy, InShard):
+        return sharded_prefix(combine, elements, strategy.sharded, reverse=reverse)
     strategy = resolve_strategy(strategy, elements)
     if num_steps == 1 and not isinstance(strategy, Sharded):
         return elements
@@ -363,8 +378,15 @@ def affine_recursion(
     # Fold x_0 into the first element applied (the last row with ``reverse``) so that the
     # prefix (suffix) offsets are the states themselves. A suffix of affine maps applies the
     # later row first, which is the first argument of the reverse driver: the same combine.
+    # Inside a `shard_map` (`InShard`) only the device holding global row 0 (the last row)
+    # folds; the others' first rows are the middle of the series.
     first = -1 if reverse else 0
-    offsets = offsets.at[first].set(apply(matrices[first], initial_state) + offsets[first])
-    matrices = matrices.at[first].set(jnp.zeros_like(matrices[first]))
+    fold = True
+    if isinstance(strategy, InShard):
+        edge = strategy.sharded.num_shards - 1 if reverse else 0
+        fold = lax.axis_index(strategy.sharded.axis_name) == edge
+    folded = apply(matrices[first], initial_state) + offsets[first]
+    offsets = offsets.at[first].set(jnp.where(fold, folded, offsets[first]))
+    matrices = matrices.at[first].set(jnp.where(fold, 0.0, matrices[first]))
     _, states = associative_scan(combine, (matrices, offsets), strategy=strategy, reverse=reverse)
     return states

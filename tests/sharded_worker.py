@@ -16,6 +16,7 @@ import dataclasses
 import json
 import sys
 import time
+from functools import partial
 
 import jax
 import jax.numpy as jnp
@@ -23,6 +24,7 @@ import numpy as np
 
 jax.config.update("jax_enable_x64", True)
 
+import blackjax  # noqa: E402
 import numpyro  # noqa: E402
 import numpyro.distributions as dist  # noqa: E402
 from jax.sharding import NamedSharding, PartitionSpec  # noqa: E402
@@ -30,6 +32,7 @@ from numpyro.infer import MCMC, NUTS  # noqa: E402
 
 from numpyro_parallel._collectives import collective_bytes  # noqa: E402
 from numpyro_parallel.fixed_point import solve_recursion  # noqa: E402
+from numpyro_parallel.mcmc import run_chain  # noqa: E402
 from numpyro_parallel.scan import affine_recursion  # noqa: E402
 from numpyro_parallel.ssm import (  # noqa: E402
     DiscreteHMM,
@@ -51,7 +54,7 @@ BATCH_DEVICES = (8,)
 COMMUNICATION_FAMILIES = (
     "kalman", "kalman_smoother", "kalman_sample_states", "hmm", "hmm_filter", "hmm_smoother",
     "hmm_viterbi", "hmm_sample_states", "hmm_sample_prior_states", "affine_recursion",
-    "affine_recursion_reverse",
+    "affine_recursion_reverse", "solve_recursion", "run_chain",
 )  # fmt: skip
 
 
@@ -155,7 +158,12 @@ def affine_outputs(T: int, strategy):
 
 
 def newton_outputs(T: int, strategy):
-    # A nonlinear recursion solved by Newton (DEER): its linear inner problems are sharded.
+    # A nonlinear recursion solved by every fixed-point solver, a capped solve whose
+    # sequential fallback starts inside a later device's chunk, and a MALA chain by Newton
+    # (DEER): with Sharded() the whole solve runs in one shard_map, each device keeping its
+    # chunk. The reference is the one-device parallel solve (Associative()), whose states
+    # and report (status, iterations, sequential and sensitive steps) the sharded solve must
+    # reproduce; Sequential() would report T iterations and differ by the solver tolerance.
     rng = np.random.default_rng(6)
     inputs = jnp.asarray(rng.normal(size=(T, 2)))
     weights = jnp.array([[0.5, -0.3], [0.2, 0.6]])
@@ -164,10 +172,37 @@ def newton_outputs(T: int, strategy):
         new = jnp.tanh(weights @ x + u)
         return new, None
 
-    result = solve_recursion(
-        step, jnp.zeros(2), inputs, solver="newton", strategy=strategy, progress_bar=False
+    def slow(x, u):  # contracts slowly: capped Jacobi certifies a prefix of about the cap
+        return 1.5 * jnp.tanh(weights @ x + u), None
+
+    solve = partial(solve_recursion, initial_state=jnp.zeros(2), progress_bar=False)
+    one = strategy if isinstance(strategy, Sharded) else Associative()
+    results = {
+        name: solve(step, inputs=inputs, solver=name, strategy=one, **options)
+        for name, options in (
+            ("newton", {}), ("jacobi", {}), ("quasi_newton", {}),
+            ("online_picard", {"window": T}),
+        )
+    }  # fmt: skip
+    results["fallback"] = solve(
+        slow, inputs=inputs, solver="jacobi", strategy=one, max_iterations=max(1, T // 3)
     )
-    return {"newton_states": result.states}
+    target = lambda x: -0.5 * jnp.sum(x**2 / jnp.array([1.0, 4.0]))
+    mala = blackjax.mala(target, 0.8)
+    _, chain = run_chain(
+        mala.step, mala.init(jnp.ones(2)), jax.random.key(4), T, strategy=one,
+        init_fn=mala.init, progress_bar=False,
+    )  # fmt: skip
+    report = jnp.stack([
+        jnp.stack([r.status, r.num_iterations, r.num_sequential_steps, r.num_sensitive_steps])
+        for r in (*results.values(), chain)
+    ]).astype(jnp.float64)  # fmt: skip
+    return {
+        "newton_states": results["newton"].states,
+        "newton_solvers": jnp.stack([results[n].states for n in results if n != "newton"]),
+        "newton_chain": (chain.states.position, chain.aux.is_accepted),
+        "newton_report": report,
+    }
 
 
 def nuts_draws(model, *args, num_warmup=15, num_samples=15):
@@ -252,7 +287,8 @@ def _exchange_programs(num_steps: int, strategy):
     """``{name: (function, arguments)}``: every sharded recursion as users call it —
     log-likelihoods with their gradients (time-invariant parameters, broadcast inside, as
     `LinearGaussianSSM`, `DiscreteHMM` and NUTS use them), filters, smoothers, Viterbi,
-    posterior and prior path samples, affine recursions forwards and backwards."""
+    posterior and prior path samples, affine recursions forwards and backwards, a Newton
+    (DEER) solve of a nonlinear recursion and a parallel MALA chain."""
     rng = np.random.default_rng(8)
     y = jnp.asarray(rng.normal(size=(num_steps, 1)))
     theta = (jnp.asarray(0.8 * np.eye(2)), jnp.eye(2), jnp.ones((1, 2)))
@@ -260,6 +296,9 @@ def _exchange_programs(num_steps: int, strategy):
     hmm = (jnp.zeros(3), jnp.eye(3), jnp.asarray(rng.normal(size=(num_steps, 3))))
     affine = (jnp.full((num_steps, 2, 2), 0.4), jnp.ones((num_steps, 2)))
     key = jax.random.key(0)
+    recursion = lambda x, u: (jnp.tanh(affine[0][0] @ x + u), None)
+    mala = blackjax.mala(lambda x: -0.5 * jnp.sum(x**2), 0.8)
+    chain = (mala, mala.init(jnp.ones(2)))  # the algorithm: its init rebuilds the state
     s = strategy
     return {
         "kalman": (
@@ -281,6 +320,10 @@ def _exchange_programs(num_steps: int, strategy):
         "affine_recursion_reverse": (
             lambda a: affine_recursion(*a, jnp.ones(2), strategy=s, reverse=True), affine
         ),
+        "solve_recursion": (
+            lambda u: solve_recursion(recursion, jnp.zeros(2), u, strategy=s).states, affine[1]
+        ),
+        "run_chain": (lambda k: run_chain(*chain, k, num_steps, strategy=s)[0].position, key),
     }  # fmt: skip
 
 
@@ -327,7 +370,7 @@ MATRIX = [
     (13, 2, ("hmm", "affine")),
     (13, 1, ("hmm", "affine")),
     (1, 8, ("kalman", "hmm")),
-    (64, 8, ("hmm", "affine")),
+    (64, 8, ("hmm", "affine", "newton")),
     # Chunks of 25-26 steps: Blocked() chunk scans of three blocks and a remainder, the
     # device's carry entering the blocked fix-up pass (the CPU path of "auto").
     (203, 8, ("kalman", "affine")),

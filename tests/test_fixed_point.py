@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from numpyro_parallel import Associative, Blocked, Sequential, fixed_point
+from numpyro_parallel import Associative, Blocked, Sequential, Sharded, fixed_point
 from numpyro_parallel.fixed_point import (
     Jacobi,
     Newton,
@@ -16,7 +16,7 @@ from numpyro_parallel.fixed_point import (
     sequential_recursion,
     solve_recursion,
 )
-from numpyro_parallel.scan import affine_recursion
+from numpyro_parallel.scan import affine_recursion, associative_scan
 
 SOLVERS = ["newton", "quasi_newton", "jacobi", "online_picard"]
 
@@ -233,6 +233,8 @@ def test_bad_input():
         (Blocked(3), OnlinePicard()),
         ("auto", Newton()),
         (Associative(), Newton()),
+        (Sharded(), Newton()),
+        (Sharded(), Jacobi()),
     ],
 )
 def test_every_strategy_gives_the_sequential_solution(strategy, solver):
@@ -246,6 +248,28 @@ def test_every_strategy_gives_the_sequential_solution(strategy, solver):
         assert int(result.num_sequential_steps) == 13 and float(result.residual) == 0.0
     else:
         assert int(result.num_sequential_steps) == 0
+
+
+def test_online_picard_restarting_sum_is_associative():
+    # OnlinePicard's prefix sum restarts at every settled step: a segmented sum, associative
+    # for every pattern of restarts (checked on all 8 of three elements, and as a scan).
+    from numpyro_parallel.fixed_point.solvers import _restarting_sum
+
+    values = jax.random.normal(jax.random.key(2), (3, 4))
+    for flags in np.ndindex(2, 2, 2):
+        e = [(values[i], jnp.asarray(bool(flags[i]))) for i in range(3)]
+        left = _restarting_sum(_restarting_sum(e[0], e[1]), e[2])
+        right = _restarting_sum(e[0], _restarting_sum(e[1], e[2]))
+        for a, b in zip(left, right, strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-14, atol=1e-14)
+    restarts = jnp.array([True, False, False, True, False, False, False])
+    increments = jax.random.normal(jax.random.key(3), (7, 2))
+    sums, _ = associative_scan(_restarting_sum, (increments, restarts), strategy=Blocked(2))
+    expected, total = [], np.zeros(2)
+    for value, restart in zip(np.asarray(increments), np.asarray(restarts), strict=True):
+        total = value if restart else total + value
+        expected.append(total)
+    np.testing.assert_allclose(sums, np.stack(expected), rtol=1e-13, atol=1e-13)
 
 
 def test_status_names_and_solver_shorthands():

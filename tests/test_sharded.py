@@ -16,12 +16,15 @@ import socket
 import subprocess
 import sys
 
+import blackjax
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from numpyro_parallel import Blocked, Sequential, Sharded
+from numpyro_parallel.fixed_point import NON_FINITE, default_tolerances, solve_recursion
+from numpyro_parallel.mcmc import run_chain
 from numpyro_parallel.scan import associative_scan
 from numpyro_parallel.ssm import (
     LinearGaussianSSM,
@@ -41,7 +44,8 @@ NAMES = (
     "kalman_filter", "kalman_smoother", "kalman_sample_states", "kalman_gradient",
     "hmm_filter", "hmm_log_likelihood", "hmm_smoother", "hmm_viterbi", "hmm_sample_states",
     "hmm_sample_prior_states", "hmm_gradient", "hmm_impossible", "affine_recursion",
-    "affine_recursion_reverse", "newton_states", "nuts_lgssm", "nuts_discrete_hmm",
+    "affine_recursion_reverse", "newton_states", "newton_solvers", "newton_chain",
+    "newton_report", "nuts_lgssm", "nuts_discrete_hmm",
     "inner_associative_kalman_filter", "inner_associative_kalman_smoother",
     "inner_associative_kalman_sample_states", "inner_associative_kalman_gradient",
     "inner_sequential_kalman_filter", "inner_sequential_kalman_smoother",
@@ -179,6 +183,84 @@ def test_one_device_sharded_kalman_sampler_equals_sequential():
     ref = kalman_sample_states(key, ssm.params, y, (3,), strategy=Sequential())
     assert ours.shape == (3, 9, 2)
     np.testing.assert_allclose(ours, ref, rtol=1e-10, atol=1e-12)
+
+
+def _rnn(dtype):
+    weights = jnp.array([[0.5, -0.3], [0.2, 0.6]], dtype)
+    inputs = jnp.asarray(np.random.default_rng(7).normal(size=(17, 2)), dtype)
+    return (lambda x, u: (1.5 * jnp.tanh(weights @ x + u), jnp.sum(x))), inputs
+
+
+REPORT = ("status", "num_iterations", "num_sequential_steps", "num_sensitive_steps")
+
+
+@pytest.mark.parametrize("dtype", [jnp.float64, jnp.float32])
+@pytest.mark.parametrize("solver", ["newton", "quasi_newton", "jacobi", "online_picard"])
+@pytest.mark.parametrize("max_iterations", [None, 4])
+def test_one_device_sharded_fixed_point_equals_one_device_solve(dtype, solver, max_iterations):
+    # The whole solve in one shard_map (loop, solver update, certification and its
+    # sequential fallback): the states, aux and report of the one-device loop, with the cap
+    # (4 iterations: the fallback recomputes most of the chain) and without it.
+    fn, inputs = _rnn(dtype)
+    options = {"solver": solver, "max_iterations": max_iterations, "progress_bar": False}
+    if solver == "online_picard":
+        options["window"] = 17  # the whole series (its default window slides)
+    x0 = jnp.zeros(2, dtype)
+    ours = solve_recursion(fn, x0, inputs, strategy=Sharded(), **options)
+    ref = solve_recursion(fn, x0, inputs, strategy=Blocked(), **options)
+    tol = 1e-12 if dtype == jnp.float64 else 1e-5
+    assert ours.states.dtype == dtype
+    np.testing.assert_allclose(ours.states, ref.states, rtol=tol, atol=tol)
+    np.testing.assert_allclose(ours.aux, ref.aux, rtol=tol, atol=tol)
+    np.testing.assert_allclose(ours.residual, ref.residual, atol=tol)
+    for field in REPORT:
+        assert int(getattr(ours, field)) == int(getattr(ref, field)), field
+    assert bool(ours.fallback) == bool(ref.fallback)
+    if max_iterations is not None and solver == "jacobi":  # 4 of 17 steps: a fallback
+        assert bool(ours.fallback) and int(ours.num_sequential_steps) > 8
+    # The independent reference: the recursion evaluated one step at a time in Python; the
+    # solve certifies residuals of atol + rtol |x| per step (the solver's tolerance).
+    x, naive = np.zeros(2), []
+    for u in np.asarray(inputs, np.float64):
+        x = 1.5 * np.tanh(np.array([[0.5, -0.3], [0.2, 0.6]]) @ x + u)
+        naive.append(x)
+    atol, rtol = default_tolerances(dtype)
+    np.testing.assert_allclose(ours.states, np.stack(naive), rtol=10 * rtol, atol=10 * atol)
+
+
+def test_one_device_sharded_fixed_point_reports_non_finite_and_runs_under_jit():
+    fn, inputs = _rnn(jnp.float64)
+    bad = inputs.at[9, 0].set(jnp.nan)
+    with pytest.warns(RuntimeWarning, match="non-finite"):
+        ours = solve_recursion(fn, jnp.zeros(2), bad, strategy=Sharded(), progress_bar=False)
+    ref = solve_recursion(fn, jnp.zeros(2), bad, strategy=Blocked(), progress_bar=False)
+    assert int(ours.status) == NON_FINITE and not bool(ours.converged)
+    assert int(ours.num_sequential_steps) == int(ref.num_sequential_steps)
+    np.testing.assert_array_equal(np.isnan(ours.states), np.isnan(ref.states))
+    assert np.all(np.isfinite(ours.states[:9])) and np.all(np.isnan(ours.states[10:]))
+    solve = lambda u: solve_recursion(fn, jnp.zeros(2), u, strategy=Sharded()).states
+    np.testing.assert_allclose(jax.jit(solve)(inputs), solve(inputs), rtol=1e-13, atol=1e-13)
+    batched = jax.vmap(solve)(jnp.stack([inputs, -inputs]))
+    np.testing.assert_allclose(batched[1], solve(-inputs), rtol=1e-12, atol=1e-12)
+
+
+def test_one_device_sharded_mala_chain_equals_sequential_chain():
+    # run_chain: Newton (DEER) over a sharded chain reproduces the sequential MALA chain.
+    mala = blackjax.mala(lambda x: -0.5 * jnp.sum(x**2 / jnp.array([1.0, 4.0])), 0.8)
+    state, key = mala.init(jnp.ones(2)), jax.random.key(4)
+    ours, info = run_chain(mala, state, key, 19, strategy=Sharded(), progress_bar=False)
+    ref, _ = run_chain(mala, state, key, 19, strategy=Sequential())
+    assert bool(info.converged)
+    np.testing.assert_allclose(ours.position, ref.position, rtol=1e-10, atol=1e-12)
+    np.testing.assert_array_equal(info.aux.is_accepted, _accepted(mala, state, key, 19))
+
+
+def _accepted(mala, state, key, num_steps):
+    accepted = []
+    for step_key in jax.random.split(key, num_steps):
+        state, step_info = mala.step(step_key, state)
+        accepted.append(bool(step_info.is_accepted))
+    return np.array(accepted)
 
 
 def test_sharded_arguments_are_checked():

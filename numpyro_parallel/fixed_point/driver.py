@@ -40,10 +40,11 @@ from numpyro_parallel.fixed_point.result import (
     leading_count,
     sequential_result,
     warn_result,
-    within,
 )
+from numpyro_parallel.fixed_point.sharded import solve_sharded
 from numpyro_parallel.fixed_point.solvers import SolverLike
-from numpyro_parallel.strategy import Sequential, StrategyLike, resolve_strategy
+from numpyro_parallel.fixed_point.window import update_window
+from numpyro_parallel.strategy import Sequential, Sharded, StrategyLike, resolve_strategy
 
 __all__ = ["default_tolerances", "sequential_recursion", "solve_recursion"]
 
@@ -197,10 +198,21 @@ def _solve_recursion(
             )
         return x_next, decision.astype(jnp.int32)
 
+    guess = initial_guess.astype(initial_state.dtype)
+    if isinstance(strategy, Sharded) and width == num_steps:
+        # The whole series in one shard_map: each device keeps its chunk (T-free exchange).
+        with jax.default_matmul_precision(MATMUL_PRECISION):
+            result = solve_sharded(
+                fn, step, solver, strategy, initial_state, inputs, guess, probe_key,
+                sensitivity_key, atol=atol, rtol=rtol, max_iterations=max_iterations,
+                on_iteration=on_iteration,
+            )  # fmt: skip
+        if on_iteration is not None:
+            jax.block_until_ready(result)
+        return result
     with jax.default_matmul_precision(MATMUL_PRECISION):
         buffer, num_iterations = _iterate(
-            step, solver, strategy, initial_state, inputs,
-            initial_guess.astype(initial_state.dtype), probe_key, atol=atol, rtol=rtol,
+            step, solver, strategy, initial_state, inputs, guess, probe_key, atol=atol, rtol=rtol,
             max_iterations=max_iterations, width=width, guess_given=guess_given,
             on_iteration=on_iteration,
         )  # fmt: skip
@@ -221,7 +233,6 @@ def _iterate(
     """The sliding-window loop; returns the ``(T + 1, d)`` iterate and the iteration count."""
     num_steps = guess.shape[0]
     offsets = jnp.arange(width)
-    f = lambda x, inp: step(x, inp)[0]
 
     def cond(carry):
         _, _, prefix, iteration, _, stuck = carry
@@ -236,19 +247,16 @@ def _iterate(
         xs = jnp.where((index >= frontier)[:, None], buffer[frontier], xs)
         prev = jnp.concatenate([buffer[start][None], xs[:-1]], axis=0)
         window_inputs = _tree_slice(inputs, start, width)
-        fx, new_decisions = jax.vmap(step)(prev, window_inputs)
         key = jax.random.fold_in(probe_key, iteration)
-        frozen, exact = index < prefix, index == prefix
-        new = solver.update(f, prev, xs, fx, window_inputs, key, frozen | exact, strategy)
-        new = jnp.where(jnp.all(jnp.isfinite(new), axis=-1, keepdims=True), new, fx)
-        new = jnp.where(frozen[:, None], xs, jnp.where(exact[:, None], fx, new))
         old_decisions = lax.dynamic_slice_in_dim(decisions, start, width, 0)
-        finite = jnp.all(jnp.isfinite(new), axis=-1)
-        same = (new_decisions == old_decisions) & within(new - xs, new, atol, rtol)
-        count = leading_count((same & finite) | frozen)
+        new, new_decisions, converged, exact_finite, finite = update_window(
+            step, solver, strategy, prev, xs, window_inputs, old_decisions, index, prefix, key,
+            atol=atol, rtol=rtol,
+        )  # fmt: skip
+        count = leading_count(converged)
         # The state right after the prefix is exact (its predecessor is), unless non-finite;
         # for some solvers so is the state after a run of unchanged states.
-        exact_finite = jnp.any(exact & finite)
+        exact_finite = jnp.any(exact_finite)
         after = solver.exact_after_unchanged & jnp.any((offsets == count) & finite)
         advanced = jnp.maximum(start + count + after.astype(count.dtype), prefix + exact_finite)
         buffer = lax.dynamic_update_slice_in_dim(buffer, new, start + 1, 0)

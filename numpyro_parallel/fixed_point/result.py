@@ -136,8 +136,7 @@ def certify(fn, buffer, inputs, num_iterations, sensitivity_key, *, atol, rtol):
         raise TypeError("`atol` and `rtol` must be numbers >= 0; got None.")
     num_steps = buffer.shape[0] - 1
     fx = jax.vmap(lambda x, inp: fn(x, inp)[0])(buffer[:-1], inputs)
-    finite = jnp.all(jnp.isfinite(fx) & jnp.isfinite(buffer[1:]), axis=-1)
-    certified = leading_count(within(buffer[1:] - fx, buffer[1:], atol, rtol) & finite)
+    certified = leading_count(residual_ok(buffer[1:], fx, atol, rtol))
 
     def sequential_body(carry):
         i, buf = carry
@@ -146,15 +145,8 @@ def certify(fn, buffer, inputs, num_iterations, sensitivity_key, *, atol, rtol):
 
     _, buffer = lax.while_loop(lambda c: c[0] < num_steps, sequential_body, (certified, buffer))
     states, prev = buffer[1:], buffer[:-1]
-    delta = SENSITIVITY_FACTOR * (atol + rtol * jnp.abs(prev))
     signs = jax.random.rademacher(sensitivity_key, prev.shape, prev.dtype)
-    points = jnp.concatenate([prev, prev + delta * signs, prev - delta * signs], axis=0)
-    tripled = jax.tree_util.tree_map(lambda a: jnp.concatenate([a, a, a], axis=0), inputs)
-    f_all, aux = jax.vmap(fn)(points, tripled)
-    aux = jax.tree_util.tree_map(lambda a: a[:num_steps], aux)
-    fx, f_plus, f_minus = f_all[:num_steps], f_all[num_steps:-num_steps], f_all[-num_steps:]
-    change = jnp.maximum(jnp.abs(f_plus - fx), jnp.abs(f_minus - fx)).max(axis=-1)
-    jump = change > JUMP_FACTOR * jnp.max(delta, axis=-1)
+    fx, aux, jump = evaluate_with_sensitivity(fn, prev, inputs, signs, atol=atol, rtol=rtol)
     return make_result(
         states,
         aux,
@@ -165,6 +157,28 @@ def certify(fn, buffer, inputs, num_iterations, sensitivity_key, *, atol, rtol):
         num_sequential_steps=num_steps - certified,
         num_sensitive_steps=jnp.sum(jump),
     )
+
+
+def residual_ok(states: jax.Array, fx: jax.Array, atol: Any, rtol: Any) -> jax.Array:
+    """Per step: ``|x_t - f(x_{t-1})| <= atol + rtol |x_t|`` with both finite."""
+    finite = jnp.all(jnp.isfinite(fx) & jnp.isfinite(states), axis=-1)
+    return within(states - fx, states, atol, rtol) & finite
+
+
+def evaluate_with_sensitivity(fn, prev, inputs, signs, *, atol, rtol):
+    """``(f(prev), aux, jump)``: the steps at their predecessors, and per step whether the
+    output jumps under the perturbations ``±delta * signs`` of the size of the tolerance (one
+    batched evaluation at the states and on both sides of them: a decision may flip in either
+    direction)."""
+    num_steps = prev.shape[0]
+    delta = SENSITIVITY_FACTOR * (atol + rtol * jnp.abs(prev))
+    points = jnp.concatenate([prev, prev + delta * signs, prev - delta * signs], axis=0)
+    tripled = jax.tree_util.tree_map(lambda a: jnp.concatenate([a, a, a], axis=0), inputs)
+    f_all, aux = jax.vmap(fn)(points, tripled)
+    aux = jax.tree_util.tree_map(lambda a: a[:num_steps], aux)
+    fx, f_plus, f_minus = f_all[:num_steps], f_all[num_steps:-num_steps], f_all[-num_steps:]
+    change = jnp.maximum(jnp.abs(f_plus - fx), jnp.abs(f_minus - fx)).max(axis=-1)
+    return fx, aux, change > JUMP_FACTOR * jnp.max(delta, axis=-1)
 
 
 def warn_result(result: FixedPointResult, caller: str) -> None:

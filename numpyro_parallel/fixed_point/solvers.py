@@ -178,11 +178,18 @@ class OnlinePicard:
     def update(self, f, prev, xs, fx, inputs, key, settled, strategy: Strategy) -> jax.Array:
         """New iterate of a window (see `Jacobi.update`)."""
         del f, xs, inputs, key
-        # The first unsettled step follows the exact prefix: it starts the sums at f(x_prefix).
-        exact = settled & ~jnp.concatenate([settled[1:], jnp.zeros((1,), bool)])
-        increments = jnp.where(settled[:, None], 0.0, fx - prev)
-        base = jnp.sum(jnp.where(exact[:, None], fx, 0.0), axis=0)
-        return base[None] + associative_scan(jnp.add, increments, strategy=strategy)
+        # A sum that restarts at every settled step from f(x_prev): past the prefix, the
+        # last settled step's f(x_prefix) plus the increments after it. (A restarting sum
+        # needs no global "last settled step", so it also runs on a time-sharded window.)
+        values = jnp.where(settled[:, None], fx, fx - prev)
+        sums, _ = associative_scan(_restarting_sum, (values, settled), strategy=strategy)
+        return sums
+
+
+def _restarting_sum(earlier, later):
+    """Segmented sum: ``later``'s value alone where it restarts, else the two added."""
+    (v1, r1), (v2, r2) = earlier, later
+    return jnp.where(r2, v2, v1 + v2), r1 | r2
 
 
 Solver = Jacobi | Newton | QuasiNewton | OnlinePicard
