@@ -15,7 +15,8 @@ Runs, on whatever backend JAX finds, the rows that carry the library's claims, i
    them (`Sharded()`), T = 10^6, d = 2, against one device, with the bytes exchanged by the
    compiled program's collectives (read from its HLO, at two T to show they do not grow
    with T) and the compiler's memory estimate per device; then weak scaling, 10^6 / P steps
-   per device on 1, 2, 4, ... devices, its speed-up column the efficiency t(1) / t(n).
+   per device on 1, 2, 4, ... devices, its speed-up column the efficiency t(1) / t(n); then
+   a parallel MALA chain (Newton, d = 5, T = 1.6 * 10^4) sharded against one device.
 
 Each row group runs in a fresh Python process (``--in-process`` runs them all in this one),
 as asv runs each benchmark: no group's allocator state, caches or compiled programs carry
@@ -168,7 +169,9 @@ def hmm_rows(num_states: int, num_steps: int, budget: Budget) -> list[dict]:
     return rows
 
 
-def mala_rows(dim: int, num_steps: int, budget: Budget) -> list[dict]:
+def mala_case(dim: int, num_steps: int):
+    """``(make, args)``: ``make(strategy)`` runs benchmarks/mcmc.py's logistic-regression
+    MALA chain with `run_chain` (Newton, or the sequential chain for `Sequential`)."""
     import blackjax
     import mcmc as mcmc_benchmark  # benchmarks/mcmc.py
 
@@ -176,14 +179,20 @@ def mala_rows(dim: int, num_steps: int, budget: Budget) -> list[dict]:
 
     logdensity_fn, map_estimate, step_size, _ = mcmc_benchmark.make_problem(dim)
     mala = blackjax.mala(logdensity_fn, step_size)
-    state = mala.init(map_estimate)
-    key = jax.random.key(1)
+
+    def make(strategy):
+        return lambda k, s: run_chain(mala, s, k, num_steps, strategy=strategy)[0].position
+
+    return make, (jax.random.key(1), mala.init(map_estimate))
+
+
+def mala_rows(dim: int, num_steps: int, budget: Budget) -> list[dict]:
+    make, args = mala_case(dim, num_steps)
     case = {"capability": "parallel MALA", "case": f"d={dim}, T={num_steps}"}
-    rows = []
-    for name, kwargs in (("sequential", {"strategy": "sequential"}), ("newton", {})):
-        fn = lambda k, s, kwargs=kwargs: run_chain(mala, s, k, num_steps, **kwargs)[0].position
-        rows.append(timed_row(fn, (key, state), budget, **case, method=name))
-    return rows
+    return [
+        timed_row(make(strategy), args, budget, **case, method=name)
+        for name, strategy in (("sequential", "sequential"), ("newton", "auto"))
+    ]
 
 
 def dsmc_rows(num_particles: int, num_steps: int, budget: Budget) -> list[dict]:
@@ -235,10 +244,10 @@ def memory_per_device(compiled) -> int | None:
         return None
 
 
-def _sharded_row(strategy, num_steps: int, budget: Budget, case: dict, method: str) -> dict:
-    """A timed Kalman value-and-gradient row with the compiler's memory per device and the
-    collectives' bytes (for `Sharded`, also at T / 10: the exchange must not shrink)."""
-    make, args = kalman_case(2, num_steps)
+def _sharded_row(make_case, strategy, num_steps: int, budget: Budget, case: dict, method: str):
+    """A timed row of ``make_case(T) = (make, args)`` with the compiler's memory per device
+    and the collectives' bytes (for `Sharded`, also at T / 10: the exchange must not shrink)."""
+    make, args = make_case(num_steps)
 
     def inspect(compiled) -> dict:
         stats = {
@@ -246,7 +255,7 @@ def _sharded_row(strategy, num_steps: int, budget: Budget, case: dict, method: s
             "collective_bytes": collective_bytes(compiled),
         }
         if isinstance(strategy, Sharded):
-            small, small_args = kalman_case(2, num_steps // 10)
+            small, small_args = make_case(num_steps // 10)
             low = jax.jit(small(strategy)).lower(*small_args).compile()
             stats["collective_bytes_at_T_over_10"] = collective_bytes(low)
         return stats
@@ -254,19 +263,22 @@ def _sharded_row(strategy, num_steps: int, budget: Budget, case: dict, method: s
     return timed_row(make(strategy), args, budget, inspect=inspect, **case, method=method)
 
 
-def sharded_rows(num_steps: int, budget: Budget) -> list[dict]:
-    """T on all P devices against one device; then weak scaling: T / P steps per device on
-    1, 2, 4, ... devices (the last is the all-device row again), its speed-up column the
-    efficiency t(1 device) / t(n devices), 1.00 for perfect weak scaling."""
+def sharded_rows(num_steps: int, budget: Budget, mala_steps: int) -> list[dict]:
+    """The Kalman value-and-gradient (d = 2) with T on all P devices against one device;
+    then weak scaling: T / P steps per device on 1, 2, 4, ... devices (the last is the
+    all-device row again), its speed-up column the efficiency t(1 device) / t(n devices),
+    1.00 for perfect weak scaling; then a parallel MALA chain (Newton, d = 5) of
+    ``mala_steps`` steps on all devices against one device."""
     num_devices = jax.device_count()
     case = {
         "capability": "kalman value-and-grad, time sharded",
         "case": f"d=2, T={num_steps}, {num_devices} devices",
     }
+    kalman = lambda steps: kalman_case(2, steps)
     one_device = Blocked() if jax.default_backend() == "cpu" else Associative()
     rows = [
-        _sharded_row(one_device, num_steps, budget, case, "one device"),
-        _sharded_row(Sharded(), num_steps, budget, case, "sharded"),
+        _sharded_row(kalman, one_device, num_steps, budget, case, "one device"),
+        _sharded_row(kalman, Sharded(), num_steps, budget, case, "sharded"),
     ]
     per_device = num_steps // num_devices
     weak = {
@@ -277,9 +289,16 @@ def sharded_rows(num_steps: int, budget: Budget) -> list[dict]:
     for n in counts[:-1]:
         mesh = jax.make_mesh((n,), ("time",), devices=jax.devices()[:n])
         method = "one device, Sharded" if n == 1 else f"sharded, {n} devices"
-        rows.append(_sharded_row(Sharded(mesh), n * per_device, budget, weak, method))
+        rows.append(_sharded_row(kalman, Sharded(mesh), n * per_device, budget, weak, method))
     if rows[1]["status"] == "ok":
         rows.append({**rows[1], **weak, "method": f"sharded, {num_devices} devices"})
+    mala = {
+        "capability": "parallel MALA (Newton), time sharded",
+        "case": f"d=5, T={mala_steps}, {num_devices} devices",
+    }
+    chain = lambda steps: mala_case(5, steps)
+    rows.append(_sharded_row(chain, "auto", mala_steps, budget, mala, "one device"))
+    rows.append(_sharded_row(chain, Sharded(), mala_steps, budget, mala, "sharded"))
     return rows
 
 
@@ -366,7 +385,9 @@ def main(argv=None) -> None:
         "mala": lambda: mala_rows(25, 64_000 // scale, budget),
         "dsmc": lambda: dsmc_rows(1_000 // small, 512 // (8 if args.quick else 1), budget),
         "sharded": lambda: (
-            sharded_rows(1_000_000 // scale, budget) if jax.device_count() > 1 else []
+            sharded_rows(1_000_000 // scale, budget, 16_000 // scale)
+            if jax.device_count() > 1
+            else []
         ),
     }
     rows = [row for name in names for row in groups[name]()]

@@ -16,7 +16,11 @@ iteration whose every iteration is parallel over time. One loop serves every sol
   what it cannot certify sequentially, so the result is always the recursion's solution.
 
 ``strategy`` decides how the solvers' linear recursions and prefix sums are evaluated;
-`Sequential()` skips the iteration and evaluates the recursion with `lax.scan`.
+`Sequential()` skips the iteration and evaluates the recursion with `lax.scan`. With
+`Sharded()` and a window of all T steps, the loop and the certification run inside one
+`jax.shard_map`, each device keeping its chunk of the series
+(`numpyro_parallel.fixed_point.sharded`); a shorter window slides across devices and XLA
+gathers its slices.
 """
 
 from __future__ import annotations
@@ -118,7 +122,9 @@ def solve_recursion(
         solver: a solver of `numpyro_parallel.fixed_point.solvers` or its name:
             ``"newton"`` (DEER), ``"quasi_newton"``, ``"jacobi"`` or ``"online_picard"``.
         strategy: how the solver's linear recursions run (`numpyro_parallel.strategy`);
-            `Sequential()` evaluates the recursion with `lax.scan` instead of iterating.
+            `Sequential()` evaluates the recursion with `lax.scan` instead of iterating;
+            `Sharded()` splits the series across devices (with the whole-series window,
+            the default except for `OnlinePicard`, the exchange is independent of T).
         atol: absolute tolerance of the rule ``|x^k - x^{k-1}| <= atol + rtol |x^k|``
             (elementwise); dtype-dependent default (`default_tolerances`).
         rtol: relative tolerance of the same rule.
