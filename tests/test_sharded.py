@@ -20,10 +20,14 @@ import blackjax
 import jax
 import jax.numpy as jnp
 import numpy as np
+import numpyro
+import numpyro.distributions as dist
 import pytest
+from numpyro.infer import MCMC
 
 from numpyro_parallel import Blocked, Sequential, Sharded
 from numpyro_parallel.fixed_point import NON_FINITE, default_tolerances, solve_recursion
+from numpyro_parallel.infer import ParallelMALA
 from numpyro_parallel.mcmc import run_chain
 from numpyro_parallel.scan import associative_scan
 from numpyro_parallel.ssm import (
@@ -242,6 +246,11 @@ def test_one_device_sharded_fixed_point_reports_non_finite_and_runs_under_jit():
     np.testing.assert_allclose(jax.jit(solve)(inputs), solve(inputs), rtol=1e-13, atol=1e-13)
     batched = jax.vmap(solve)(jnp.stack([inputs, -inputs]))
     np.testing.assert_allclose(batched[1], solve(-inputs), rtol=1e-12, atol=1e-12)
+    # A window shorter than T slides across devices (the one-device loop around sharded
+    # linear recursions): the same solution.
+    slid = solve_recursion(fn, jnp.zeros(2), inputs, strategy=Sharded(), window=5)
+    np.testing.assert_allclose(slid.states, solve(inputs), rtol=1e-9, atol=1e-9)
+    assert bool(slid.converged)
 
 
 def test_one_device_sharded_mala_chain_equals_sequential_chain():
@@ -253,6 +262,23 @@ def test_one_device_sharded_mala_chain_equals_sequential_chain():
     assert bool(info.converged)
     np.testing.assert_allclose(ours.position, ref.position, rtol=1e-10, atol=1e-12)
     np.testing.assert_array_equal(info.aux.is_accepted, _accepted(mala, state, key, 19))
+
+
+def test_one_device_sharded_parallel_mala_kernel_gives_the_same_draws():
+    # The NumPyro kernel passes its strategy to every block's solve: Sharded() gives the
+    # draws of Blocked() for the same key (warmup adaptation included).
+    def model(y):
+        mu = numpyro.sample("mu", dist.Normal(0.0, 3.0))
+        numpyro.sample("y", dist.Normal(mu, 2.0), obs=y)
+
+    y = jnp.asarray(np.random.default_rng(2).normal(1.0, 2.0, size=15))
+    draws = []
+    for strategy in (Sharded(), Blocked()):
+        kernel = ParallelMALA(model, num_steps_per_block=8, strategy=strategy)
+        mcmc = MCMC(kernel, num_warmup=16, num_samples=16, progress_bar=False)
+        mcmc.run(jax.random.key(5), y)
+        draws.append(mcmc.get_samples()["mu"])
+    np.testing.assert_allclose(draws[0], draws[1], rtol=1e-10, atol=1e-12)
 
 
 def _accepted(mala, state, key, num_steps):
