@@ -128,9 +128,13 @@ def solve_sharded(
         scalars = (finite > 0, certified, num_iterations, lax.pmax(residual, axis))
         return xs, aux, (*scalars, lax.psum(sensitive, axis))
 
-    time, replicated = PartitionSpec(axis), PartitionSpec()
+    along_time, replicated = PartitionSpec(axis), PartitionSpec()
     states, aux, scalars = run_sharded(
-        local, (x0, probe_key), (guess, inputs, signs), strategy, (time, time, replicated)
+        local,
+        (x0, probe_key),
+        (guess, inputs, signs),
+        strategy,
+        (along_time, along_time, replicated),
     )
     finite, certified, num_iterations, residual, sensitive = scalars
     return make_result(
