@@ -281,6 +281,15 @@ def test_one_device_sharded_parallel_mala_kernel_gives_the_same_draws():
     np.testing.assert_allclose(draws[0], draws[1], rtol=1e-10, atol=1e-12)
 
 
+def test_one_device_sharded_solve_shows_its_progress(monkeypatch, capsys):
+    # The progress callback runs inside the shard_map, once per iteration (first device).
+    fn, inputs = _rnn(jnp.float64)
+    monkeypatch.delenv("CI", raising=False)
+    result = solve_recursion(fn, jnp.zeros(2), inputs, strategy=Sharded())
+    shown = capsys.readouterr().err
+    assert f"iteration {int(result.num_iterations)}" in shown and "100%" in shown
+
+
 def _accepted(mala, state, key, num_steps):
     accepted = []
     for step_key in jax.random.split(key, num_steps):

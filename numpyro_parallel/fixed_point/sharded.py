@@ -104,8 +104,11 @@ def solve_sharded(
             exact_finite = anywhere(new.exact_finite)
             after = solver.exact_after_unchanged & anywhere((index == count) & new.finite)
             advanced = jnp.maximum(count + after.astype(count.dtype), prefix + exact_finite)
-            if on_iteration is not None:
-                jax.debug.callback(on_iteration, iteration + 1, advanced / num_steps)
+            if on_iteration is not None:  # one report per iteration, from the first device
+                report = lambda: jax.debug.callback(
+                    on_iteration, iteration + 1, advanced / num_steps
+                )
+                lax.cond(device == 0, report, lambda: None)
             prefix = advanced.astype(prefix.dtype)
             return new.states, new.decisions, prefix, iteration + 1, ~exact_finite
 
