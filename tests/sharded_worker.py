@@ -370,7 +370,7 @@ MATRIX = [
     (13, 2, ("hmm", "affine")),
     (13, 1, ("hmm", "affine")),
     (1, 8, ("kalman", "hmm")),
-    (64, 8, ("hmm", "affine", "newton")),
+    (64, 8, ("hmm", "affine")),
     # Chunks of 25-26 steps: Blocked() chunk scans of three blocks and a remainder, the
     # device's carry entering the blocked fix-up pass (the CPU path of "auto").
     (203, 8, ("kalman", "affine")),

@@ -198,13 +198,13 @@ def _rnn(dtype):
 REPORT = ("status", "num_iterations", "num_sequential_steps", "num_sensitive_steps")
 
 
-@pytest.mark.parametrize("dtype", [jnp.float64, jnp.float32])
+@pytest.mark.parametrize("dtype,max_iterations", [(jnp.float64, 4), (jnp.float32, None)])
 @pytest.mark.parametrize("solver", ["newton", "quasi_newton", "jacobi", "online_picard"])
-@pytest.mark.parametrize("max_iterations", [None, 4])
 def test_one_device_sharded_fixed_point_equals_one_device_solve(dtype, solver, max_iterations):
     # The whole solve in one shard_map (loop, solver update, certification and its
     # sequential fallback): the states, aux and report of the one-device loop, with the cap
-    # (4 iterations: the fallback recomputes most of the chain) and without it.
+    # (4 iterations: the fallback recomputes most of the chain) in float64 and without it in
+    # float32 (uncapped float64 solves: test_fixed_point.py and the 8-device worker).
     fn, inputs = _rnn(dtype)
     options = {"solver": solver, "max_iterations": max_iterations, "progress_bar": False}
     if solver == "online_picard":
@@ -244,6 +244,12 @@ def test_one_device_sharded_fixed_point_reports_non_finite_and_runs_under_jit():
     assert np.all(np.isfinite(ours.states[:9])) and np.all(np.isnan(ours.states[10:]))
     solve = lambda u: solve_recursion(fn, jnp.zeros(2), u, strategy=Sharded()).states
     np.testing.assert_allclose(jax.jit(solve)(inputs), solve(inputs), rtol=1e-13, atol=1e-13)
+
+
+@pytest.mark.slow  # compiles a vmapped shard_map and the sliding-window loop (20 s)
+def test_one_device_sharded_fixed_point_vmap_and_sliding_window():
+    fn, inputs = _rnn(jnp.float64)
+    solve = lambda u: solve_recursion(fn, jnp.zeros(2), u, strategy=Sharded()).states
     batched = jax.vmap(solve)(jnp.stack([inputs, -inputs]))
     np.testing.assert_allclose(batched[1], solve(-inputs), rtol=1e-12, atol=1e-12)
     # A window shorter than T slides across devices (the one-device loop around sharded
@@ -253,15 +259,16 @@ def test_one_device_sharded_fixed_point_reports_non_finite_and_runs_under_jit():
     assert bool(slid.converged)
 
 
+@pytest.mark.slow  # 12 s of compilation; the fast suite has the NumPyro kernel's test below
 def test_one_device_sharded_mala_chain_equals_sequential_chain():
     # run_chain: Newton (DEER) over a sharded chain reproduces the sequential MALA chain.
     mala = blackjax.mala(lambda x: -0.5 * jnp.sum(x**2 / jnp.array([1.0, 4.0])), 0.8)
     state, key = mala.init(jnp.ones(2)), jax.random.key(4)
     ours, info = run_chain(mala, state, key, 19, strategy=Sharded(), progress_bar=False)
-    ref, _ = run_chain(mala, state, key, 19, strategy=Sequential())
+    ref, ref_info = run_chain(mala, state, key, 19, strategy=Sequential())
     assert bool(info.converged)
     np.testing.assert_allclose(ours.position, ref.position, rtol=1e-10, atol=1e-12)
-    np.testing.assert_array_equal(info.aux.is_accepted, _accepted(mala, state, key, 19))
+    np.testing.assert_array_equal(info.aux.is_accepted, ref_info.aux.is_accepted)
 
 
 def test_one_device_sharded_parallel_mala_kernel_gives_the_same_draws():
@@ -288,14 +295,6 @@ def test_one_device_sharded_solve_shows_its_progress(monkeypatch, capsys):
     result = solve_recursion(fn, jnp.zeros(2), inputs, strategy=Sharded())
     shown = capsys.readouterr().err
     assert f"iteration {int(result.num_iterations)}" in shown and "100%" in shown
-
-
-def _accepted(mala, state, key, num_steps):
-    accepted = []
-    for step_key in jax.random.split(key, num_steps):
-        state, step_info = mala.step(step_key, state)
-        accepted.append(bool(step_info.is_accepted))
-    return np.array(accepted)
 
 
 def test_sharded_arguments_are_checked():
