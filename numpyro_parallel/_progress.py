@@ -69,13 +69,18 @@ class StageProgress:
 
 
 @contextlib.contextmanager
-def iteration_progress(description: str, progress_bar: Any, *arguments: Any):
-    """A progress bar for the parallel iterations, or None under tracing / CI / when off.
+def iteration_progress(description: str, progress_bar: Any, *arguments: Any, strategy: Any = None):
+    """A progress bar for the parallel iterations, or None under tracing / CI / when off, and
+    for the sequential strategy (``strategy`` `Sequential()` or ``"sequential"``: nothing
+    iterates).
 
     Yields the ``on_iteration(iteration, fraction)`` host callback for `_solve_recursion`;
     the bar closes once the results are ready.
     """
-    enabled = progress_enabled(progress_bar) and not tracing(*arguments)
+    from numpyro_parallel.strategy import Sequential
+
+    sequential = isinstance(strategy, Sequential) or strategy == "sequential"
+    enabled = progress_enabled(progress_bar) and not sequential and not tracing(*arguments)
     progress = StageProgress(description, stage_name="iteration") if enabled else None
     try:
         yield progress

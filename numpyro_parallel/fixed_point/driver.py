@@ -152,7 +152,9 @@ def solve_recursion(
             ``atol``/``rtol``; ``max_iterations`` or ``window`` < 1; shapes.
         TypeError: non-integer ``max_iterations``/``window``; non-floating ``initial_state``.
     """
-    with iteration_progress("solve_recursion", progress_bar, initial_state, inputs) as progress:
+    with iteration_progress(
+        "solve_recursion", progress_bar, initial_state, inputs, strategy=strategy
+    ) as progress:
         result = _solve_recursion(
             fn, initial_state, inputs, solver=solver, strategy=strategy, atol=atol, rtol=rtol,
             max_iterations=max_iterations, window=window, decisions_fn=decisions_fn,

@@ -171,7 +171,9 @@ def run_chain(
         ValueError: ``num_steps``, ``max_iterations`` or ``window`` < 1, an unknown
             ``solver``/``strategy`` name, negative or non-finite ``atol``/``rtol``.
     """
-    with iteration_progress("run_chain", progress_bar, initial_state, rng_key) as progress:
+    with iteration_progress(
+        "run_chain", progress_bar, initial_state, rng_key, strategy=strategy
+    ) as progress:
         result = _run_chain(
             step_fn, initial_state, rng_key, num_steps, strategy=strategy, solver=solver,
             atol=atol, rtol=rtol, max_iterations=max_iterations, window=window, init_fn=init_fn,

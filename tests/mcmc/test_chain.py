@@ -11,6 +11,7 @@ import pytest
 from blackjax.mcmc import random_walk
 
 from numpyro_parallel import Associative, Blocked, Sequential, fixed_point
+from numpyro_parallel.fixed_point import solve_recursion
 from numpyro_parallel.mcmc import run_chain
 from tests.reference.mcmc import mala_chain, rwm_chain, ula_step
 
@@ -274,6 +275,10 @@ def test_progress_bar_shows_the_certified_share_and_is_off_under_jit_and_in_ci(m
     shown = capsys.readouterr().err
     assert "run_chain" in shown and f"iteration {int(info.num_iterations)}" in shown
     assert "100%" in shown  # the whole chain was certified
+    run_chain(algorithm, state, key, 40, strategy="sequential")  # nothing iterates: no bar
+    solve_recursion(lambda x, u: (0.5 * x + u, None), jnp.zeros(1), jnp.ones((5, 1)),
+                    strategy=Sequential())  # fmt: skip
+    assert capsys.readouterr().err == ""
     jax.jit(lambda k: run_chain(algorithm, state, k, 40, strategy=Associative()))(key)
     run_chain(algorithm, state, key, 40, strategy=Associative(), progress_bar=False)
     monkeypatch.setenv("CI", "true")
