@@ -3,8 +3,9 @@
 Usage: ``python tests/distributed_worker.py PROCESS_ID NUM_PROCESSES PORT`` with
 ``XLA_FLAGS=--xla_force_host_platform_device_count=2`` (two CPU devices per process). Each
 process joins the multi-controller runtime on ``localhost:PORT`` (CPU collectives over
-Gloo), runs the Kalman log-likelihood and its gradient and the HMM log-likelihood with the
-time axis sharded over every process's devices, and prints the (replicated) results as JSON.
+Gloo), runs the Kalman log-likelihood and its gradient, the HMM log-likelihood and a Newton
+(DEER) solve of a nonlinear recursion (`newton_problem`) with the time axis sharded over
+every process's devices, and prints the (replicated) results as JSON.
 """
 
 from __future__ import annotations
@@ -13,9 +14,18 @@ import json
 import sys
 
 import jax
+import jax.numpy as jnp
+import numpy as np
 
 jax.config.update("jax_enable_x64", True)
 jax.config.update("jax_cpu_collectives_implementation", "gloo")
+
+
+def newton_problem(num_steps: int = 13):
+    """``(step, initial_state, inputs)`` of a contracting nonlinear recursion."""
+    weights = jnp.array([[0.5, -0.3], [0.2, 0.6]])
+    inputs = jnp.asarray(np.random.default_rng(6).normal(size=(num_steps, 2)))
+    return (lambda x, u: (jnp.tanh(weights @ x + u), None)), jnp.zeros(2), inputs
 
 
 def main(argv=None) -> None:
@@ -23,7 +33,10 @@ def main(argv=None) -> None:
     jax.distributed.initialize(
         f"localhost:{port}", num_processes=num_processes, process_id=process_id
     )
+    from jax.sharding import NamedSharding, PartitionSpec
+
     from numpyro_parallel import Sharded
+    from numpyro_parallel.fixed_point import solve_recursion
     from numpyro_parallel.ssm import hmm_log_likelihood, kalman_filter
     from tests.sharded_worker import hmm_args, lgssm
 
@@ -32,6 +45,12 @@ def main(argv=None) -> None:
     loglik = lambda prm: kalman_filter(prm, y, strategy=strategy).log_likelihood
     value, grad = jax.jit(jax.value_and_grad(loglik))(params)
     hmm = jax.jit(lambda a: hmm_log_likelihood(*a, strategy=strategy))(hmm_args(13))
+    # The fixed-point loop across processes (ppermute, pmin, all-gathers over Gloo); the
+    # states are gathered onto every device so that each process can read them.
+    step, x0, inputs = newton_problem()
+    replicated = NamedSharding(strategy.resolved_mesh(), PartitionSpec())
+    solve = lambda u: solve_recursion(step, x0, u, strategy=strategy).states
+    states = jax.jit(solve, out_shardings=replicated)(inputs)
     out = {
         "process_id": process_id,
         "num_devices": len(jax.devices()),
@@ -39,6 +58,7 @@ def main(argv=None) -> None:
         "kalman_log_likelihood": float(value),
         "kalman_gradient": [jax.device_get(g).tolist() for g in grad],
         "hmm_log_likelihood": float(hmm),
+        "newton_states": np.asarray(states.addressable_data(0)).tolist(),
     }
     print(json.dumps(out))
     jax.distributed.shutdown()

@@ -324,8 +324,10 @@ def _free_port() -> int:
 def test_two_process_distributed_equals_single_process():
     # Two local processes with two CPU devices each join JAX's multi-controller runtime
     # (`jax.distributed.initialize`, Gloo collectives): the time axis is sharded over all
-    # four devices, across the processes, and the results equal a one-process run.
+    # four devices, across the processes, and the results equal a one-process run: Kalman
+    # and HMM log-likelihoods, the Kalman gradient and a Newton fixed-point solve.
     from numpyro_parallel.ssm import hmm_log_likelihood, kalman_filter
+    from tests.distributed_worker import newton_problem
     from tests.sharded_worker import hmm_args, lgssm
 
     port, env = _free_port(), dict(os.environ)
@@ -357,9 +359,11 @@ def test_two_process_distributed_equals_single_process():
     loglik = lambda prm: kalman_filter(prm, y, strategy=Sequential()).log_likelihood
     value, grad = jax.value_and_grad(loglik)(params)
     hmm = hmm_log_likelihood(*hmm_args(13), strategy=Sequential())
+    newton = solve_recursion(*newton_problem(), strategy=Blocked(), progress_bar=False).states
     for out in outputs:
         assert out["num_devices"] == 4 and out["num_local_devices"] == 2
         np.testing.assert_allclose(out["kalman_log_likelihood"], value, rtol=1e-10)
         for ours, ref in zip(out["kalman_gradient"], grad, strict=True):
             np.testing.assert_allclose(ours, ref, rtol=1e-10, atol=1e-12)
         np.testing.assert_allclose(out["hmm_log_likelihood"], hmm, rtol=1e-10)
+        np.testing.assert_allclose(out["newton_states"], newton, rtol=1e-10, atol=1e-12)
