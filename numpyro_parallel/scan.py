@@ -45,7 +45,9 @@ class InShard:
     ``sharded.axis_name``: `associative_scan` and `affine_recursion` take this device's chunk
     of the elements and return its chunk of the global prefixes (`sharded_prefix`). Lets
     code written for any strategy (the fixed-point solvers) run unchanged inside one
-    ``shard_map``."""
+    ``shard_map``. The series must be padded at its end for forward scans and at its start
+    for reverse ones (`pad_time`), so that global row 0 (row T - 1) is the first row of the
+    first device (the last row of the last device)."""
 
     sharded: Sharded
 
