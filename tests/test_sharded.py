@@ -4,7 +4,9 @@ XLA:CPU's device count is fixed when JAX starts, so the multi-device checks run 
 subprocess with ``XLA_FLAGS=--xla_force_host_platform_device_count=8``
 (`tests/sharded_worker.py`), on 1, 2, 3 and 8 devices, with T = 1, T smaller than the device
 count, a prime T and T = 64, for every family that takes a strategy (rtol 1e-10, float64).
-The argument checks of `Sharded` run here.
+The argument checks of `Sharded` run here, and so do the one-device runs of every family's
+`shard_map` program (HMM, Kalman sampler, fixed-point solves, parallel MALA) in float64 and
+float32, against the one-device strategies, and the two-process `jax.distributed` check.
 """
 
 from __future__ import annotations
