@@ -207,24 +207,23 @@ def _solve_recursion(
         return x_next, decision.astype(jnp.int32)
 
     guess = initial_guess.astype(initial_state.dtype)
-    if isinstance(strategy, Sharded) and width == num_steps:
-        # The whole series in one shard_map: each device keeps its chunk (T-free exchange).
-        with jax.default_matmul_precision(MATMUL_PRECISION):
+    with jax.default_matmul_precision(MATMUL_PRECISION):
+        if isinstance(strategy, Sharded) and width == num_steps:
+            # The whole series in one shard_map: each device keeps its chunk (T-free exchange).
             result = solve_sharded(
                 fn, step, solver, strategy, initial_state, inputs, guess, probe_key,
                 sensitivity_key, atol=atol, rtol=rtol, max_iterations=max_iterations,
                 on_iteration=on_iteration,
             )  # fmt: skip
-        if on_iteration is not None:
-            jax.block_until_ready(result)
-        return result
-    with jax.default_matmul_precision(MATMUL_PRECISION):
-        buffer, num_iterations = _iterate(
-            step, solver, strategy, initial_state, inputs, guess, probe_key, atol=atol, rtol=rtol,
-            max_iterations=max_iterations, width=width, guess_given=guess_given,
-            on_iteration=on_iteration,
-        )  # fmt: skip
-        result = certify(fn, buffer, inputs, num_iterations, sensitivity_key, atol=atol, rtol=rtol)
+        else:
+            buffer, num_iterations = _iterate(
+                step, solver, strategy, initial_state, inputs, guess, probe_key, atol=atol,
+                rtol=rtol, max_iterations=max_iterations, width=width, guess_given=guess_given,
+                on_iteration=on_iteration,
+            )  # fmt: skip
+            result = certify(
+                fn, buffer, inputs, num_iterations, sensitivity_key, atol=atol, rtol=rtol
+            )
     if on_iteration is not None:
         jax.block_until_ready(result)  # the bar closes after the last callback
     return result

@@ -138,12 +138,7 @@ def certify(fn, buffer, inputs, num_iterations, sensitivity_key, *, atol, rtol):
     fx = jax.vmap(lambda x, inp: fn(x, inp)[0])(buffer[:-1], inputs)
     certified = leading_count(residual_ok(buffer[1:], fx, atol, rtol))
 
-    def sequential_body(carry):
-        i, buf = carry
-        x_next, _ = fn(buf[i], jax.tree_util.tree_map(lambda a: a[i], inputs))
-        return i + 1, buf.at[i + 1].set(x_next)
-
-    _, buffer = lax.while_loop(lambda c: c[0] < num_steps, sequential_body, (certified, buffer))
+    buffer = recompute_from(fn, buffer, inputs, certified)
     states, prev = buffer[1:], buffer[:-1]
     signs = jax.random.rademacher(sensitivity_key, prev.shape, prev.dtype)
     fx, aux, jump = evaluate_with_sensitivity(fn, prev, inputs, signs, atol=atol, rtol=rtol)
@@ -157,6 +152,20 @@ def certify(fn, buffer, inputs, num_iterations, sensitivity_key, *, atol, rtol):
         num_sequential_steps=num_steps - certified,
         num_sensitive_steps=jnp.sum(jump),
     )
+
+
+def recompute_from(fn, buffer: jax.Array, inputs: Any, start: jax.Array) -> jax.Array:
+    """``buffer`` (``(n + 1, d)``: a state, then n states) with rows ``start + 1 .. n``
+    recomputed one after the other, ``buffer[i + 1] = fn(buffer[i], inputs[i])``: the
+    sequential fallback past a certified prefix (nothing when ``start >= n``)."""
+
+    def body(carry):
+        i, buf = carry
+        x_next, _ = fn(buf[i], jax.tree_util.tree_map(lambda a: a[i], inputs))
+        return i + 1, buf.at[i + 1].set(x_next)
+
+    num_steps = buffer.shape[0] - 1
+    return lax.while_loop(lambda c: c[0] < num_steps, body, (start, buffer))[1]
 
 
 def residual_ok(states: jax.Array, fx: jax.Array, atol: Any, rtol: Any) -> jax.Array:

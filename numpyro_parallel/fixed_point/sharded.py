@@ -33,6 +33,7 @@ from numpyro_parallel.fixed_point.result import (
     FixedPointResult,
     evaluate_with_sensitivity,
     make_result,
+    recompute_from,
     residual_ok,
 )
 from numpyro_parallel.fixed_point.window import update_window
@@ -117,11 +118,10 @@ def solve_sharded(
         xs, _, _, num_iterations, _ = lax.while_loop(cond, body, start)
 
         # Certification: the true residual, a sequential fallback past the certified prefix.
-        fx = jax.vmap(lambda x, inp: fn(x, inp)[0])(shift(xs), local_inputs)
+        prev = shift(xs)
+        fx = jax.vmap(lambda x, inp: fn(x, inp)[0])(prev, local_inputs)
         certified = leading(residual_ok(xs, fx, atol, rtol))
-        xs = _sequential_tail(
-            fn, xs, shift(xs)[0], local_inputs, index, certified, num_steps, strategy
-        )
+        xs = _sequential_tail(fn, xs, prev[0], local_inputs, index, certified, num_steps, strategy)
         fx, aux, jump = evaluate_with_sensitivity(
             fn, shift(xs), local_inputs, local_signs, atol=atol, rtol=rtol
         )
@@ -157,14 +157,8 @@ def _sequential_tail(fn, xs, first_prev, inputs, index, certified, num_steps, st
     def round_(r, carry):
         states, incoming = carry
         begin = jnp.where(device == r, jnp.clip(certified - index[0], 0, length), length)
-
-        def body(loop):
-            i, buf = loop
-            x_next, _ = fn(buf[i], jax.tree_util.tree_map(lambda a: a[i], inputs))
-            return i + 1, buf.at[i + 1].set(x_next)
-
         buf = jnp.concatenate([incoming[None], states])
-        states = lax.while_loop(lambda c: c[0] < length, body, (begin, buf))[1][1:]
+        states = recompute_from(fn, buf, inputs, begin)[1:]
         passed = from_adjacent_shard(states[-1], strategy)
         return states, jnp.where(device == r + 1, passed, incoming)
 
