@@ -48,13 +48,18 @@ class StageProgress:
     """
 
     def __init__(self, description: str, stage_name: str = "stage"):
-        from tqdm.auto import tqdm
-
+        self._description = description
         self._stage_name = stage_name
-        self._bar = tqdm(total=1000, desc=description, bar_format="{l_bar}{bar}| {postfix}")
+        self._bar = None  # opened by the first report: a call that fails first shows none
 
     def __call__(self, stage: Any, fraction: Any, acceptance: Any = None) -> None:
         """Host callback: move the bar to ``fraction``; show the stage (and acceptance)."""
+        if self._bar is None:
+            from tqdm.auto import tqdm
+
+            self._bar = tqdm(
+                total=1000, desc=self._description, bar_format="{l_bar}{bar}| {postfix}"
+            )
         position = int(1000 * float(np.clip(np.max(fraction), 0.0, 1.0)))
         if position > self._bar.n:
             self._bar.update(position - self._bar.n)
@@ -64,8 +69,9 @@ class StageProgress:
         self._bar.set_postfix_str(postfix)
 
     def close(self) -> None:
-        """Close the bar."""
-        self._bar.close()
+        """Close the bar (if a report opened it)."""
+        if self._bar is not None:
+            self._bar.close()
 
 
 @contextlib.contextmanager

@@ -29,6 +29,7 @@ from numpyro_parallel._diagnostics_datasets import (
     smoothed_to_dataset,
     states_to_dataset,
 )
+from numpyro_parallel.fixed_point.result import STUCK_MIN_STEPS
 
 __all__ = [
     "from_numpyro",
@@ -207,6 +208,26 @@ def _bind_numpyro_submodules() -> None:
             parent = f"{parent}.{part}"
 
 
+def _warn_stuck_chains(samples: dict) -> None:
+    """`RuntimeWarning` naming the chains (of at least `STUCK_MIN_STEPS` draws) in which no
+    site ever changed: every proposal was rejected."""
+    arrays = [np.asarray(v) for v in samples.values()]
+    if not arrays or arrays[0].ndim < 2 or arrays[0].shape[1] < STUCK_MIN_STEPS:
+        return
+    moved = np.zeros(arrays[0].shape[0], bool)
+    for a in arrays:
+        moved |= np.any(a != a[:, :1], axis=tuple(range(1, a.ndim)))
+    if not np.all(moved):
+        warnings.warn(
+            f"from_numpyro: chain(s) {np.flatnonzero(~moved).tolist()} never moved: all "
+            f"{arrays[0].shape[1]} draws are identical (every proposal was rejected: a step "
+            "size far too large with adaptation off, or a start where the density is zero or "
+            "NaN nearby). Their R-hat and ESS are meaningless.",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+
+
 def from_numpyro(
     mcmc,
     *,
@@ -241,6 +262,10 @@ def from_numpyro(
         An `xarray.DataTree` with ``posterior``, ``sample_stats``, ``observed_data``,
         ``log_likelihood`` and optionally ``latent_group``.
 
+    Warns:
+        RuntimeWarning: a chain of at least 50 draws never moved (all its draws identical),
+            or pointwise log-likelihoods are NaN.
+
     Raises:
         TypeError: ``mcmc`` is not a `numpyro.infer.MCMC` (e.g. an SVI result).
         ValueError: an MCMC that has not run, ``time_coords`` / ``latent_states`` /
@@ -254,6 +279,7 @@ def from_numpyro(
     args = mcmc._args if model_args is None else tuple(model_args)  # set by MCMC.run
     kwargs = mcmc._kwargs if model_kwargs is None else dict(model_kwargs)
     samples = mcmc.get_samples(group_by_chain=True)
+    _warn_stuck_chains(samples)
     terms, time_sites = _pointwise(model, samples, args, kwargs, 2)
     if terms:
         tree["log_likelihood"] = xr.DataTree(

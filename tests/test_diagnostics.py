@@ -1,5 +1,7 @@
 """ArviZ 1.x output: time-resolved log-likelihood and latent-state groups."""
 
+import warnings
+
 import arviz as az
 import jax
 import jax.numpy as jnp
@@ -145,3 +147,36 @@ def test_from_numpyro_works_when_arviz_is_imported_first():
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "posterior" in result.stdout
+
+
+def test_from_numpyro_warns_about_chains_that_never_moved():
+    from numpyro_parallel.infer import ParallelMALA
+
+    def normal_mean(y):
+        mu = numpyro.sample("mu", dist.Normal(0.0, 10.0))
+        numpyro.deterministic("constant", jnp.ones(2))  # never changes, in any chain
+        numpyro.sample("y", dist.Normal(mu, 1.0), obs=y)
+
+    y = jnp.array([1.0, 2.0, 3.0])
+
+    def run(step_size):
+        kernel = ParallelMALA(
+            normal_mean, step_size=step_size, adapt_step_size=False, adapt_mass_matrix=False,
+            num_steps_per_block=60,
+        )  # fmt: skip
+        mcmc = MCMC(kernel, num_warmup=0, num_samples=60, num_chains=2,
+                    chain_method="vectorized", progress_bar=False)  # fmt: skip
+        mcmc.run(jax.random.PRNGKey(0), y, extra_fields=("stuck",))
+        return mcmc
+
+    stuck = run(1e4)  # every proposal rejected
+    draws = np.asarray(stuck.get_samples(group_by_chain=True)["mu"])
+    assert np.all(draws == draws[:, :1])  # naive check: no chain moved
+    assert bool(np.all(stuck.get_extra_fields()["stuck"][-1]))
+    with pytest.warns(RuntimeWarning, match=r"chain\(s\) \[0, 1\] never moved"):
+        diagnostics.from_numpyro(stuck)
+    healthy = run(0.5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        diagnostics.from_numpyro(healthy)
+    assert not bool(np.any(healthy.get_extra_fields()["stuck"]))

@@ -16,7 +16,7 @@ from numpyro_parallel._checks import check_positive_int, check_tolerance
 from numpyro_parallel.fixed_point.solvers import as_solver
 from numpyro_parallel.strategy import as_strategy
 
-__all__ = ["check_inputs", "check_solver_options", "default_tolerances"]
+__all__ = ["check_inputs", "check_solver_options", "check_step_fn", "default_tolerances"]
 
 
 def default_tolerances(dtype: Any) -> tuple[float, float]:
@@ -57,6 +57,28 @@ def check_inputs(initial_state: Any, inputs: Any) -> int:
     if len(lengths) != 1 or 0 in lengths:
         raise ValueError(f"`inputs` leaves must share a leading axis T >= 1; got {lengths}.")
     return lengths.pop()
+
+
+def check_step_fn(fn: Any, initial_state: jax.Array, inputs: Any) -> None:
+    """Raise unless ``fn(x, input) -> (x_next, aux)`` maps a state of ``initial_state``'s
+    shape to one of the same shape (checked on shapes only, with `jax.eval_shape`)."""
+    if not callable(fn):
+        raise TypeError(
+            f"`fn` must be callable as fn(x, input) -> (x_next, aux); got {type(fn).__name__}."
+        )
+    first = jax.tree_util.tree_map(lambda leaf: leaf[0], inputs)
+    out = jax.eval_shape(fn, initial_state, first)
+    if not isinstance(out, tuple) or len(out) != 2:
+        raise TypeError(
+            "`fn` must return a pair (x_next, aux); wrap a bare step as "
+            "`lambda x, u: (step(x, u), None)`."
+        )
+    shape = getattr(out[0], "shape", None)
+    if shape != initial_state.shape:
+        raise ValueError(
+            f"`fn` must return a next state of the shape of `initial_state`, "
+            f"{initial_state.shape}; it returns {shape}."
+        )
 
 
 def check_solver_options(

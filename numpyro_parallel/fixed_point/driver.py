@@ -36,6 +36,7 @@ from numpyro_parallel._progress import iteration_progress
 from numpyro_parallel.fixed_point.checks import (
     check_inputs,
     check_solver_options,
+    check_step_fn,
     default_tolerances,
 )
 from numpyro_parallel.fixed_point.result import (
@@ -81,6 +82,7 @@ def sequential_recursion(
         ``(states (T, d), aux)`` with aux stacked over time.
     """
     check_inputs(initial_state, inputs)
+    check_step_fn(fn, initial_state, inputs)
     fn = _cast_output(fn, initial_state.dtype)
 
     def body(x, inp):
@@ -125,9 +127,11 @@ def solve_recursion(
             `Sequential()` evaluates the recursion with `lax.scan` instead of iterating;
             `Sharded()` splits the series across devices (with the whole-series window,
             the default except for `OnlinePicard`, the exchange is independent of T).
-        atol: absolute tolerance of the rule ``|x^k - x^{k-1}| <= atol + rtol |x^k|``
-            (elementwise); dtype-dependent default (`default_tolerances`).
-        rtol: relative tolerance of the same rule.
+        atol: absolute tolerance: a step is certified when ``|x_t - f(x_{t-1})| <= atol +
+            rtol |x_t|`` (elementwise); the iterations count a step unchanged when
+            ``|x^k - x^{k-1}|`` is within a tenth of that (``window.CHANGE_FACTOR``).
+            Dtype-dependent default (`default_tolerances`).
+        rtol: relative tolerance of the same rules.
         max_iterations: cap on parallel iterations; past it, the states after the certified
             prefix are computed sequentially. Default: the solver's (T always suffices).
         window: number of time steps iterated at once (sliding window, O(W d^2) memory for
@@ -149,8 +153,10 @@ def solve_recursion(
 
     Raises:
         ValueError: unknown ``solver`` or ``strategy``; negative or non-finite
-            ``atol``/``rtol``; ``max_iterations`` or ``window`` < 1; shapes.
-        TypeError: non-integer ``max_iterations``/``window``; non-floating ``initial_state``.
+            ``atol``/``rtol``; ``max_iterations`` or ``window`` < 1; shapes (``fn``'s next
+            state must have ``initial_state``'s shape).
+        TypeError: non-integer ``max_iterations``/``window``; non-floating ``initial_state``;
+            ``fn`` not callable or not returning a pair ``(x_next, aux)``.
     """
     with iteration_progress(
         "solve_recursion", progress_bar, initial_state, inputs, strategy=strategy
@@ -171,6 +177,7 @@ def _solve_recursion(
 ) -> FixedPointResult:  # fmt: skip
     """`solve_recursion` without the warnings (callers report the result themselves)."""
     num_steps = check_inputs(initial_state, inputs)
+    check_step_fn(fn, initial_state, inputs)
     solver = check_solver_options(solver, strategy, atol, rtol, max_iterations, window)
     strategy = resolve_strategy(strategy, initial_state)
     d = initial_state.shape[0]

@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from numpyro_parallel._checks import check_positive_int
+from numpyro_parallel._checks import check_positive_int, check_tolerance, warn_if
 from numpyro_parallel.fixed_point.result import (
     MAX_ITERATIONS,
     NON_FINITE,
@@ -61,10 +61,19 @@ def iterate_map(
         is non-finite), ``num_iterations`` the applications of ``map_fn``, ``fallback``
         False and no sequential or sensitive steps.
 
+    Outside ``jit`` a `RuntimeWarning` reports a non-finite iterate or reaching the cap.
+
     Raises:
-        ValueError, TypeError: ``max_iterations`` is not an int >= 1.
+        ValueError, TypeError: ``max_iterations`` is not an int >= 1; ``atol`` or ``rtol`` is
+            not a finite number >= 0; ``map_fn`` or ``monitor_fn`` is not callable.
     """
     max_iterations = check_positive_int("max_iterations", max_iterations)
+    for name, value in (("atol", atol), ("rtol", rtol)):
+        if check_tolerance(name, value) is None:
+            raise TypeError(f"`{name}` must be a number >= 0; got None.")
+    for name, fn in (("map_fn", map_fn), ("monitor_fn", monitor_fn)):
+        if fn is not None and not callable(fn):
+            raise TypeError(f"`{name}` must be callable; got {type(fn).__name__}.")
     if monitor_fn is None:
 
         def monitor_fn(state):
@@ -95,7 +104,7 @@ def iterate_map(
     finite = ~jnp.isneginf(change)
     status = jnp.where(finite, jnp.where(done, OK, MAX_ITERATIONS), NON_FINITE)
     status = status.astype(jnp.int32)
-    return FixedPointResult(
+    result = FixedPointResult(
         states=state,
         aux=None,
         status=status,
@@ -105,4 +114,17 @@ def iterate_map(
         fallback=jnp.asarray(False),
         num_sequential_steps=jnp.asarray(0),
         num_sensitive_steps=jnp.asarray(0),
+        stuck=jnp.asarray(False),
     )
+    warn_if(
+        result.status == MAX_ITERATIONS,
+        f"iterate_map did not converge within `max_iterations` = {max_iterations} "
+        "applications of `map_fn` (result.status is MAX_ITERATIONS, result.converged is "
+        "False); the last iterate is returned.",
+    )
+    warn_if(
+        result.status == NON_FINITE,
+        "iterate_map: an iterate became non-finite (NaN/Inf); the loop stopped there "
+        "(result.status is NON_FINITE, result.converged is False).",
+    )
+    return result

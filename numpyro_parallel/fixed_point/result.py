@@ -24,6 +24,7 @@ __all__ = [
     "NON_FINITE",
     "OK",
     "STATUS_NAMES",
+    "STUCK_MIN_STEPS",
     "FixedPointResult",
     "certify",
 ]
@@ -32,6 +33,9 @@ OK, FALLBACK, NON_FINITE, MAX_ITERATIONS = 0, 1, 2, 3
 STATUS_NAMES = ("ok", "fallback", "non_finite", "max_iterations")
 SENSITIVITY_FACTOR = 10.0
 JUMP_FACTOR = 1e4
+#: Shortest chain whose never moving is reported as ``stuck``: at an acceptance rate of 0.2,
+#: a healthy chain stays put for 50 steps with probability 0.8**50 ~ 1e-5.
+STUCK_MIN_STEPS = 50
 
 
 class FixedPointResult(NamedTuple):
@@ -42,11 +46,12 @@ class FixedPointResult(NamedTuple):
             sampler states).
         aux: auxiliary outputs of the step at the solution, stacked over time (for an MCMC
             chain: the step's info, e.g. acceptance rates).
-        status: int32 ``OK`` (0), ``FALLBACK`` (1: not converged within ``max_iterations``,
-            the uncertified steps were recomputed sequentially), ``NON_FINITE`` (2: the
-            states contain NaN/Inf) or, for `iterate_map` (no sequential fallback exists),
-            ``MAX_ITERATIONS`` (3: the cap was reached before convergence); names in
-            ``STATUS_NAMES``.
+        status: int32 ``OK`` (0), ``FALLBACK`` (1: some steps failed the final residual
+            check, after ``max_iterations`` iterations or when the iterations stopped
+            changing; they were recomputed sequentially, so the states are still exact),
+            ``NON_FINITE`` (2: the states contain NaN/Inf) or, for `iterate_map` (no
+            sequential fallback exists), ``MAX_ITERATIONS`` (3: the cap was reached before
+            convergence); names in ``STATUS_NAMES``.
         converged: ``status == OK``.
         num_iterations: parallel iterations performed (T for the sequential strategy).
         residual: ``max_t |x_t - f(x_{t-1})|`` (max norm) of the returned states.
@@ -56,6 +61,11 @@ class FixedPointResult(NamedTuple):
         num_sensitive_steps: steps whose output jumps under a perturbation of the input of
             the size of the tolerance (e.g. an accept/reject decision within that margin of
             its threshold); such steps may differ from an exact sequential evaluation.
+        stuck: (MCMC chains, `numpyro_parallel.mcmc.run_chain`) the chain never left its
+            initial position in ``num_steps >= 50`` steps (``STUCK_MIN_STEPS``): every proposal was
+            rejected (a step size far too large, an invalid sampler parameter, a start where
+            the density is zero or NaN nearby). Always False for `solve_recursion` and
+            `iterate_map`, whose recursions need not move.
     """
 
     states: Any
@@ -67,14 +77,16 @@ class FixedPointResult(NamedTuple):
     fallback: jax.Array
     num_sequential_steps: jax.Array
     num_sensitive_steps: jax.Array
+    stuck: jax.Array
 
 
 def make_result(states, aux, *, finite, fallback, **fields) -> FixedPointResult:
     """A `FixedPointResult` whose status follows from ``finite`` and ``fallback``."""
     status = jnp.where(finite, jnp.where(fallback, FALLBACK, OK), NON_FINITE).astype(jnp.int32)
     return FixedPointResult(
-        states=states, aux=aux, status=status, converged=status == OK, fallback=fallback, **fields
-    )
+        states=states, aux=aux, status=status, converged=status == OK, fallback=fallback,
+        stuck=jnp.asarray(False), **fields,
+    )  # fmt: skip
 
 
 def sequential_result(states: Any, aux: Any, num_steps: int, dtype: Any) -> FixedPointResult:
@@ -191,13 +203,17 @@ def evaluate_with_sensitivity(fn, prev, inputs, signs, *, atol, rtol):
 
 
 def warn_result(result: FixedPointResult, caller: str) -> None:
-    """`RuntimeWarning`s outside ``jit`` for a fallback, non-finite states, sensitive steps."""
+    """`RuntimeWarning`s outside ``jit`` for a fallback, non-finite states, a stuck chain and
+    sensitive steps."""
     steps = concrete(result.num_sequential_steps)
     warn_if(
         result.status == FALLBACK,
-        f"{caller} did not converge within `max_iterations`; "
-        f"{'some' if steps is None else int(np.max(steps))} step(s) were recomputed "
-        "sequentially (result.status is FALLBACK, result.converged is False).",
+        f"{caller} did not converge: "
+        f"{'some' if steps is None else int(np.max(steps))} step(s) failed the final check "
+        "|x_t - f(x_{t-1})| <= atol + rtol |x_t| (after `max_iterations` iterations, or once "
+        "the iterates stopped changing) and were recomputed sequentially, so the states are "
+        "exact but part of the parallel work was wasted (result.status is FALLBACK, "
+        "result.converged is False). Raise `max_iterations`, or prefer the Newton solver.",
         stacklevel=4,
     )
     warn_if(
@@ -206,6 +222,13 @@ def warn_result(result: FixedPointResult, caller: str) -> None:
         "stuck at an initial point where the log-density is NaN; the steps from the first "
         "non-finite one on were computed sequentially); result.status is NON_FINITE, "
         "result.converged is False.",
+        stacklevel=4,
+    )
+    warn_if(
+        result.stuck,
+        f"{caller}: the chain is stuck: it never left its initial position (every proposal "
+        "was rejected: a step size far too large, an invalid sampler parameter, or a start "
+        "where the density is zero or NaN nearby); result.stuck is True.",
         stacklevel=4,
     )
     warn_if(

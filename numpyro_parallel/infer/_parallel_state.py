@@ -30,6 +30,10 @@ class ParallelMALAState(NamedTuple):
         block_index: next draw of the block to hand out.
         num_iterations: solver iterations of the last block.
         converged: whether the last block's solve converged.
+        stuck: whether the last block never left its starting point (every proposal of a
+            block of at least 50 steps rejected; collect it with
+            ``extra_fields=("stuck",)``; `numpyro_parallel.diagnostics.from_numpyro` warns
+            about chains whose draws never change).
         rng_key: PRNG key.
     """
 
@@ -48,4 +52,5 @@ class ParallelMALAState(NamedTuple):
     block_index: jax.Array
     num_iterations: jax.Array
     converged: jax.Array
+    stuck: jax.Array
     rng_key: jax.Array

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
 import blackjax
@@ -31,6 +31,7 @@ MAX_STEPS_FACTOR = 4
 __all__ = [
     "AdaptOptions",
     "StepInfo",
+    "check_init_params",
     "check_initial_point",
     "check_kernel_options",
     "hmc_step",
@@ -186,6 +187,28 @@ def check_kernel_options(
     check_positive_int("num_steps_per_block", num_steps_per_block)
     check_solver_options(solver, strategy, atol, rtol, max_iterations)
     _check_positive_number("target_accept_prob", target_accept_prob, below_one=True)
+
+
+def check_init_params(init_params: Any, reference: Any) -> None:
+    """Raise `ValueError` unless ``init_params`` has the sites and shapes of ``reference``
+    (the model's unconstrained latent sites from NumPyro's initialisation; both batched over
+    chains for vectorized chains)."""
+    given = init_params.z if hasattr(init_params, "z") else init_params
+    if not isinstance(given, Mapping):
+        raise TypeError(
+            "`init_params` must be a dict of the model's latent sites (unconstrained values); "
+            f"got {type(given).__name__}."
+        )
+    shapes = lambda tree: {name: tuple(jnp.shape(value)) for name, value in tree.items()}
+    expected, got = shapes(reference), shapes(given)
+    if set(got) != set(expected) or got != expected:
+        missing, unknown = sorted(set(expected) - set(got)), sorted(set(got) - set(expected))
+        wrong = {k: got[k] for k in expected if k in got and got[k] != expected[k]}
+        raise ValueError(
+            f"`init_params` must give the model's latent sites with shapes {expected} "
+            "(unconstrained values; a leading chain axis for vectorized chains); "
+            f"missing {missing}, unknown {unknown}, wrong shapes {wrong}."
+        )
 
 
 def check_initial_point(potential: Callable, flat_z: jax.Array, unravel: Callable) -> None:

@@ -38,6 +38,7 @@ from numpyro_parallel.fixed_point.solvers import SolverLike
 from numpyro_parallel.infer._parallel_state import ParallelMALAState
 from numpyro_parallel.infer._parallel_steps import (
     AdaptOptions,
+    check_init_params,
     check_initial_point,
     check_kernel_options,
     mala_step,
@@ -171,7 +172,8 @@ class ParallelMALA(MCMCKernel):
 
         Raises:
             ValueError: ``num_warmup`` negative; ``init_params`` (given, or required with
-                ``potential_fn``) non-finite or at a non-finite potential/gradient.
+                ``potential_fn``) non-finite or at a non-finite potential/gradient, or not
+                the model's latent sites with their (unconstrained) shapes.
             RuntimeError: NumPyro's init strategy found no valid initial point.
         """
         self._num_warmup = check_positive_int("num_warmup", num_warmup, minimum=0)
@@ -180,11 +182,23 @@ class ParallelMALA(MCMCKernel):
         split = lambda key: tuple(jax.random.split(key))
         rng_key, key_init = jax.vmap(split)(rng_key) if self._batched else split(rng_key)
         if self._model is not None:
-            params, potential_gen, postprocess, _ = initialize_model(
-                key_init, self._model, dynamic_args=True, model_args=model_args,
-                model_kwargs=model_kwargs,
-            )  # fmt: skip
+            try:
+                params, potential_gen, postprocess, _ = initialize_model(
+                    key_init, self._model, dynamic_args=True, model_args=model_args,
+                    model_kwargs=model_kwargs,
+                )  # fmt: skip
+            except RuntimeError as error:
+                if not given:
+                    raise
+                raise ValueError(
+                    "Cannot start the chain at `init_params`: NumPyro found no point where "
+                    "the model's potential energy and its gradient are finite (its init "
+                    f"strategy failed: {error}), so the log-density is probably NaN or -inf "
+                    "almost everywhere."
+                ) from error
             self._potential_fn_gen, self._postprocess_fn = potential_gen, postprocess
+            if given:
+                check_init_params(init_params, params.z)
             init_params = params.z if init_params is None else init_params
         elif init_params is None:
             raise ValueError("`init_params` must be given with `potential_fn`.")
@@ -220,7 +234,7 @@ class ParallelMALA(MCMCKernel):
             block_accept_prob=jnp.zeros(num_steps_per_block, dtype),
             block_diverging=jnp.zeros(num_steps_per_block, bool),
             block_index=_int(num_steps_per_block), num_iterations=_int(0),
-            converged=jnp.asarray(True), rng_key=rng_key,
+            converged=jnp.asarray(True), stuck=jnp.asarray(False), rng_key=rng_key,
         )  # fmt: skip
 
     def sample(self, state, model_args, model_kwargs):
@@ -295,7 +309,8 @@ class ParallelMALA(MCMCKernel):
             block=states.position * scale[None, :], block_potential=-states.logdensity,
             block_accept_prob=info.aux.acceptance_rate,
             block_diverging=info.aux.is_divergent, block_index=_int(0),
-            num_iterations=_int(info.num_iterations), converged=info.converged, rng_key=key,
+            num_iterations=_int(info.num_iterations), converged=info.converged,
+            stuck=info.stuck, rng_key=key,
         )  # fmt: skip
 
     def _hand_out_one(self, state):

@@ -34,6 +34,7 @@ from numpyro_parallel.fixed_point.driver import MATMUL_PRECISION, _solve_recursi
 from numpyro_parallel.fixed_point.result import (
     NON_FINITE,
     OK,
+    STUCK_MIN_STEPS,
     FixedPointResult,
     all_finite,
     sequential_result,
@@ -160,9 +161,10 @@ def run_chain(
         ``(states, info)``: the states for t = 1..T stacked on a leading axis, and a
         `numpyro_parallel.fixed_point.FixedPointResult` whose ``states`` are the same states
         and ``aux`` the step's info for every step (``info.status`` is ``NON_FINITE`` when
-        any floating leaf of the states, e.g. a cached log-density, is NaN/Inf). Outside
-        ``jit`` a `RuntimeWarning` reports a sequential fallback, non-finite states and
-        near-threshold accept decisions.
+        any floating leaf of the states, e.g. a cached log-density, is NaN/Inf; ``info.stuck``
+        is True when a chain of at least 50 steps never left its initial position). Outside
+        ``jit`` a `RuntimeWarning` reports a sequential fallback, non-finite states, a stuck
+        chain and near-threshold accept decisions.
 
     Raises:
         TypeError: ``initial_state`` is not a state of ``step_fn`` (e.g. a bare position:
@@ -203,7 +205,8 @@ def _run_chain(
         with jax.default_matmul_precision(MATMUL_PRECISION):
             _, (states, step_info) = jax.lax.scan(body, initial_state, keys)
         dtype = jax.tree_util.tree_leaves(initial_state)[0].dtype
-        return states, sequential_result(states, step_info, num_steps, dtype)
+        result = sequential_result(states, step_info, num_steps, dtype)
+        return states, _with_stuck(result, states, initial_state, init is not None)
     x0, to_state, from_state = _coordinates(initial_state, init)
 
     def fn(x, key):
@@ -219,4 +222,19 @@ def _run_chain(
     states = jax.vmap(to_state)(result.states)
     finite = all_finite(states)
     status = jnp.where(finite, result.status, NON_FINITE).astype(jnp.int32)
-    return states, result._replace(states=states, status=status, converged=status == OK)
+    result = result._replace(states=states, status=status, converged=status == OK)
+    return states, _with_stuck(result, states, initial_state, init is not None)
+
+
+def _with_stuck(
+    result: FixedPointResult, states: Any, initial_state: Any, has_position: bool
+) -> FixedPointResult:
+    """``result`` with ``stuck`` set when no state of a chain of at least `STUCK_MIN_STEPS`
+    steps left the initial position (every leaf of the state without a ``position``)."""
+    num_steps = jax.tree_util.tree_leaves(states)[0].shape[0]
+    if num_steps < STUCK_MIN_STEPS:
+        return result
+    if has_position:
+        states, initial_state = states.position, initial_state.position
+    same = jax.tree_util.tree_map(lambda a, a0: jnp.all(a == a0[None]), states, initial_state)
+    return result._replace(stuck=jnp.all(jnp.stack(jax.tree_util.tree_leaves(same))))

@@ -62,9 +62,13 @@ def init(position: Any, logdensity_fn: Callable, base_init: Callable = blackjax.
 def _positive(name: str, value: Any) -> jax.Array:
     """Raise unless a concrete ``value`` is finite and > 0 everywhere; traced: a validity flag.
 
+    Raises `TypeError` for a concrete value that is not numeric (None, a string, a bool).
+
     A dense (2-D) ``value`` must be a positive-definite matrix.
     """
     array = concrete(value)
+    if array is not None and (isinstance(value, bool) or array.dtype.kind not in "iuf"):
+        raise TypeError(f"`{name}` must be a number or an array of numbers; got {value!r}.")
     if array is not None:
         if array.ndim == 2:
             check_covariance(name, array, allow_singular=False)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from numpyro_parallel._checks import check_positive_int
+from numpyro_parallel._checks import check_positive_int, check_rng_key
 from numpyro_parallel.smc.resampling import Resampler, multinomial, rejection
 from numpyro_parallel.smc.weights import (
     as_log_weights,
@@ -128,6 +128,7 @@ def conditional_stratified(
         ``(num_samples,)`` int32 indices with ``indices[0] == 0`` (all N for invalid traced
         weights) (other slots in random order).
     """
+    check_rng_key(rng_key)
     log_weights = as_log_weights(weights, is_log)
     num_samples = check_positive_int("num_samples", num_samples)
     return _conditional_strata(rng_key, log_weights, num_samples, shared=False)
@@ -148,6 +149,7 @@ def conditional_systematic(
         ``(num_samples,)`` int32 indices with ``indices[0] == 0`` (all N for invalid traced
         weights) (other slots in random order).
     """
+    check_rng_key(rng_key)
     log_weights = as_log_weights(weights, is_log)
     num_samples = check_positive_int("num_samples", num_samples)
     return _conditional_strata(rng_key, log_weights, num_samples, shared=True)

@@ -32,7 +32,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from numpyro_parallel._checks import check_positive_int
+from numpyro_parallel._checks import check_positive_int, check_rng_key
 from numpyro_parallel.smc.prefix_free import (
     RejectionResult,
     metropolis,
@@ -68,8 +68,9 @@ __all__ = [
 ]
 
 
-def _prepare(weights: jax.Array, is_log: bool, num_samples: int):
-    """Checked log-weights, validity flag and number of samples."""
+def _prepare(rng_key: jax.Array, weights: jax.Array, is_log: bool, num_samples: int):
+    """Checked log-weights, validity flag and number of samples (and a checked key)."""
+    check_rng_key(rng_key)
     log_weights = as_log_weights(weights, is_log)
     num_samples = check_positive_int("num_samples", num_samples)
     return log_weights, log_weights_valid(log_weights), num_samples
@@ -90,7 +91,7 @@ def multinomial(
         ``(num_samples,)`` int32 ancestor indices (all equal to N, out of range, for invalid
         weights under tracing).
     """
-    log_weights, valid, num_samples = _prepare(weights, is_log, num_samples)
+    log_weights, valid, num_samples = _prepare(rng_key, weights, is_log, num_samples)
     n = log_weights.shape[0]
     uniforms = jax.random.uniform(rng_key, (num_samples,), dtype=log_weights.dtype)
     return with_sentinel(inverse_cdf(log_weights, uniforms), valid, n)
@@ -111,7 +112,7 @@ def stratified(
         ``(num_samples,)`` int32 ancestor indices (all equal to N, out of range, for invalid
         weights under tracing), non-decreasing.
     """
-    log_weights, valid, num_samples = _prepare(weights, is_log, num_samples)
+    log_weights, valid, num_samples = _prepare(rng_key, weights, is_log, num_samples)
     n = log_weights.shape[0]
     offsets = jax.random.uniform(rng_key, (num_samples,), dtype=log_weights.dtype)
     uniforms = (jnp.arange(num_samples, dtype=log_weights.dtype) + offsets) / num_samples
@@ -133,7 +134,7 @@ def systematic(
         ``(num_samples,)`` int32 ancestor indices (all equal to N, out of range, for invalid
         weights under tracing), non-decreasing.
     """
-    log_weights, valid, num_samples = _prepare(weights, is_log, num_samples)
+    log_weights, valid, num_samples = _prepare(rng_key, weights, is_log, num_samples)
     n = log_weights.shape[0]
     offset = jax.random.uniform(rng_key, (), dtype=log_weights.dtype)
     uniforms = (jnp.arange(num_samples, dtype=log_weights.dtype) + offset) / num_samples
@@ -155,7 +156,7 @@ def residual(
         ``(num_samples,)`` int32 ancestor indices (all equal to N, out of range, for invalid
         weights under tracing), deterministic copies first.
     """
-    log_weights, valid, num_samples = _prepare(weights, is_log, num_samples)
+    log_weights, valid, num_samples = _prepare(rng_key, weights, is_log, num_samples)
     n = log_weights.shape[0]
     normalised, _ = log_normalize(log_weights)
     expected = num_samples * jnp.exp(normalised)

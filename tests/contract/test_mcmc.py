@@ -92,6 +92,37 @@ def kernel_init(kernel_cls, z, **options):
     return lambda: kernel_cls(potential_fn=pot, **options).init(KEY, 5, {"x": z})
 
 
+def normal_mean_model(y=jnp.array([1.0, 2.0])):
+    import numpyro
+    import numpyro.distributions as dist
+
+    mu = numpyro.sample("mu", dist.Normal(0.0, 10.0))
+    numpyro.sample("y", dist.Normal(mu, 1.0), obs=y)
+
+
+def nowhere_finite_model():
+    import numpyro
+    import numpyro.distributions as dist
+
+    mu = numpyro.sample("mu", dist.Normal(0.0, 10.0))
+    numpyro.factor("f", jnp.nan * mu)
+
+
+def model_init(kernel_cls, init_params, model=normal_mean_model):
+    return lambda: kernel_cls(model, num_steps_per_block=4).init(KEY, 2, init_params)
+
+
+def stuck_chain(strategy):
+    """MALA whose every proposal is rejected (step size 1e6): 60 steps at the start."""
+    mala = blackjax.mala(gaussian, 1e6)
+    return lambda: mcmc.run_chain(mala, mala.init(jnp.ones(2)), KEY, 60, strategy=strategy)
+
+
+def is_stuck(result):
+    states, info = result
+    return bool(info.stuck) and bool(info.converged) and np.all(states.position == 1.0)
+
+
 CASES = [
     # ---- fixed_point ------------------------------------------------------------------------
     Case("unknown-solver", FP + "solve_recursion", solve(solver="picard"),
@@ -112,6 +143,27 @@ CASES = [
          lambda: fixed_point.iterate_map(jnp.tanh, X0 * jnp.nan, atol=1e-8, rtol=0.0,
                                          max_iterations=5),
          returns(lambda r: int(r.status) == fixed_point.NON_FINITE and not bool(r.converged))),
+    Case("not-callable-fn", FP + "solve_recursion",
+         lambda: fixed_point.solve_recursion(3, X0, INPUTS), raises(TypeError, "`fn` must be callable")),
+    Case("fn-wrong-shape", FP + "solve_recursion",
+         lambda: fixed_point.solve_recursion(lambda x, u: (jnp.ones(3), None), X0, INPUTS),
+         raises(ValueError, r"`fn` must return a next state of the shape of `initial_state`, \(2,\); it returns \(3,\)")),
+    Case("fn-not-a-pair", FP + "sequential_recursion",
+         lambda: fixed_point.sequential_recursion(lambda x, u: x, X0, INPUTS),
+         raises(TypeError, r"`fn` must return a pair")),
+    Case("atol-none", FP + "iterate_map",
+         lambda: fixed_point.iterate_map(jnp.tanh, X0, atol=None, rtol=0.0, max_iterations=5),
+         raises(TypeError, "`atol`")),
+    Case("negative-atol", FP + "iterate_map",
+         lambda: fixed_point.iterate_map(jnp.tanh, X0, atol=-1.0, rtol=0.0, max_iterations=5),
+         raises(ValueError, "`atol`")),
+    Case("not-callable-map", FP + "iterate_map",
+         lambda: fixed_point.iterate_map(3, X0, atol=1e-8, rtol=0.0, max_iterations=5),
+         raises(TypeError, "`map_fn`")),
+    Case("cap-reached-warns", FP + "iterate_map",
+         lambda: fixed_point.iterate_map(lambda z: 0.99 * z + 1.0, X0, atol=1e-12, rtol=0.0,
+                                         max_iterations=3),
+         returns(lambda r: int(r.status) == fixed_point.MAX_ITERATIONS, warns=RuntimeWarning)),
     Case("progress-bar-str", FP + "solve_recursion", solve(progress_bar="yes"),
          raises(TypeError, "`progress_bar`")),
     Case("damping-0", FP + "solve_recursion", lambda: solve(solver=fixed_point.Newton(damping=0.0))(),
@@ -215,6 +267,19 @@ CASES = [
          lambda: jax.jit(lambda s: mcmc.run_chain(NAN_MALA, s, KEY, 8, strategy="sequential"))(NAN_STATE),
          returns(not_ok_nan)),
     # ---- mcmc block samplers -------------------------------------------------------------------
+    Case("stuck-chain-flagged", MC + "run_chain", stuck_chain("auto"),
+         returns(is_stuck, warns=RuntimeWarning)),
+    Case("stuck-sequential-chain-flagged", MC + "run_chain", stuck_chain("sequential"),
+         returns(is_stuck, warns=RuntimeWarning)),
+    Case("str-step-size", MC + "parallel_mala", lambda: mcmc.parallel_mala(gaussian, "a", 8),
+         raises(TypeError, "`step_size`")),
+    Case("none-step-size", MC + "parallel_mala", lambda: mcmc.parallel_mala(gaussian, None, 8),
+         raises(TypeError, "`step_size`")),
+    Case("none-sigma", MC + "parallel_rwm", lambda: mcmc.parallel_rwm(gaussian, None, 8),
+         raises(TypeError, "`sigma`")),
+    Case("stuck-block-flagged", MC + "parallel_mala",
+         lambda: mcmc.parallel_mala(gaussian, 1e6, 60).step(KEY, MALA.init(jnp.ones(2))),
+         returns(lambda r: bool(r[1].stuck), warns=RuntimeWarning)),
     Case("negative-step-size", MC + "parallel_mala", lambda: mcmc.parallel_mala(gaussian, -0.1, 8),
          raises(ValueError, "`step_size`")),
     Case("block-0", MC + "parallel_mala", lambda: mcmc.parallel_mala(gaussian, 0.1, 0),
@@ -257,6 +322,19 @@ CASES = [
          raises(ValueError, "`init_params`")),
     Case("nan-init-params", INF + "ParallelMALA",
          kernel_init(ParallelMALA, jnp.array([jnp.nan, 0.0])), raises(ValueError, "`init_params`")),
+    Case("init-params-wrong-shape", INF + "ParallelMALA",
+         model_init(ParallelMALA, {"mu": jnp.zeros(3)}),
+         raises(ValueError, r"`init_params` must give the model's latent sites with shapes \{'mu': \(\)\}.*wrong shapes \{'mu': \(3,\)\}")),
+    Case("init-params-unknown-site", INF + "ParallelMALA",
+         model_init(ParallelMALA, {"mu": 0.0, "extra": 1.0}),
+         raises(ValueError, r"`init_params`.*unknown \['extra'\]")),
+    Case("init-params-missing-site", INF + "ParallelHMC",
+         model_init(ParallelHMC, {"nu": 0.0}), raises(ValueError, r"`init_params`.*missing \['mu'\]")),
+    Case("init-params-list", INF + "ParallelMALA", model_init(ParallelMALA, [0.0]),
+         raises(TypeError, "`init_params` must be a dict")),
+    Case("init-params-model-nowhere-finite", INF + "ParallelMALA",
+         model_init(ParallelMALA, {"mu": 0.5}, nowhere_finite_model),
+         raises(ValueError, "Cannot start the chain at `init_params`")),
     Case("jit-nan-potential-diverging", INF + "ParallelMALA", jitted_diverging(ParallelMALA),
          returns(lambda flags: bool(np.all(flags)))),
     Case("integration-steps-0", INF + "ParallelHMC",

@@ -50,6 +50,12 @@ def _resampler_cases(name):
             raises(ValueError, "`weights`.*NaN"),
         ),
         Case(
+            "int_rng_key",
+            P + name,
+            lambda: fn(0, W, N),
+            raises(TypeError, "`rng_key` must be a single PRNG key"),
+        ),
+        Case(
             "negative_weights_are_log_weights",
             P + name,
             lambda: fn(KEY, jnp.log(W), N),
@@ -314,6 +320,12 @@ CASES += [
         P + "metropolis",
         lambda: smc.metropolis(KEY, W, N, num_steps=-1),
         raises(ValueError, "`num_steps`"),
+    ),
+    Case(
+        "none_tolerance",
+        P + "metropolis",
+        lambda: smc.metropolis(KEY, W, N, tolerance=None),
+        raises(TypeError, "`tolerance`"),
     ),
     Case(
         "bad_tolerance",
