@@ -323,9 +323,9 @@ def test_stuck_chain_is_flagged_and_warned_about_only_when_it_never_moves():
     step_sizes = jnp.array([1e6, 0.5])
     flags = jax.jit(
         jax.vmap(
-            lambda h: run_chain(
-                blackjax.mala(gaussian_logdensity, h), stuck.init(x0), key, 60
-            )[1].stuck
+            lambda h: (
+                run_chain(blackjax.mala(gaussian_logdensity, h), stuck.init(x0), key, 60)[1].stuck
+            )
         )
     )(step_sizes)
     np.testing.assert_array_equal(flags, [True, False])
