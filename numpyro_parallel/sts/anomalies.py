@@ -16,7 +16,8 @@ import jax.numpy as jnp
 from jax.scipy.special import ndtr
 
 from numpyro_parallel.ssm.kalman.predictions import kalman_predictions
-from numpyro_parallel.sts.forecast import _check_series, _draws, map_draws
+from numpyro_parallel.sts._validate import check_initial_state, check_probability
+from numpyro_parallel.sts.forecast import _check_model, _check_series, _draws, map_draws
 from numpyro_parallel.sts.model import Sum, data_scale
 
 __all__ = ["Anomalies", "detect_anomalies"]
@@ -64,15 +65,17 @@ def detect_anomalies(
         `Anomalies`.
 
     Raises:
-        TypeError: ``samples`` is not a dict of draws.
-        ValueError: ``y`` is not ``(T,)``; ``threshold`` outside (0, 1).
+        TypeError: ``model`` is not a `Sum`; ``samples`` is not a dict of draws; ``y`` does
+            not hold real numbers (integers are converted to floats).
+        ValueError: ``y`` is not ``(T,)`` or holds inf; ``samples`` lacks a site of the
+            model or its sites do not share a leading draw axis; ``threshold`` outside
+            (0, 1); an invalid ``initial_mean`` or ``initial_cov``.
     """
+    model = _check_model(model)
     y = _check_series(y)
-    if isinstance(threshold, bool) or not (
-        isinstance(threshold, float | int) and 0 < threshold < 1
-    ):
-        raise ValueError(f"`threshold` must be a number in (0, 1); got {threshold!r}.")
-    _draws(samples)
+    threshold = check_probability("threshold", threshold)
+    _draws(model, samples)
+    initial_mean, initial_cov = check_initial_state(model.state_dim, initial_mean, initial_cov)
     data = data_scale(y)
 
     def one(draw):

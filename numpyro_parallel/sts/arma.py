@@ -54,10 +54,12 @@ class ARMA(Component):
         ar_order: p >= 0.
         ma_order: q >= 0 (p + q >= 1).
         name: site prefix (default ``"arma"``).
-        priors: overrides for ``ar_pacf``, ``ma_pacf`` and ``scale``.
+        priors: overrides for ``ar_pacf`` (shape ``(p,)``), ``ma_pacf`` (``(q,)``) and
+            ``scale``.
 
     Raises:
-        ValueError, TypeError: orders that are not ints >= 0, or both zero.
+        ValueError, TypeError: orders that are not ints >= 0, or both zero; a prior of the
+            wrong shape (when the component joins a `Sum`).
     """
 
     def __init__(self, ar_order: int, ma_order: int, name: str = "arma", priors=None):
@@ -72,6 +74,9 @@ class ARMA(Component):
     @property
     def state_dim(self) -> int:
         return max(self.ar_order, self.ma_order + 1)
+
+    def parameter_shape(self, parameter: str) -> tuple[int, ...]:
+        return {"ar_pacf": (self.ar_order,), "ma_pacf": (self.ma_order,)}.get(parameter, ())
 
     def default_prior(self, parameter: str, data: DataScale) -> dist.Distribution:
         if parameter in ("ar_pacf", "ma_pacf"):

@@ -22,6 +22,7 @@ import numpyro
 import numpyro.distributions as dist
 
 from numpyro_parallel._checks import concrete, nan_unless
+from numpyro_parallel.sts._validate import shape_matches
 
 __all__ = [
     "Component",
@@ -87,12 +88,19 @@ class Component:
     """Base class: a named block with parameters and default priors.
 
     Subclasses set ``parameter_names`` and implement `state_dim`, `build` and, when the
-    default priors should differ, `default_prior`.
+    default priors should differ, `default_prior`; a parameter that is not a scalar also
+    needs `parameter_shape`.
 
     Args:
         name: prefix of the component's NumPyro sample sites (``"{name}_{parameter}"``).
         priors: optional mapping from parameter name to a NumPyro distribution, overriding the
-            data-scaled defaults.
+            data-scaled defaults; its shape (batch and event) must be the parameter's
+            (`parameter_shape`).
+
+    Raises:
+        TypeError: ``name`` not a non-empty string; a prior that is not a NumPyro
+            distribution.
+        ValueError: ``priors`` names an unknown parameter.
     """
 
     parameter_names: tuple[str, ...] = ()
@@ -109,8 +117,23 @@ class Component:
                 f"`priors` names unknown parameters {sorted(unknown)} of {type(self).__name__}; "
                 f"its parameters are {list(self.parameter_names)}."
             )
+        for parameter, prior in priors.items():
+            if not isinstance(prior, dist.Distribution):
+                raise TypeError(
+                    f"`priors[{parameter!r}]` of {type(self).__name__} must be a "
+                    f"numpyro.distributions.Distribution; got {prior!r}."
+                )
         self.name = name
         self.priors = priors
+
+    def parameter_shape(self, parameter: str) -> tuple[int, ...]:
+        """Shape of one value of ``parameter`` (default: a scalar)."""
+        return ()
+
+    def check_prior_shapes(self) -> None:
+        """Raise `ValueError` when a prior override has the wrong shape (see `prior`)."""
+        for parameter in self.priors:
+            self.prior(parameter, None)
 
     @property
     def state_dim(self) -> int:
@@ -122,8 +145,23 @@ class Component:
         return _scale_prior(data.scale)
 
     def prior(self, parameter: str, data: DataScale) -> dist.Distribution:
-        """The prior of ``parameter``: the user's override, else `default_prior`."""
-        return self.priors.get(parameter) or self.default_prior(parameter, data)
+        """The prior of ``parameter``: the user's override, else `default_prior`.
+
+        Raises:
+            ValueError: an override whose shape (batch + event) is not `parameter_shape`.
+        """
+        given = self.priors.get(parameter)
+        if given is None:
+            return self.default_prior(parameter, data)
+        expected = tuple(self.parameter_shape(parameter))
+        shape = tuple(given.batch_shape + given.event_shape)
+        if not shape_matches(shape, expected):
+            raise ValueError(
+                f"the prior of `{self.name}_{parameter}` ({type(self).__name__} {self.name!r}) "
+                f"must have shape {expected} (batch + event shape); got {shape}. A vector "
+                "parameter needs e.g. `dist.Uniform(-jnp.ones(p), jnp.ones(p)).to_event(1)`."
+            )
+        return given
 
     def sample_params(self, data: DataScale) -> dict[str, Any]:
         """Sample the component's parameters as NumPyro sites ``{name}_{parameter}``."""

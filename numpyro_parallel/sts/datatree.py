@@ -38,7 +38,8 @@ def forecast_coords(time_coords: Any, horizon: int) -> np.ndarray:
         ``(horizon,)`` labels.
 
     Raises:
-        ValueError: fewer than two labels, or unevenly spaced ones.
+        ValueError: fewer than two labels, labels that are not numbers or dates, or unevenly
+            spaced ones (float labels within a relative tolerance of 1e-6 count as even).
     """
     freq = getattr(time_coords, "freq", None)
     if freq is not None:  # pandas DatetimeIndex / PeriodIndex with a frequency
@@ -46,8 +47,24 @@ def forecast_coords(time_coords: Any, horizon: int) -> np.ndarray:
     labels = np.asarray(time_coords)
     if labels.ndim != 1 or labels.shape[0] < 2:
         raise ValueError("`time_coords` needs at least two labels to extend it over a forecast.")
-    steps = np.diff(labels)
-    if not np.all(steps == steps[0]):
+    try:
+        steps = np.diff(labels)
+    except TypeError:  # strings and other labels without a difference
+        raise ValueError(
+            f"`time_coords` labels of dtype {labels.dtype} cannot be continued over a "
+            "forecast: pass `forecast_time_coords` explicitly."
+        ) from None
+    if np.issubdtype(steps.dtype, np.inexact):
+        # Float labels (0.0, 0.1, 0.2, ...) carry rounding error: evenly spaced within a
+        # relative tolerance, extended by their mean step.
+        step = steps.mean()
+        rounding = 16 * np.finfo(labels.dtype).eps * np.max(np.abs(labels))
+        even = np.allclose(steps, step, rtol=1e-6, atol=rounding)
+        if even:
+            return (labels[-1] + step * np.arange(1, horizon + 1)).astype(labels.dtype)
+    else:
+        even = np.all(steps == steps[0])
+    if not even:
         raise ValueError(
             "`time_coords` is not evenly spaced (e.g. month starts as datetime64[D]): pass "
             "`forecast_time_coords` explicitly, or monthly labels (datetime64[M])."
@@ -55,14 +72,15 @@ def forecast_coords(time_coords: Any, horizon: int) -> np.ndarray:
     return labels[-1] + steps[0] * np.arange(1, horizon + 1)
 
 
-def _by_chain(name: str, array: Any, num_chains: int) -> np.ndarray:
+def _by_chain(name: str, array: Any, num_chains: int, num_draws: int) -> np.ndarray:
     array = np.asarray(array)
-    if array.shape[0] % num_chains:
+    if array.ndim < 1 or array.shape[0] != num_chains * num_draws:
+        got = array.shape[0] if array.ndim else "no"
         raise ValueError(
-            f"`{name}` has {array.shape[0]} draws, not a multiple of the {num_chains} chains: "
-            "compute it from `mcmc.get_samples()` (all chains, flattened)."
+            f"`{name}` has {got} draws, but the run has {num_chains} chains of {num_draws} "
+            "draws: compute it from `mcmc.get_samples()` (all chains, flattened)."
         )
-    return array.reshape(num_chains, array.shape[0] // num_chains, *array.shape[1:])
+    return array.reshape(num_chains, num_draws, *array.shape[1:])
 
 
 def to_datatree(
@@ -117,6 +135,7 @@ def to_datatree(
 
     tree = from_numpyro(mcmc, time_coords=time_coords)
     num_chains = mcmc.num_chains
+    num_draws = tree["posterior"].sizes["draw"]
     observed = tree["observed_data"].dataset[model.name]
     num_steps = observed.shape[0]
     y = np.asarray(observed.values).reshape(num_steps, -1)[:, 0]
@@ -150,18 +169,22 @@ def to_datatree(
 
     if forecast is not None:
         draws = {
-            k: _by_chain(f"forecast.{k}", v, num_chains) for k, v in forecast._asdict().items()
+            k: _by_chain(f"forecast.{k}", v, num_chains, num_draws)
+            for k, v in forecast._asdict().items()
         }
         tree["predictions"] = group(
             {model.name: draws["samples"], "mean": draws["mean"], "variance": draws["variance"]},
             future_labels(draws["mean"].shape[-1]),
         )
 
-    def fitted(size: int, horizon_allowed: bool = False) -> np.ndarray:
+    def fitted(name: str, size: int, horizon_allowed: bool = False) -> np.ndarray:
         if size == num_steps:
             return labels
         if not horizon_allowed or size < num_steps:
-            raise ValueError(f"expected {num_steps} time points (the run's series); got {size}.")
+            raise ValueError(
+                f"`{name}` has {size} time points; expected {num_steps} (the run's series)"
+                f"{' or more (with a horizon)' if horizon_allowed else ''}."
+            )
         # A decomposition continued over the forecast period: the fitted labels, then the
         # forecast's first ones.
         return np.concatenate([labels, future_labels(size - num_steps, prefix=True)])
@@ -172,16 +195,22 @@ def to_datatree(
         order = [c.name for c in model.components if c.name in decomposition]
         for component in order + sorted(set(decomposition) - set(order)):
             part = decomposition[component]
-            variables[f"{component}_mean"] = _by_chain(component, part.mean, num_chains)
-            variables[f"{component}_variance"] = _by_chain(component, part.variance, num_chains)
+            variables[f"{component}_mean"] = _by_chain(
+                f"decomposition[{component!r}].mean", part.mean, num_chains, num_draws
+            )
+            variables[f"{component}_variance"] = _by_chain(
+                f"decomposition[{component!r}].variance", part.variance, num_chains, num_draws
+            )
         size = next(iter(variables.values())).shape[-1]
-        tree["decomposition"] = group(variables, fitted(size, horizon_allowed=True))
+        tree["decomposition"] = group(
+            variables, fitted("decomposition", size, horizon_allowed=True)
+        )
     if anomalies is not None:
         variables = {
-            k: _by_chain(f"anomalies.{k}", getattr(anomalies, k), num_chains)
+            k: _by_chain(f"anomalies.{k}", getattr(anomalies, k), num_chains, num_draws)
             for k in ("predictive_mean", "predictive_variance", "residual")
         }
         variables["tail_probability"] = np.asarray(anomalies.tail_probability)
         variables["is_anomaly"] = np.asarray(anomalies.is_anomaly)
-        tree["anomalies"] = group(variables, fitted(variables["residual"].shape[-1]))
+        tree["anomalies"] = group(variables, fitted("anomalies", variables["residual"].shape[-1]))
     return tree

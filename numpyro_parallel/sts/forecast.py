@@ -14,8 +14,15 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from numpyro_parallel._checks import check_positive_int
+from numpyro_parallel._checks import check_positive_int, check_rng_key
+from numpyro_parallel.sts._validate import (
+    check_bool,
+    check_initial_state,
+    check_samples,
+    check_series,
+)
 from numpyro_parallel.sts.model import Sum, data_scale
+from numpyro_parallel.sts.regression import design
 
 __all__ = ["Contribution", "Forecast", "decompose", "forecast"]
 
@@ -47,10 +54,13 @@ class Contribution(NamedTuple):
 
 
 def _check_series(y) -> jax.Array:
-    y = jnp.asarray(y)
-    if y.ndim != 1:
-        raise ValueError(f"`y` must have shape (T,); got {y.shape}.")
-    return y
+    return check_series(y)
+
+
+def _check_model(model: Any) -> Sum:
+    if not isinstance(model, Sum):
+        raise TypeError(f"`model` must be a numpyro_parallel.sts.Sum; got {type(model).__name__}.")
+    return model
 
 
 #: posterior draws evaluated side by side: memory is O(DRAW_BATCH T d²), not O(S T d²) (a
@@ -64,11 +74,9 @@ def map_draws(fn, *draws: Any) -> Any:
     return jax.lax.map(lambda args: fn(*args), draws, batch_size=min(num_draws, DRAW_BATCH))
 
 
-def _draws(samples: dict[str, Any]) -> int:
-    leaves = jax.tree_util.tree_leaves(samples)
-    if not isinstance(samples, dict) or not leaves:
-        raise TypeError("`samples` must be a dict of posterior draws, e.g. mcmc.get_samples().")
-    return leaves[0].shape[0]
+def _draws(model: Sum, samples: dict[str, Any], prefix: str = "") -> int:
+    """S, after checking that ``samples`` holds every site of ``model`` with S draws."""
+    return check_samples(samples, model.site_shapes(), prefix)
 
 
 def forecast(
@@ -88,8 +96,8 @@ def forecast(
     Args:
         model: the `Sum` that was fitted.
         samples: posterior draws keyed by site name (``mcmc.get_samples()``), each with a
-            leading draw axis S.
-        y: ``(T,)`` observed series (NaN = missing).
+            leading draw axis S (flat draws: not ``get_samples(group_by_chain=True)``).
+        y: ``(T,)`` observed series (NaN = missing; integer counts become floats).
         horizon: number of future steps h >= 1.
         rng_key: PRNG key for the predictive draws.
         design_matrices: ``{component name: (T + h, k)}`` covariates over the fit period AND
@@ -102,12 +110,27 @@ def forecast(
 
     Returns:
         A `Forecast`.
+
+    Raises:
+        TypeError: ``model`` not a `Sum`; ``samples`` not a dict; ``y`` or a design matrix
+            not real numbers (integer series are converted to floats); ``observation_noise``
+            not a bool; ``rng_key`` not a key.
+        ValueError: ``y`` not ``(T,)``, holding inf or no observed value; ``horizon`` < 1;
+            ``samples`` lacking a site of the model, or sites without a common leading draw
+            axis (draws grouped by chain included: pass ``mcmc.get_samples()``); a
+            regression without ``design_matrices``, or design matrices of the wrong size,
+            non-finite, or for unknown components; an invalid ``initial_mean`` or
+            ``initial_cov``.
     """
+    model = _check_model(model)
     y = _check_series(y)
     horizon = check_positive_int("horizon", horizon)
-    num_draws = _draws(samples)
+    num_draws = _draws(model, samples)
+    observation_noise = check_bool("observation_noise", observation_noise)
+    check_rng_key(rng_key)
     T = y.shape[0]
-    _check_designs(model, design_matrices, T + horizon)
+    design_matrices = _check_designs(model, design_matrices, T + horizon)
+    initial_mean, initial_cov = check_initial_state(model.state_dim, initial_mean, initial_cov)
     y_ext = jnp.concatenate([y, jnp.full((horizon,), jnp.nan, y.dtype)])[:, None]
     data = data_scale(y)
     keys = jax.random.split(rng_key, num_draws)
@@ -140,23 +163,53 @@ def forecast(
     return Forecast(*map_draws(one, samples, keys))
 
 
-def _check_designs(model: Sum, design_matrices, length: int) -> None:
-    design_matrices = design_matrices or {}
-    names = {c.name: c for c in model.components}
+def _check_designs(
+    model: Sum, design_matrices, length: int, *, required: bool = True
+) -> dict[str, jax.Array]:
+    """The covariates of ``length`` steps, checked (finite, k columns) before any tracing.
+
+    Args:
+        model: the `Sum`.
+        design_matrices: ``{regression component: (length, k)}`` or None.
+        length: T + h.
+        required: whether every regression component needs one (a forecast), or the
+            components' own design matrices stand in (a decomposition of the fit period).
+    """
+    if design_matrices is None:
+        design_matrices = {}
+    if not isinstance(design_matrices, dict):
+        raise TypeError(
+            "`design_matrices` must be a dict {regression component: (T + h, k) covariates}; "
+            f"got {type(design_matrices).__name__}."
+        )
+    regressions = {c.name: c for c in model.components if hasattr(c, "design_matrix")}
+    checked = {}
     for name, X in design_matrices.items():
-        if name not in names or not hasattr(names[name], "design_matrix"):
-            raise ValueError(f"`design_matrices` names {name!r}, not a regression component.")
-        if jnp.shape(X)[0] != length:
+        if name not in regressions:
+            raise ValueError(
+                f"`design_matrices` names {name!r}, not a regression component of the model; "
+                f"its regression components are {sorted(regressions)}."
+            )
+        X = design(f"design_matrices[{name!r}]", X)
+        if X.shape[0] != length:
             raise ValueError(
                 f"`design_matrices[{name!r}]` must cover the series and the horizon "
-                f"({length} rows); got {jnp.shape(X)[0]}."
+                f"({length} rows); got {X.shape[0]}."
             )
-    for c in model.components:
-        if hasattr(c, "design_matrix") and c.name not in design_matrices:
+        k = regressions[name].design_matrix.shape[1]
+        if X.shape[1] != k:
             raise ValueError(
-                f"component {c.name!r} is a regression: pass its covariates for the series "
-                f"and the horizon in `design_matrices[{c.name!r}]`."
+                f"`design_matrices[{name!r}]` must have the {k} columns of the component's "
+                f"design matrix; got {X.shape[1]}."
             )
+        checked[name] = X
+    for name in regressions:
+        if required and name not in checked:
+            raise ValueError(
+                f"component {name!r} is a regression: pass its covariates for the series "
+                f"and the horizon in `design_matrices[{name!r}]`."
+            )
+    return checked
 
 
 def decompose(
@@ -184,13 +237,17 @@ def decompose(
     Returns:
         ``{component name: Contribution}`` with ``(S, T + h)`` fields; the contributions'
         means add up to the smoothed signal.
+
+    Raises:
+        TypeError, ValueError: as `forecast` (``horizon`` may be 0; then ``design_matrices``
+            is optional and, when given, covers the T fitted steps).
     """
+    model = _check_model(model)
     y = _check_series(y)
     horizon = check_positive_int("horizon", horizon, minimum=0)
-    _draws(samples)
+    _draws(model, samples)
     length = y.shape[0] + horizon
-    if horizon:
-        _check_designs(model, design_matrices, length)
+    design_matrices = _check_designs(model, design_matrices, length, required=horizon > 0)
     y_ext = jnp.concatenate([y, jnp.full((horizon,), jnp.nan, y.dtype)])
     data = data_scale(y)
 

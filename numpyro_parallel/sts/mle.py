@@ -12,6 +12,8 @@ computed exactly by automatic differentiation (what statsmodels approximates num
 
 from __future__ import annotations
 
+import math
+import numbers
 from typing import Any, NamedTuple
 
 import jax
@@ -21,6 +23,7 @@ from jax.flatten_util import ravel_pytree
 from numpyro.distributions.transforms import biject_to
 
 from numpyro_parallel._checks import check_positive_int, warn_if
+from numpyro_parallel.sts._validate import check_initial_state, check_series
 from numpyro_parallel.sts.model import Sum, data_scale
 
 __all__ = ["MLEResult", "fit_mle"]
@@ -87,24 +90,40 @@ def fit_mle(
         gtol: L-BFGS-B's projected-gradient tolerance.
 
     Returns:
-        An `MLEResult`; outside ``jit`` a `RuntimeWarning` when L-BFGS-B did not converge or
-        the Hessian at the optimum is not positive definite.
+        An `MLEResult`; outside ``jit`` a `RuntimeWarning` when the log-likelihood is not
+        finite where L-BFGS-B stopped, when it did not converge, or when the Hessian at the
+        optimum is not positive definite.
 
     Raises:
-        TypeError: ``model`` is not a `Sum`.
-        ValueError: ``y`` is not a ``(T,)`` series, ``max_iterations`` < 1, ``gtol`` not
-            positive, ``initial_params`` without some parameter or outside its support.
+        TypeError: ``model`` is not a `Sum`; ``y`` does not hold real numbers (integers are
+            converted to floats); ``initial_params`` is not a nested dict.
+        ValueError: ``y`` is not a ``(T,)`` series, holds inf, has no observed value or is
+            constant (no maximum exists); ``max_iterations`` < 1; ``gtol`` not a finite
+            positive number; ``initial_params`` naming unknown groups or parameters, without
+            some parameter or outside its support; an invalid ``initial_mean`` or
+            ``initial_cov``.
     """
     import scipy.optimize
 
     if not isinstance(model, Sum):
         raise TypeError(f"`model` must be a numpyro_parallel.sts.Sum; got {type(model).__name__}.")
-    y = jnp.asarray(y, dtype=float)
-    if y.ndim != 1 or y.shape[0] < 1:
-        raise ValueError(f"`y` must have shape (T,) with T >= 1; got {y.shape}.")
+    y = check_series(y)
+    observed = np.asarray(y)[~np.isnan(np.asarray(y))]
+    if np.all(observed == observed[0]):
+        raise ValueError(
+            f"`y` is constant (every observed value is {observed[0]:g}): the likelihood grows "
+            "without bound as the noise scales shrink to 0, so there is no maximum-likelihood "
+            "estimate; sample `model.numpyro_model` (its priors keep the scales finite) instead."
+        )
     max_iterations = check_positive_int("max_iterations", max_iterations)
-    if not (isinstance(gtol, float | int) and gtol > 0):
-        raise ValueError(f"`gtol` must be a number > 0; got {gtol!r}.")
+    if (
+        isinstance(gtol, bool | np.bool_)
+        or not isinstance(gtol, numbers.Real)
+        or not (math.isfinite(gtol) and gtol > 0)
+    ):
+        raise ValueError(f"`gtol` must be a finite number > 0; got {gtol!r}.")
+    initial_mean, initial_cov = check_initial_state(model.state_dim, initial_mean, initial_cov)
+    model.warn_if_short(y.shape[0])
     data = data_scale(y)
     priors = model.priors(data)
     transforms = {
@@ -115,9 +134,28 @@ def fit_mle(
             g: {p: _starting_value(prior) for p, prior in ps.items()} for g, ps in priors.items()
         }
     else:
+        if not isinstance(initial_params, dict) or not all(
+            isinstance(v, dict) for v in initial_params.values()
+        ):
+            raise TypeError(
+                "`initial_params` must be a dict {component: {parameter: value}} (plus "
+                f"'observation'); got {initial_params!r}."
+            )
+        unknown = sorted(set(initial_params) - set(priors))
+        if unknown:
+            raise ValueError(
+                f"`initial_params` names {unknown}, not parameter groups of the model; they "
+                f"are {sorted(priors)}."
+            )
         start = {}
         for group, ps in priors.items():
-            given = initial_params.get(group, {}) if isinstance(initial_params, dict) else {}
+            given = initial_params.get(group, {})
+            extra = sorted(set(given) - set(ps))
+            if extra:
+                raise ValueError(
+                    f"`initial_params[{group!r}]` names unknown parameters {extra}; they are "
+                    f"{list(ps)}."
+                )
             missing = [p for p in ps if p not in given]
             if missing:
                 raise ValueError(f"`initial_params[{group!r}]` lacks {missing}.")
@@ -163,8 +201,14 @@ def fit_mle(
     variances = jnp.diagonal(covariance)
     positive = bool(jnp.all(jnp.linalg.eigvalsh(0.5 * (hessian + hessian.T)) > 0))
     errors = jnp.where(positive & (variances > 0), jnp.sqrt(jnp.abs(variances)), jnp.nan)
+    finite = bool(np.isfinite(result.fun))
     warn_if(
-        not result.success,
+        not finite,
+        "fit_mle: the log-likelihood is not finite where L-BFGS-B stopped (a degenerate "
+        "model for this series, e.g. a noise scale driven to 0); the estimate is not usable.",
+    )
+    warn_if(
+        finite and not result.success,
         f"fit_mle: L-BFGS-B did not converge ({result.message}); raise `max_iterations` or "
         "give `initial_params` closer to the optimum.",
     )

@@ -11,6 +11,7 @@ filter"; Scott & Varian (2014), "Predicting the present with Bayesian structural
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -19,9 +20,15 @@ import jax.numpy as jnp
 import numpyro
 import numpyro.distributions as dist
 
-from numpyro_parallel._checks import concrete
+from numpyro_parallel._checks import check_positive_int, concrete
 from numpyro_parallel.ssm.kalman.distribution import LinearGaussianSSM
 from numpyro_parallel.strategy import StrategyLike, as_strategy
+from numpyro_parallel.sts._validate import (
+    as_float_array,
+    check_bool,
+    check_initial_state,
+    check_series,
+)
 from numpyro_parallel.sts.components import (
     Component,
     ComponentSSM,
@@ -41,7 +48,7 @@ def data_scale(y) -> DataScale:
     Args:
         y: ``(T,)`` or ``(T, 1)`` observations.
     """
-    y = jnp.asarray(y).reshape(-1)
+    y = as_float_array("y", y).reshape(-1)
     observed = ~jnp.isnan(y)
     known = concrete(observed)
     if known is not None and not known.any():
@@ -62,7 +69,9 @@ class Sum:
     """A structural time-series model: the sum of components plus observation noise.
 
     Args:
-        components: the `Component` instances; their names must be distinct.
+        components: the `Component` instances; their names must be distinct, not
+            ``"observation"`` (the observation noise's group), and their sites
+            (``"{component}_{parameter}"``) must not collide.
         observation_noise: add ``ε_t ~ N(0, observation_scale²)`` (True) or observe the sum
             of the components exactly (False).
         observation_prior: prior of ``observation_scale``; default log-normal around 5% of the
@@ -80,6 +89,12 @@ class Sum:
         mcmc = MCMC(NUTS(model.numpyro_model), num_warmup=500, num_samples=500)
         mcmc.run(jax.random.PRNGKey(0), y)
         ```
+
+    Raises:
+        TypeError: ``components`` not components, ``observation_noise`` not a bool,
+            ``observation_prior`` not a NumPyro distribution, ``name`` not a string.
+        ValueError: clashing component or site names; a prior override of the wrong shape;
+            no component with a state.
     """
 
     def __init__(
@@ -100,18 +115,75 @@ class Sum:
         names = [c.name for c in components]
         if len(set(names)) != len(names):
             raise ValueError(f"component names must be distinct; got {names}.")
+        if "observation" in names:
+            raise ValueError(
+                "a component may not be named 'observation' (the group of the observation "
+                "noise's parameters); rename it."
+            )
         if sum(c.state_dim for c in components) == 0:
             raise ValueError("`components` must include at least one component with a state.")
+        if observation_prior is not None and not isinstance(observation_prior, dist.Distribution):
+            raise TypeError(
+                "`observation_prior` must be a numpyro.distributions.Distribution; got "
+                f"{observation_prior!r}."
+            )
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"`name` must be a non-empty string; got {name!r}.")
+        for c in components:
+            c.check_prior_shapes()
         self.components = components
-        self.observation_noise = bool(observation_noise)
+        self.observation_noise = check_bool("observation_noise", observation_noise)
         self.observation_prior = observation_prior
         self.name = name
         self.strategy = as_strategy(strategy)
+        sites = [site for site, _ in self._sites()] + [name]
+        clashes = sorted({site for site in sites if sites.count(site) > 1})
+        if clashes:
+            raise ValueError(
+                f"the sample sites {clashes} would be used twice (sites are "
+                "'{component}_{parameter}', 'observation_scale' and the observations' `name`); "
+                "rename a component."
+            )
+
+    def _sites(self) -> list[tuple[str, tuple[int, ...]]]:
+        sites = [
+            (f"{c.name}_{p}", tuple(c.parameter_shape(p)))
+            for c in self.components
+            for p in c.parameter_names
+        ]
+        return sites + [("observation_scale", ())] * self.observation_noise
+
+    def site_shapes(self) -> dict[str, tuple[int, ...]]:
+        """``{NumPyro site: shape of one value}`` of the model's parameters."""
+        return dict(self._sites())
 
     @property
     def state_dim(self) -> int:
         """Dimension of the stacked state."""
         return sum(c.state_dim for c in self.components)
+
+    def warn_if_short(self, num_steps: int) -> bool:
+        """Warn (`RuntimeWarning`) when a seasonal cycle is longer than the series.
+
+        A seasonal effect is only identified from at least one full cycle (``period *
+        season_length`` steps; two or more to tell it from the level's drift): over a shorter
+        series its prior alone sets the seasons that were never observed. Returns whether it
+        warned.
+        """
+        short = [
+            f"{c.name!r} (cycle of {cycle:g} steps)"
+            for c in self.components
+            if (cycle := getattr(c, "cycle_length", None)) is not None and cycle > num_steps
+        ]
+        if short:
+            warnings.warn(
+                f"the series has {num_steps} time points, fewer than one cycle of the seasonal "
+                f"component(s) {', '.join(short)}: the seasons not observed are set by the "
+                "prior alone.",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+        return bool(short)
 
     # ------------------------------------------------------------------ assembly
     def _observation_prior(self, data: DataScale) -> dist.Distribution:
@@ -164,6 +236,7 @@ class Sum:
         missing = [name for name in expected if name not in params]
         if missing:
             raise ValueError(f"`params` lacks the parameters of {missing}; see `sample_params`.")
+        initial_mean, initial_cov = check_initial_state(self.state_dim, initial_mean, initial_cov)
         built = self.component_blocks(params, data, num_steps, design_matrices)
         blocks = [b for b in built if b.initial_mean.shape[-1] > 0]
         varying_F = any(b.transition_matrix.ndim == 3 for b in blocks)
@@ -222,6 +295,18 @@ class Sum:
         built = []
         for c in self.components:
             args = (design_matrices[c.name],) if c.name in design_matrices else ()
+            if hasattr(c, "design_matrix"):
+                rows = jnp.shape(args[0] if args else c.design_matrix)[0]
+                if rows != num_steps:
+                    where = (
+                        f"`design_matrices[{c.name!r}]`"
+                        if args
+                        else f"the `design_matrix` of component {c.name!r}"
+                    )
+                    raise ValueError(
+                        f"{where} has {rows} rows, but the series has {num_steps} time points "
+                        "(with a forecast: the series plus the horizon); give one row per step."
+                    )
             kwargs = {"num_steps": num_steps} if c.time_varying else {}
             built.append(c.build(params[c.name], data, *args, **kwargs))
         return built
@@ -247,13 +332,13 @@ class Sum:
         if y is None:
             if num_steps is None:
                 raise ValueError("`num_steps` is required when `y` is None.")
+            num_steps = check_positive_int("num_steps", num_steps)
             data = DataScale(jnp.asarray(0.0), jnp.asarray(1.0))
         else:
-            y = jnp.asarray(y)
-            if y.ndim != 1:
-                raise ValueError(f"`y` must have shape (T,); got {y.shape}.")
+            y = check_series(y)
             num_steps = y.shape[0]
             data = data_scale(y)
+        self.warn_if_short(num_steps)
         params = self.sample_params(data)
         ssm = self.ssm(params, data, num_steps)
         obs = None if y is None else y[:, None]
@@ -261,5 +346,5 @@ class Sum:
 
     def log_prob(self, params, y) -> jax.Array:
         """Log-likelihood ``log p(y | params)`` with the default initial states."""
-        y = jnp.asarray(y)
+        y = check_series(y)
         return self.ssm(params, data_scale(y), y.shape[0]).log_prob(y[:, None])

@@ -20,11 +20,14 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import numpyro
 from numpyro.handlers import scope
 
+from numpyro_parallel._checks import check_positive_int, concrete
 from numpyro_parallel.ssm.kalman.distribution import LinearGaussianSSM
 from numpyro_parallel.strategy import StrategyLike, as_strategy
+from numpyro_parallel.sts._validate import as_float_array, check_samples, check_series
 from numpyro_parallel.sts.components import DataScale, block_diag
 from numpyro_parallel.sts.forecast import Contribution, Forecast, decompose, forecast
 from numpyro_parallel.sts.model import Sum, data_scale
@@ -53,7 +56,8 @@ class MultiSeries:
 
     Raises:
         TypeError: ``models`` not a non-empty mapping from names to `Sum`.
-        ValueError: a series name that is not an identifier.
+        ValueError: a series name that is not an identifier; two series whose sites
+            (``"{series}_{component}_{parameter}"``) collide.
     """
 
     def __init__(
@@ -70,6 +74,17 @@ class MultiSeries:
                 raise TypeError(
                     f"`models[{series!r}]` must be an sts.Sum; got {type(model).__name__}."
                 )
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"`name` must be a non-empty string; got {name!r}.")
+        sites = [f"{series}_{site}" for series, m in models.items() for site in m.site_shapes()]
+        sites.append(name)
+        clashes = sorted({site for site in sites if sites.count(site) > 1})
+        if clashes:
+            raise ValueError(
+                f"the sample sites {clashes} would be used twice (sites are "
+                "'{series}_{component}_{parameter}' and the observations' `name`); rename a "
+                "series or a component."
+            )
         self.models = dict(models)
         self.name = name
         self.strategy = as_strategy(strategy)
@@ -85,10 +100,51 @@ class MultiSeries:
         return sum(m.state_dim for m in self.models.values())
 
     def _check_y(self, y) -> jax.Array:
-        y = jnp.asarray(y)
+        y = as_float_array("y", y)
         if y.ndim != 2 or y.shape[1] != self.num_series:
             raise ValueError(f"`y` must have shape (T, {self.num_series}); got {y.shape}.")
+        y = check_series(y, ndim=2)
+        known = concrete(y)
+        if known is not None:
+            for i, series in enumerate(self.models):
+                if np.all(np.isnan(known[:, i])):
+                    raise ValueError(
+                        f"`y[:, {i}]` (series {series!r}) has no observed (non-NaN) values."
+                    )
         return y
+
+    def _check_samples(self, samples: Any) -> None:
+        if not isinstance(samples, Mapping):
+            raise TypeError(
+                "`samples` must be a dict of posterior draws, e.g. mcmc.get_samples(); got "
+                f"{type(samples).__name__}."
+            )
+        sizes = {
+            series: check_samples(
+                self._series_samples(samples, series), model.site_shapes(), f"{series}_"
+            )
+            for series, model in self.models.items()
+        }
+        if len(set(sizes.values())) > 1:
+            raise ValueError(
+                f"`samples` sites must share the leading draw axis; got {sizes} draws by series."
+            )
+
+    def _check_design_series(self, design_matrices) -> dict[str, Any]:
+        if design_matrices is None:
+            return {}
+        if not isinstance(design_matrices, Mapping):
+            raise TypeError(
+                "`design_matrices` must be a dict {series: {component: covariates}}; got "
+                f"{type(design_matrices).__name__}."
+            )
+        unknown = sorted(set(design_matrices) - set(self.models))
+        if unknown:
+            raise ValueError(
+                f"`design_matrices` names {unknown}, not series of the model; they are "
+                f"{list(self.models)}."
+            )
+        return dict(design_matrices)
 
     def data_scales(self, y) -> dict[str, DataScale]:
         """`data_scale` of every column of ``y`` (``(T, p)``)."""
@@ -123,6 +179,9 @@ class MultiSeries:
             data: ``{series: DataScale}`` (`data_scales`).
             num_steps: T.
         """
+        missing = [series for series in self.models if series not in params]
+        if missing:
+            raise ValueError(f"`params` lacks the parameters of the series {missing}.")
         parts = [
             model.ssm(params[s], data[s], num_steps).params for s, model in self.models.items()
         ]
@@ -156,10 +215,13 @@ class MultiSeries:
         if y is None:
             if num_steps is None:
                 raise ValueError("`num_steps` is required when `y` is None.")
+            num_steps = check_positive_int("num_steps", num_steps)
             data = {s: DataScale(jnp.asarray(0.0), jnp.asarray(1.0)) for s in self.models}
         else:
             y = self._check_y(y)
             num_steps, data = y.shape[0], self.data_scales(y)
+        for model in self.models.values():
+            model.warn_if_short(num_steps)
         ssm = self.ssm(self.sample_params(data), data, num_steps)
         numpyro.sample(self.name, ssm, obs=y)
 
@@ -192,7 +254,8 @@ class MultiSeries:
             A `Forecast` with ``(S, h, p)`` fields.
         """
         y = self._check_y(y)
-        design_matrices = design_matrices or {}
+        self._check_samples(samples)
+        design_matrices = self._check_design_series(design_matrices)
         keys = jax.random.split(rng_key, self.num_series)
         parts = [
             forecast(
@@ -222,7 +285,8 @@ class MultiSeries:
             ``{series: {component: Contribution}}`` with ``(S, T + horizon)`` fields.
         """
         y = self._check_y(y)
-        design_matrices = design_matrices or {}
+        self._check_samples(samples)
+        design_matrices = self._check_design_series(design_matrices)
         return {
             series: decompose(model, self._series_samples(samples, series), y[:, i],
                               horizon=horizon, design_matrices=design_matrices.get(series))

@@ -20,8 +20,12 @@ __all__ = ["plot_components", "plot_forecast"]
 
 
 def _axis_values(labels: Any) -> np.ndarray:
-    """Time labels matplotlib can draw (datetime64 of any unit becomes days)."""
+    """Time labels matplotlib can draw (datetime64 of any unit becomes days, pandas periods
+    their start dates)."""
     labels = np.asarray(labels)
+    if labels.dtype == object and labels.size and hasattr(labels.flat[0], "to_timestamp"):
+        # pandas Period labels (a PeriodIndex) have no matplotlib converter: their starts do.
+        labels = np.array([label.to_timestamp() for label in labels.flat], "datetime64[ns]")
     if np.issubdtype(labels.dtype, np.datetime64):
         return labels.astype("datetime64[D]")
     return labels
@@ -79,7 +83,8 @@ def plot_forecast(
         The matplotlib axes.
 
     Raises:
-        ValueError: ``tree`` has no ``predictions`` group; a level outside (0, 1).
+        ValueError: ``tree`` has no ``predictions`` group; a level outside (0, 1);
+            ``held_back`` not one value per forecast step.
     """
     import matplotlib.pyplot as plt
 
@@ -93,6 +98,13 @@ def plot_forecast(
     predictions = tree["predictions"].dataset
     future = _axis_values(predictions["time"].values)
     draws = f(np.asarray(predictions[name].values).reshape(-1, future.shape[0]))
+    if held_back is not None:
+        held_back = np.asarray(held_back, dtype=float)
+        if held_back.shape != future.shape:
+            raise ValueError(
+                f"`held_back` must have one value per forecast step, shape {future.shape}; got "
+                f"{held_back.shape}."
+            )
     if ax is None:
         _, ax = plt.subplots(figsize=(10, 4.5))
     recent = slice(None) if num_recent is None else slice(-num_recent, None)
@@ -103,7 +115,7 @@ def plot_forecast(
                         label=f"{level:.0%} predictive interval")  # fmt: skip
     ax.plot(future, np.nanmedian(draws, axis=0), "C0-", label="forecast median")
     if held_back is not None:
-        ax.plot(future, f(np.asarray(held_back)), "o", color="C3", ms=3.5,
+        ax.plot(future, f(held_back), "o", color="C3", ms=3.5,
                 label="held-back values")  # fmt: skip
     _mark_events(ax, events)
     ax.set_title(title or "Forecast")

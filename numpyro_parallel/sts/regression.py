@@ -8,11 +8,14 @@ models"); its initial state is the stationary distribution.
 
 from __future__ import annotations
 
+import warnings
+
 import jax.numpy as jnp
 import numpy as np
 import numpyro.distributions as dist
 
 from numpyro_parallel._checks import check_finite, check_positive_int, concrete, nan_unless
+from numpyro_parallel.sts._validate import as_float_array
 from numpyro_parallel.sts.components import Component, ComponentSSM, DataScale, positive_scale
 
 __all__ = ["Autoregressive", "DynamicRegression", "Regression", "coefficients_from_pacf"]
@@ -53,16 +56,49 @@ def stationary_cov(F: jnp.ndarray, Q: jnp.ndarray) -> jnp.ndarray:
     return 0.5 * (P + P.T)
 
 
-def _design(name: str, design_matrix) -> jnp.ndarray:
-    X = jnp.asarray(design_matrix)
+def design(name: str, design_matrix) -> jnp.ndarray:
+    """``design_matrix`` as a finite floating ``(T, k)`` array with T, k >= 1.
+
+    Raises:
+        TypeError: not an array of real numbers (booleans and strings included).
+        ValueError: not ``(T, k)`` or ``(T,)``, no rows or no columns, NaN or inf.
+    """
+    X = as_float_array(name, design_matrix)
     if X.ndim == 1:
         X = X[:, None]
     if X.ndim != 2:
         raise ValueError(f"`{name}` must have shape (T, k) or (T,); got {X.shape}.")
-    if not jnp.issubdtype(X.dtype, jnp.floating):
-        X = X.astype(jnp.zeros(()).dtype)
+    if X.shape[0] < 1 or X.shape[1] < 1:
+        raise ValueError(f"`{name}` needs at least one row and one column; got shape {X.shape}.")
     check_finite(name, X)
     return X
+
+
+def column_scales(name: str, X: jnp.ndarray) -> jnp.ndarray:
+    """Scale of each covariate for the weight priors, with a floor for constant columns.
+
+    A column's standard deviation, where it varies; a column constant in the fit period
+    (``c`` at every step) gets ``|c|``, an all-zero one 1 (one unit of the covariate), with a
+    `RuntimeWarning`: such a column carries no information about its weight beyond the prior
+    (a constant is not told apart from the level), so the prior alone decides its effect when
+    the covariate changes over a forecast.
+    """
+    std = jnp.std(X, axis=0)
+    magnitude = jnp.max(jnp.abs(X), axis=0)
+    constant = std <= 64 * jnp.finfo(X.dtype).eps * magnitude  # zero up to rounding
+    known = concrete(constant)
+    if known is not None and known.any():
+        columns = np.flatnonzero(known).tolist()
+        warnings.warn(
+            f"`{name}` columns {columns} are constant in the fit period: the data say nothing "
+            "about their weights apart from the level, so their prior (sd = the series' scale "
+            "over the column's magnitude, or over 1 for an all-zero column) alone decides "
+            "their effect when they change, e.g. over a forecast.",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+    floor = jnp.where(magnitude > 0, magnitude, 1.0)
+    return jnp.where(constant, floor, std)
 
 
 class Autoregressive(Component):
@@ -71,18 +107,26 @@ class Autoregressive(Component):
     Args:
         order: p >= 1.
         name: site prefix (default ``"ar"``).
-        priors: overrides for ``pacf`` (shape ``(p,)``, in ``(-1, 1)``) and ``scale``.
+        priors: overrides for ``pacf`` (shape ``(p,)``, in ``(-1, 1)``; a scalar prior only
+            for p = 1) and ``scale``.
+
+    Raises:
+        TypeError, ValueError: ``order`` not an int >= 1; a ``pacf`` value or prior of
+            another shape than ``(p,)`` (the latter when the component joins a `Sum`).
     """
 
     parameter_names = ("pacf", "scale")
 
     def __init__(self, order: int, name: str = "ar", priors=None):
-        super().__init__(name, priors)
         self.order = check_positive_int("order", order)
+        super().__init__(name, priors)
 
     @property
     def state_dim(self) -> int:
         return self.order
+
+    def parameter_shape(self, parameter: str) -> tuple[int, ...]:
+        return (self.order,) if parameter == "pacf" else ()
 
     def default_prior(self, parameter: str, data: DataScale) -> dist.Distribution:
         if parameter == "pacf":
@@ -91,7 +135,13 @@ class Autoregressive(Component):
 
     def build(self, params, data):
         p = self.order
-        phi = coefficients_from_pacf(jnp.atleast_1d(jnp.asarray(params["pacf"])))
+        pacf = jnp.atleast_1d(jnp.asarray(params["pacf"]))
+        if pacf.shape != (p,):
+            raise ValueError(
+                f"`{self.name}_pacf` (Autoregressive({p}) {self.name!r}) must have shape "
+                f"({p},); got {jnp.shape(params['pacf'])}."
+            )
+        phi = coefficients_from_pacf(pacf)
         scale = positive_scale(self.name, params, "scale")
         F = jnp.zeros((p, p), phi.dtype).at[0].set(phi)
         if p > 1:
@@ -105,29 +155,51 @@ class Autoregressive(Component):
 class Regression(Component):
     """Static regression ``Xₜ β`` on known covariates (no state; an observation offset).
 
+    The default prior of the weights is ``N(0, (series scale / column scale)²)``, the column
+    scale being the covariate's standard deviation over the fit period (see `default_prior`).
+
     Args:
-        design_matrix: ``(T, k)`` covariates for the fit period (``(T,)`` for one).
+        design_matrix: ``(T, k)`` covariates for the fit period (``(T,)`` for one); finite
+            real numbers (integers are converted), T, k >= 1.
         name: site prefix (default ``"regression"``).
         priors: override for ``weights`` (shape ``(k,)``).
+
+    Raises:
+        TypeError: ``design_matrix`` not real numbers.
+        ValueError: ``design_matrix`` not ``(T, k)``, empty, or with NaN or inf.
+
+    Warns:
+        RuntimeWarning: a column constant over the fit period (e.g. a dummy that switches on
+            only in the forecast period): the data say nothing about its weight apart from
+            the level, so its (finite) prior alone sets its effect.
     """
 
     parameter_names = ("weights",)
 
     def __init__(self, design_matrix, name: str = "regression", priors=None):
+        self.design_matrix = design("design_matrix", design_matrix)
         super().__init__(name, priors)
-        self.design_matrix = _design("design_matrix", design_matrix)
+        self._column_scales = column_scales("design_matrix", self.design_matrix)
 
     @property
     def state_dim(self) -> int:
         return 0
 
+    def parameter_shape(self, parameter: str) -> tuple[int, ...]:
+        return (self.design_matrix.shape[1],)
+
     def default_prior(self, parameter: str, data: DataScale) -> dist.Distribution:
+        """``weights ~ N(0, (series scale / column scale)²)`` independently.
+
+        The column scale is the column's standard deviation over the fit period; a column
+        constant there has none, and gets its magnitude (1 for an all-zero column) instead,
+        so that its weight's prior stays finite (a warning at construction says so).
+        """
         k = self.design_matrix.shape[1]
-        scale = data.scale / (jnp.std(self.design_matrix, axis=0) + 1e-12)
-        return dist.Normal(jnp.zeros(k), scale).to_event(1)
+        return dist.Normal(jnp.zeros(k), data.scale / self._column_scales).to_event(1)
 
     def build(self, params, data, design_matrix=None):
-        X = self.design_matrix if design_matrix is None else _design("design_matrix", design_matrix)
+        X = self.design_matrix if design_matrix is None else design("design_matrix", design_matrix)
         weights = jnp.atleast_1d(jnp.asarray(params["weights"]))
         if weights.shape != (X.shape[1],):
             raise ValueError(
@@ -144,7 +216,8 @@ class DynamicRegression(Component):
     """Random-walk coefficients ``β_{t+1} = β_t + σ η_t`` on covariates: ``Xₜ βₜ``.
 
     Args:
-        design_matrix: ``(T, k)`` covariates for the fit period.
+        design_matrix: ``(T, k)`` covariates for the fit period; finite real numbers,
+            T, k >= 1.
         name: site prefix (default ``"dynamic_regression"``).
         priors: override for ``drift_scale``.
     """
@@ -152,15 +225,15 @@ class DynamicRegression(Component):
     parameter_names = ("drift_scale",)
 
     def __init__(self, design_matrix, name: str = "dynamic_regression", priors=None):
+        self.design_matrix = design("design_matrix", design_matrix)
         super().__init__(name, priors)
-        self.design_matrix = _design("design_matrix", design_matrix)
 
     @property
     def state_dim(self) -> int:
         return self.design_matrix.shape[1]
 
     def build(self, params, data, design_matrix=None):
-        X = self.design_matrix if design_matrix is None else _design("design_matrix", design_matrix)
+        X = self.design_matrix if design_matrix is None else design("design_matrix", design_matrix)
         k = X.shape[1]
         mean, cov = self.initial_state(data)
         scale = positive_scale(self.name, params, "drift_scale")

@@ -18,6 +18,7 @@ import math
 import jax.numpy as jnp
 
 from numpyro_parallel._checks import check_positive_int
+from numpyro_parallel.sts._validate import check_real
 from numpyro_parallel.sts.components import Component, ComponentSSM, block_diag, positive_scale
 
 __all__ = ["Seasonal"]
@@ -27,8 +28,9 @@ class Seasonal(Component):
     """Seasonal effect with ``period`` seasons, in dummy or trigonometric form.
 
     Args:
-        period: number of seasons in a full cycle (``s >= 2``; any real ``> 1`` in
-            trigonometric form, where it counts steps).
+        period: number of seasons in a full cycle (an integer ``s >= 2``; any finite real
+            ``> 1`` in trigonometric form, where it counts steps). A series shorter than one
+            cycle does not identify the seasons: `Sum` warns when it is fitted to one.
         num_harmonics: number of harmonics for the trigonometric form; None for dummy form.
         season_length: steps per season in dummy form (default 1); the cycle then lasts
             ``period * season_length`` steps and the series starts at the start of a season.
@@ -56,10 +58,10 @@ class Seasonal(Component):
         if num_harmonics is None:
             self.period = check_positive_int("period", period, minimum=2)
         else:
-            if not isinstance(period, int | float) or isinstance(period, bool) or period <= 1:
-                raise ValueError(f"`period` must be a number > 1; got {period!r}.")
-            self.period = period
-            check_positive_int("num_harmonics", num_harmonics)
+            self.period = float(check_real("period", period, greater_than=1))
+            if self.period.is_integer():
+                self.period = int(self.period)
+            num_harmonics = check_positive_int("num_harmonics", num_harmonics)
             if num_harmonics > period / 2:
                 raise ValueError(
                     f"`num_harmonics` must be at most period / 2 = {period / 2}; "
@@ -76,6 +78,11 @@ class Seasonal(Component):
     def time_varying(self) -> bool:
         """Seasons lasting several steps make the block time-varying."""
         return self.season_length > 1
+
+    @property
+    def cycle_length(self) -> float:
+        """Steps in one full seasonal cycle (``period * season_length``)."""
+        return self.period * self.season_length
 
     @property
     def state_dim(self) -> int:

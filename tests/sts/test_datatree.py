@@ -104,6 +104,33 @@ def test_draws_that_do_not_match_the_run_are_named(fitted):
         sts.to_datatree(mcmc, model, time_coords=MONTHS[:-1])
 
 
+def test_draw_counts_must_be_the_runs_even_when_they_split_into_chains(fitted):
+    model, mcmc, fc, parts, anomalies = fitted[1:6]
+    # 2 chains of 15 draws: 10 and 4 draws split into 2 chains too, but are not the run's.
+    with pytest.raises(ValueError, match=r"`forecast\.mean` has 10 draws.*2 chains of 15"):
+        sts.to_datatree(mcmc, model, forecast=sts.Forecast(*(x[:10] for x in fc)))
+    fewer = {k: v._replace(mean=v.mean[:4], variance=v.variance[:4]) for k, v in parts.items()}
+    with pytest.raises(ValueError, match=r"`decomposition\['level'\]\.mean` has 4 draws"):
+        sts.to_datatree(mcmc, model, decomposition=fewer)
+    short = anomalies._replace(residual=anomalies.residual[:6])
+    with pytest.raises(ValueError, match=r"`anomalies\.residual` has 6 draws"):
+        sts.to_datatree(mcmc, model, anomalies=short)
+
+
+def test_period_and_float_labels_draw(fitted):
+    model, mcmc, fc, parts = fitted[1:5]
+    periods = pd.period_range("2001-01", periods=T, freq="M")
+    tree = sts.to_datatree(mcmc, model, forecast=fc, decomposition=parts, time_coords=periods)
+    ax = sts.plot_forecast(tree, held_back=np.zeros(HORIZON), events={periods[10]: "event"})
+    assert ax.get_lines()[0].get_xdata()[0] == np.datetime64("2001-01-01")
+    sts.plot_components(tree)
+    with pytest.raises(ValueError, match="`held_back`"):
+        sts.plot_forecast(tree, held_back=np.zeros(HORIZON - 1))
+    tenths = np.arange(T) * 0.1  # evenly spaced, not exactly
+    tree = sts.to_datatree(mcmc, model, forecast=fc, time_coords=tenths)
+    np.testing.assert_allclose(tree["predictions"]["time"].values, 3.0 + 0.1 * np.arange(6))
+
+
 def test_decomposition_over_the_forecast_period_gets_the_forecast_dates(fitted):
     y, model, mcmc = fitted[:3]
     samples = mcmc.get_samples()
