@@ -177,3 +177,18 @@ def check_samples(
     if sizes and num_draws < 1:
         raise ValueError("`samples` has no draws (a leading axis of length 0).")
     return num_draws
+
+
+def check_distinct_sites(sites: list[str], naming: str) -> None:
+    """Raise `ValueError` naming the sample sites that occur more than once in ``sites``.
+
+    Args:
+        sites: every sample site a model would use.
+        naming: how the sites are named, for the message (e.g. ``"'{component}_{parameter}'"``).
+    """
+    clashes = sorted({site for site in sites if sites.count(site) > 1})
+    if clashes:
+        raise ValueError(
+            f"the sample sites {clashes} would be used twice (sites are {naming} and the "
+            "observations' `name`); rename a component (or a series)."
+        )

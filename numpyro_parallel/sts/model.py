@@ -26,6 +26,7 @@ from numpyro_parallel.strategy import StrategyLike, as_strategy
 from numpyro_parallel.sts._validate import (
     as_float_array,
     check_bool,
+    check_distinct_sites,
     check_initial_state,
     check_series,
 )
@@ -136,14 +137,10 @@ class Sum:
         self.observation_prior = observation_prior
         self.name = name
         self.strategy = as_strategy(strategy)
-        sites = [site for site, _ in self._sites()] + [name]
-        clashes = sorted({site for site in sites if sites.count(site) > 1})
-        if clashes:
-            raise ValueError(
-                f"the sample sites {clashes} would be used twice (sites are "
-                "'{component}_{parameter}', 'observation_scale' and the observations' `name`); "
-                "rename a component."
-            )
+        check_distinct_sites(
+            [site for site, _ in self._sites()] + [name],
+            "'{component}_{parameter}', 'observation_scale'",
+        )
 
     def _sites(self) -> list[tuple[str, tuple[int, ...]]]:
         sites = [

@@ -27,7 +27,12 @@ from numpyro.handlers import scope
 from numpyro_parallel._checks import check_positive_int, concrete
 from numpyro_parallel.ssm.kalman.distribution import LinearGaussianSSM
 from numpyro_parallel.strategy import StrategyLike, as_strategy
-from numpyro_parallel.sts._validate import as_float_array, check_samples, check_series
+from numpyro_parallel.sts._validate import (
+    as_float_array,
+    check_distinct_sites,
+    check_samples,
+    check_series,
+)
 from numpyro_parallel.sts.components import DataScale, block_diag
 from numpyro_parallel.sts.forecast import Contribution, Forecast, decompose, forecast
 from numpyro_parallel.sts.model import Sum, data_scale
@@ -77,14 +82,7 @@ class MultiSeries:
         if not isinstance(name, str) or not name:
             raise TypeError(f"`name` must be a non-empty string; got {name!r}.")
         sites = [f"{series}_{site}" for series, m in models.items() for site in m.site_shapes()]
-        sites.append(name)
-        clashes = sorted({site for site in sites if sites.count(site) > 1})
-        if clashes:
-            raise ValueError(
-                f"the sample sites {clashes} would be used twice (sites are "
-                "'{series}_{component}_{parameter}' and the observations' `name`); rename a "
-                "series or a component."
-            )
+        check_distinct_sites([*sites, name], "'{series}_{component}_{parameter}'")
         self.models = dict(models)
         self.name = name
         self.strategy = as_strategy(strategy)
