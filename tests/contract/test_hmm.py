@@ -17,6 +17,7 @@ from numpyro_parallel.ssm import (
     hmm_to_datatree,
     hmm_viterbi,
 )
+from numpyro_parallel.strategy import Blocked
 from tests.contract.matrix import Case, case_params, is_nan, raises, returns, run_case
 
 SSM = "numpyro_parallel.ssm."
@@ -43,6 +44,33 @@ def _sticky():
 
 
 SWITCH = jnp.array([0, 1, 0, 0])
+
+
+def _poisson():
+    return DiscreteHMM(INITIAL, TRANSITION, dist.Poisson(jnp.array([1.0, 5.0])))
+
+
+def _poisson_calls(y) -> dict:
+    """Every `DiscreteHMM` method that takes observations, called on ``y``."""
+    model, key = _poisson(), jax.random.key(0)
+    return {
+        "log_prob": lambda: model.log_prob(y),
+        "log_likelihood_terms": lambda: model.log_likelihood_terms(y),
+        "filter": lambda: model.filter(y),
+        "smooth": lambda: model.smooth(y),
+        "viterbi": lambda: model.viterbi(y),
+        "sample_states": lambda: model.sample_states(key, y, (2,)),
+    }
+
+
+# what must be NaN when a traced observation is not an integer
+_NAN_PART = {
+    "log_prob": lambda r: r,
+    "log_likelihood_terms": lambda r: r,
+    "filter": lambda r: r.filtered_probs,
+    "smooth": lambda r: r.smoothed_probs,
+    "viterbi": lambda r: r.log_joint,
+}
 
 
 def _functional_cases(name: str, fn, value) -> list[Case]:
@@ -119,6 +147,13 @@ CASES: list[Case] = [
     Case("nan-under-jit-flag", SSM + "ViterbiResult",
          lambda: jax.jit(hmm_viterbi)(INITIAL, TRANSITION, LL.at[0, 0].set(jnp.nan)),
          returns(lambda r: is_nan(r.log_joint) and not r.valid)),
+    Case("impossible-data-nan-probs", SSM + "HMMFilterResult",
+         lambda: hmm_filter(INITIAL, TRANSITION, LL.at[2].set(-jnp.inf), strategy="sequential"),
+         returns(lambda r: is_nan(r.filtered_probs[2:])
+                 and not np.isnan(r.filtered_probs[:2]).any())),
+    Case("impossible-data-nan-probs", SSM + "HMMSmootherResult",
+         lambda: hmm_smoother(INITIAL, TRANSITION, LL.at[2].set(-jnp.inf), strategy=Blocked(2)),
+         returns(lambda r: is_nan(r.smoothed_probs) and is_nan(r.filtered_probs[2:]))),
     Case("nan-under-jit", SSM + "HMMFilterResult",
          lambda: jax.jit(hmm_filter)(INITIAL, TRANSITION, LL.at[0, 0].set(jnp.nan)),
          returns(lambda r: is_nan(r.filtered_probs) and is_nan(r.log_likelihood_terms))),
@@ -203,6 +238,30 @@ CASES: list[Case] = [
          returns(lambda r: r[0] > -jnp.inf and r[1] == -jnp.inf)),
     Case("sample-without-T", SSM + "DiscreteHMM", lambda: _hmm().sample(jax.random.key(0)),
          raises(ValueError, "num_steps")),
+    Case("negative-sample_shape", SSM + "DiscreteHMM",
+         lambda: _hmm(num_steps=T).sample(jax.random.key(0), (-1,)),
+         raises(ValueError, "`sample_shape`")),
+    Case("negative-sample_shape-states", SSM + "DiscreteHMM",
+         lambda: _hmm().sample_states(jax.random.key(0), Y, (-1,)),
+         raises(ValueError, "`sample_shape`")),
+    Case("int-sample_shape", SSM + "DiscreteHMM",
+         lambda: (_hmm(num_steps=T).sample(jax.random.key(0), 3),
+                  _hmm().sample_states(jax.random.key(0), Y, 3)),
+         returns(lambda r: r[0].shape == (3, T) and r[1].shape == (3, T))),
+    *[Case(f"non-integer-y-{method}", SSM + "DiscreteHMM", call, raises(ValueError, "`y`.*integer"))
+      for method, call in _poisson_calls(jnp.array([2.5, 1.0, 0.0, jnp.nan])).items()],
+    *[Case(f"jit-non-integer-y-{method}", SSM + "DiscreteHMM", lambda call=call: jax.jit(call)(),
+           returns(lambda r, part=_NAN_PART[method]: is_nan(part(r))))
+      for method, call in _poisson_calls(jnp.array([2.0, 1.0, 0.5, jnp.nan])).items()
+      if method in _NAN_PART],
+    Case("inf-count", SSM + "DiscreteHMM",
+         lambda: _poisson().log_prob(jnp.array([2.0, jnp.inf, 0.0, 1.0])),
+         raises(ValueError, "`y`.*integer")),
+    Case("support-depends-on-parameters", SSM + "DiscreteHMM",
+         lambda: DiscreteHMM(INITIAL, TRANSITION,
+                             dist.Uniform(jnp.zeros(K), jnp.array([1.0, 2.0]))).log_prob(
+             jnp.array([0.5, 1.5, 0.2])),
+         returns(lambda r: bool(np.isfinite(r)))),
     # hmm_to_datatree
     Case("nothing", SSM + "hmm_to_datatree", lambda: hmm_to_datatree(),
          raises(ValueError, "at least one")),

@@ -445,6 +445,30 @@ CASES = [
         returns(is_nan),
     ),
     Case(
+        "negative sample_shape",
+        LGSSM,
+        lambda: _ssm().sample(KEY, (-1,)),
+        raises(ValueError, "`sample_shape`"),
+    ),
+    Case(
+        "negative sample_shape states",
+        LGSSM,
+        lambda: _ssm().sample_states(KEY, Y, (2, -1)),
+        raises(ValueError, "`sample_shape`"),
+    ),
+    Case(
+        "float sample_shape",
+        LGSSM,
+        lambda: _ssm().sample_with_states(KEY, 2.0),
+        raises(TypeError, "`sample_shape`"),
+    ),
+    Case(
+        "int sample_shape",
+        LGSSM,
+        lambda: (_ssm().sample(KEY, 3), _ssm().sample_states(KEY, Y, 3)),
+        returns(lambda r: r[0].shape == (3, T, 1) and r[1].shape == (3, T, 2)),
+    ),
+    Case(
         "params not expanded",
         SSM + "kalman_sample_states",
         lambda: kalman_sample_states(KEY, _params(transition_chol=jnp.eye(2)), Y),

@@ -347,3 +347,20 @@ def test_impossible_observation_gives_minus_infinity(strategy):
     assert hmm.hmm_filter(initial, transition, log_likelihoods, **strategy).log_likelihood == (
         -jnp.inf
     )
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES, ids=STRATEGY_IDS)
+def test_impossible_observation_gives_nan_probabilities(strategy):
+    # p(z_t | y_{0:t}) is undefined once p(y_{0:t}) = 0, and p(z_t | y) everywhere: NaN for
+    # every strategy (never zero rows), the probabilities before the impossible step intact.
+    initial, transition, log_likelihoods = _problem(3, 3, 9)
+    impossible = log_likelihoods.at[4].set(-jnp.inf)
+    expected = forward_reference(initial, transition, log_likelihoods)[1]
+    for result in (
+        hmm.hmm_filter(initial, transition, impossible, **strategy),
+        hmm.hmm_smoother(initial, transition, impossible, **strategy),
+    ):
+        np.testing.assert_allclose(result.filtered_probs[:4], expected[:4], rtol=RTOL)
+        assert jnp.all(jnp.isnan(result.filtered_probs[4:]))
+    smoothed = hmm.hmm_smoother(initial, transition, impossible, **strategy).smoothed_probs
+    assert jnp.all(jnp.isnan(smoothed))

@@ -167,7 +167,8 @@ def uses_elements(strategy: Strategy) -> bool:
 
 
 def scaled_block_size(strategy: Strategy) -> int | None:
-    """Block length of the scaled recursions (`hmm_blocked`): None (one block) if sequential.
+    """Block length of the scaled recursions (`numpyro_parallel.ssm.hmm.blocked`): None (one
+    block) if sequential.
 
     The HMM runs `Blocked` (and `Sequential`, as a single block) with scaled probabilities,
     its fastest implementation of those strategies; `Associative` uses the log-space

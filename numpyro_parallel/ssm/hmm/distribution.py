@@ -34,7 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 from numpyro.distributions import Distribution, constraints
 
-from numpyro_parallel._checks import warn_if
+from numpyro_parallel._checks import check_sample_shape, warn_if
 from numpyro_parallel.ssm.hmm.checks import check_arguments, check_observations, logits_constraint
 from numpyro_parallel.ssm.hmm.common import prepare, resolve_mode
 from numpyro_parallel.ssm.hmm.emissions import log_emissions
@@ -178,12 +178,14 @@ class DiscreteHMM(Distribution):
 
         Returns:
             Log-likelihood with the broadcast batch shape: ``-inf`` for data of probability
-            zero, NaN when a parameter is invalid under tracing or an emission log-density is
-            NaN.
+            zero, NaN when a parameter is invalid under tracing, an emission log-density is
+            NaN or a traced observation of a discrete emission is not an integer.
 
         Raises:
             ValueError: ``value`` of the wrong shape, T = 0, or an ambiguous ``(T, 1)`` array
-                (see `numpyro_parallel.ssm.hmm.checks.check_observations`).
+                (see `numpyro_parallel.ssm.hmm.checks.check_observations`); concrete
+                non-integer or infinite values under a discrete emission (``Poisson``,
+                ``Categorical``, ...). The other methods taking observations raise the same.
         """
         return self._run(_log_likelihood, self._log_emissions(value))
 
@@ -209,7 +211,8 @@ class DiscreteHMM(Distribution):
             y: observations, ``batch + (T,) + observation_dist.event_shape``.
 
         Returns:
-            An `HMMFilterResult` with batch dimensions in front.
+            An `HMMFilterResult` with batch dimensions in front (NaN filtered probabilities
+            from a step where the data have probability zero on).
         """
         return self._run(_filter, self._log_emissions(y))
 
@@ -221,7 +224,8 @@ class DiscreteHMM(Distribution):
 
         Returns:
             An `HMMSmootherResult` with batch dimensions in front: ``smoothed_probs`` and
-            ``filtered_probs`` ``batch + (T, K)``, ``log_likelihood`` ``batch``.
+            ``filtered_probs`` ``batch + (T, K)``, ``log_likelihood`` ``batch`` (NaN
+            probabilities where they are undefined: see `HMMSmootherResult`).
         """
         return self._run(_smoother, self._log_emissions(y))
 
@@ -252,7 +256,8 @@ class DiscreteHMM(Distribution):
         Args:
             rng_key: JAX PRNG key.
             y: observations, ``batch + (T,) + observation_dist.event_shape``.
-            sample_shape: leading shape of independent draws.
+            sample_shape: leading shape of independent draws (an int n means ``(n,)``;
+                entries >= 0).
 
         Returns:
             int32 paths of shape ``sample_shape + batch + (T,)`` (arbitrary, with a
@@ -277,7 +282,8 @@ class DiscreteHMM(Distribution):
 
         Args:
             key: JAX PRNG key.
-            sample_shape: leading shape of independent draws.
+            sample_shape: leading shape of independent draws (an int n means ``(n,)``;
+                entries >= 0).
 
         Returns:
             Observations of shape ``sample_shape + batch_shape + event_shape``.
@@ -287,7 +293,7 @@ class DiscreteHMM(Distribution):
                 "DiscreteHMM.sample needs the number of time steps: pass `num_steps=` or "
                 "time-varying `transition_logits` / `observation_dist`."
             )
-        sample_shape = tuple(sample_shape)
+        sample_shape = check_sample_shape(sample_shape)
         num_steps, num_states = self.num_steps, self.num_states
         state_key, obs_key = jax.random.split(key)
         transition = self._core_transitions()

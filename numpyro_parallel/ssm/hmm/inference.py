@@ -85,9 +85,12 @@ class HMMFilterResult(NamedTuple):
     """Forward-filter output.
 
     Attributes:
-        filtered_probs: ``(T, K)`` ``p(z_t | y_{0:t})``.
-        log_likelihood: ``()`` ``log p(y_{0:T-1})``.
-        log_likelihood_terms: ``(T,)`` ``log p(y_t | y_{0:t-1})`` (they sum to the total).
+        filtered_probs: ``(T, K)`` ``p(z_t | y_{0:t})``; NaN rows from the first step where
+            the data have probability zero under every state path (``p(y_{0:t}) = 0``: the
+            conditional probabilities are undefined), with every strategy.
+        log_likelihood: ``()`` ``log p(y_{0:T-1})`` (``-inf`` for data of probability zero).
+        log_likelihood_terms: ``(T,)`` ``log p(y_t | y_{0:t-1})`` (they sum to the total;
+            ``-inf`` from the impossible step on).
     """
 
     filtered_probs: jax.Array
@@ -99,8 +102,10 @@ class HMMSmootherResult(NamedTuple):
     """Forward-backward output.
 
     Attributes:
-        smoothed_probs: ``(T, K)`` ``p(z_t | y_{0:T-1})``.
-        filtered_probs: ``(T, K)`` ``p(z_t | y_{0:t})`` (the forward pass, for free).
+        smoothed_probs: ``(T, K)`` ``p(z_t | y_{0:T-1})``; all NaN when the data have
+            probability zero (``log_likelihood`` is ``-inf``).
+        filtered_probs: ``(T, K)`` ``p(z_t | y_{0:t})`` (the forward pass, for free; NaN rows
+            from the impossible step on, as in `HMMFilterResult`).
         log_likelihood: ``()`` ``log p(y_{0:T-1})``.
     """
 
@@ -115,6 +120,13 @@ def _forward_terms(prefix):
     log_evidence = jax.nn.logsumexp(log_alpha, axis=-1) + prefix.log_scale
     terms = step_terms(log_evidence, jnp.zeros_like(log_evidence[0]))
     return jax.nn.softmax(log_alpha, axis=-1), terms
+
+
+def _undefined_after_impossible(filtered: jax.Array, terms: jax.Array) -> jax.Array:
+    """NaN rows from the first step with ``p(y_{0:t}) = 0`` on (``p(z_t | y_{0:t})`` is
+    undefined there), whatever the strategy's arithmetic would leave (zero rows or NaN)."""
+    impossible = jnp.cumsum(jnp.isneginf(terms)) > 0
+    return jnp.where(impossible[:, None], jnp.nan, filtered)
 
 
 def hmm_filter(
@@ -160,7 +172,7 @@ def _filter(log_initial, log_transition, log_likelihoods, strategy):
         filtered, terms, _ = scaled_filter(
             log_initial, log_transition, log_likelihoods, scaled_block_size(strategy)
         )
-    result = HMMFilterResult(filtered, jnp.sum(terms), terms)
+    result = HMMFilterResult(_undefined_after_impossible(filtered, terms), jnp.sum(terms), terms)
     ok = inputs_ok(log_initial, log_transition, log_likelihoods)
     return HMMFilterResult(*(nan_unless(ok, x) for x in result))
 
@@ -277,5 +289,8 @@ def _smoother(log_initial, log_transition, log_likelihoods, strategy):
         smoothed, filtered, terms = scaled_smoother(
             log_initial, log_transition, log_likelihoods, scaled_block_size(strategy)
         )
-    result = HMMSmootherResult(smoothed, filtered, jnp.sum(terms))
+    total = jnp.sum(terms)
+    smoothed = jnp.where(jnp.isneginf(total), jnp.nan, smoothed)  # p(z_t | y) needs p(y) > 0
+    filtered = _undefined_after_impossible(filtered, terms)
+    result = HMMSmootherResult(smoothed, filtered, total)
     return HMMSmootherResult(*(nan_unless(ok, x) for x in result))

@@ -158,7 +158,7 @@ def hmm_sample_states(
         initial_logits: ``(K,)`` logits of ``z_0``.
         transition_logits: ``(K, K)`` or ``(T, K, K)`` transition logits (module docstring).
         log_likelihoods: ``(T, K)`` log emission densities (0 where ``y_t`` is missing).
-        sample_shape: leading shape of independent draws.
+        sample_shape: leading shape of independent draws (an int n means ``(n,)``; entries >= 0).
         strategy: evaluation strategy, as in `numpyro_parallel.ssm.hmm.inference.hmm_filter`.
 
     Returns:
@@ -238,7 +238,7 @@ def hmm_sample_prior_states(
         initial_logits: ``(K,)`` logits of ``z_0``.
         transition_logits: ``(K, K)`` or ``(num_steps, K, K)`` transition logits.
         num_steps: path length T.
-        sample_shape: leading shape of independent draws.
+        sample_shape: leading shape of independent draws (an int n means ``(n,)``; entries >= 0).
         strategy: evaluation strategy, as in `numpyro_parallel.ssm.hmm.inference.hmm_filter`.
 
     Returns:

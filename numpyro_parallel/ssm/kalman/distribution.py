@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 from numpyro.distributions import Distribution, constraints
 
-from numpyro_parallel._checks import concrete
+from numpyro_parallel._checks import check_sample_shape, concrete
 from numpyro_parallel.scan import affine_recursion
 from numpyro_parallel.ssm.kalman.build import build_params, is_scalar_model, promote_scalar_model
 from numpyro_parallel.ssm.kalman.checks import float_dtype
@@ -221,14 +221,14 @@ class LinearGaussianSSM(Distribution):
         Args:
             rng_key: JAX PRNG key.
             y: ``(T, p)`` observations; NaN entries are missing.
-            sample_shape: leading shape of the draws.
+            sample_shape: leading shape of the draws (an int n means ``(n,)``; entries >= 0).
 
         Returns:
             ``(*sample_shape, T, d)`` trajectories (``(*sample_shape, T)`` for a scalar model).
         """
         y = self._check_y(y, allow_batch=False)
         states = kalman_sample_states(
-            rng_key, self.params, y, tuple(sample_shape), strategy=self.strategy
+            rng_key, self.params, y, check_sample_shape(sample_shape), strategy=self.strategy
         )
         return states[..., 0] if self.scalar else states
 
@@ -237,16 +237,16 @@ class LinearGaussianSSM(Distribution):
 
         Args:
             key: JAX PRNG key.
-            sample_shape: leading shape of the draws.
+            sample_shape: leading shape of the draws (an int n means ``(n,)``; entries >= 0).
 
         Returns:
             ``(states (*sample_shape, T, d), observations (*sample_shape, T, p))``, without
             the trailing ``d = p = 1`` axes for a scalar model.
         """
+        shape = check_sample_shape(sample_shape)
         prm = self.params
         T = self.num_steps
         key_x0, key_w, key_v = jax.random.split(key, 3)
-        shape = tuple(sample_shape)
         dtype = prm.initial_mean.dtype
         k0, r, s = (
             prm.initial_chol.shape[-1],
@@ -288,7 +288,7 @@ class LinearGaussianSSM(Distribution):
 
         Args:
             key: JAX PRNG key.
-            sample_shape: leading shape of the draws.
+            sample_shape: leading shape of the draws (an int n means ``(n,)``; entries >= 0).
 
         Returns:
             ``(*sample_shape, T, p)`` observations (``(*sample_shape, T)`` for a scalar

@@ -51,7 +51,7 @@ def kalman_sample_states(
         rng_key: JAX PRNG key.
         params: model in square-root, time-expanded form.
         y: ``(T, p)`` observations; NaN entries are missing.
-        sample_shape: leading shape of the returned draws.
+        sample_shape: leading shape of the returned draws (an int n means ``(n,)``; entries >= 0).
         strategy: evaluation strategy, as in `kalman_filter`.
 
     Returns:

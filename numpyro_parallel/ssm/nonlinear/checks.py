@@ -199,6 +199,16 @@ def _check_noise_cov(name: str, cov: jax.Array, dim: int, num_steps: int) -> Non
     check_covariance(name, cov)
 
 
+def _as_float(value: Any, dtype) -> jax.Array:
+    """``value`` as an array, cast to ``dtype`` when it is not already inexact.
+
+    Integer covariances (``jnp.eye(2, dtype=int)``) are promoted here, as `LinearGaussianSSM`
+    does, before `numpyro_parallel._checks.check_covariance` inspects them.
+    """
+    value = jnp.asarray(value)
+    return value if jnp.issubdtype(value.dtype, jnp.inexact) else value.astype(dtype)
+
+
 def check_distribution_arrays(
     initial_mean: Any,
     initial_cov: Any,
@@ -211,7 +221,8 @@ def check_distribution_arrays(
     """Check the arguments of `NonlinearGaussianSSM` (noise as covariances).
 
     Returns:
-        ``((initial_mean, initial_cov, transition_cov, observation_cov), p)`` as arrays, with
+        ``((initial_mean, initial_cov, transition_cov, observation_cov), p)`` as arrays (integer
+        ones cast to the floating dtype of ``initial_mean``), with
         ``p`` the observation dimension.
 
     Raises:
@@ -227,7 +238,7 @@ def check_distribution_arrays(
         )
     check_finite("initial_mean", initial_mean)
     d = initial_mean.shape[0]
-    initial_cov = jnp.asarray(initial_cov)
+    initial_cov = _as_float(initial_cov, initial_mean.dtype)
     if initial_cov.shape != (d, d):
         raise ValueError(
             f"`initial_cov` must have shape (d, d) = {(d, d)}; got {initial_cov.shape}."
@@ -235,8 +246,8 @@ def check_distribution_arrays(
     check_covariance("initial_cov", initial_cov)
     check_function("transition_fn", transition_fn, initial_mean, (d,))
     (p,) = check_function("observation_fn", observation_fn, initial_mean)
-    transition_cov = jnp.asarray(transition_cov)
-    observation_cov = jnp.asarray(observation_cov)
+    transition_cov = _as_float(transition_cov, initial_mean.dtype)
+    observation_cov = _as_float(observation_cov, initial_mean.dtype)
     _check_noise_cov("transition_cov", transition_cov, d, num_steps)
     _check_noise_cov("observation_cov", observation_cov, p, num_steps)
     return (initial_mean, initial_cov, transition_cov, observation_cov), p

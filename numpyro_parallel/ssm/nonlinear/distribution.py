@@ -29,7 +29,7 @@ import jax
 import jax.numpy as jnp
 from numpyro.distributions import Distribution, constraints
 
-from numpyro_parallel._checks import check_positive_int, nan_unless
+from numpyro_parallel._checks import check_positive_int, check_sample_shape, nan_unless
 from numpyro_parallel.ssm.kalman.sampling import kalman_sample_states
 from numpyro_parallel.ssm.nonlinear.checks import (
     check_distribution_arrays,
@@ -279,11 +279,12 @@ class NonlinearGaussianSSM(Distribution):
         Args:
             rng_key: JAX PRNG key.
             y: ``(T, p)`` observations; NaN entries are missing.
-            sample_shape: leading shape of the draws.
+            sample_shape: leading shape of the draws (an int n means ``(n,)``; entries >= 0).
 
         Returns:
             ``(*sample_shape, T, d)`` trajectories; NaN when the smoother did not converge.
         """
+        sample_shape = check_sample_shape(sample_shape)
         y = self._check_y(y, single=True)
 
         def run(arrays, key, y):
@@ -304,7 +305,7 @@ class NonlinearGaussianSSM(Distribution):
 
         Args:
             rng_key: JAX PRNG key.
-            sample_shape: leading shape of the draws.
+            sample_shape: leading shape of the draws (an int n means ``(n,)``; entries >= 0).
 
         Returns:
             States ``(*sample_shape, T, d)`` and observations ``(*sample_shape, T, p)``.
@@ -316,7 +317,7 @@ class NonlinearGaussianSSM(Distribution):
 
         Args:
             key: JAX PRNG key.
-            sample_shape: leading shape of the draws.
+            sample_shape: leading shape of the draws (an int n means ``(n,)``; entries >= 0).
 
         Returns:
             ``(*sample_shape, T, p)`` observations.

@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING
 import jax
 import jax.numpy as jnp
 
+from numpyro_parallel._checks import check_sample_shape
+
 if TYPE_CHECKING:
     from numpyro_parallel.ssm.nonlinear.smoother import NonlinearGaussianModel
 
@@ -22,11 +24,12 @@ def simulate_model(
     Args:
         rng_key: JAX PRNG key.
         model: the model, noise factors time-expanded to ``(T, ., .)`` (see `check_model`).
-        sample_shape: leading shape of the draws.
+        sample_shape: leading shape of the draws (an int n means ``(n,)``; entries >= 0).
 
     Returns:
         States ``(*sample_shape, T, d)`` and observations ``(*sample_shape, T, p)``.
     """
+    sample_shape = check_sample_shape(sample_shape)
     num_steps, d, _ = model.transition_chol.shape
     p = model.observation_chol.shape[-1]
     dtype = model.initial_mean.dtype
