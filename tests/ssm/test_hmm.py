@@ -364,3 +364,6 @@ def test_impossible_observation_gives_nan_probabilities(strategy):
         assert jnp.all(jnp.isnan(result.filtered_probs[4:]))
     smoothed = hmm.hmm_smoother(initial, transition, impossible, **strategy).smoothed_probs
     assert jnp.all(jnp.isnan(smoothed))
+    # The per-step terms are -inf from the impossible step on (the filter relies on it).
+    terms = hmm.hmm_filter(initial, transition, impossible, **strategy).log_likelihood_terms
+    assert jnp.all(jnp.isfinite(terms[:4])) and jnp.all(jnp.isneginf(terms[4:]))

@@ -124,8 +124,11 @@ def _forward_terms(prefix):
 
 def _undefined_after_impossible(filtered: jax.Array, terms: jax.Array) -> jax.Array:
     """NaN rows from the first step with ``p(y_{0:t}) = 0`` on (``p(z_t | y_{0:t})`` is
-    undefined there), whatever the strategy's arithmetic would leave (zero rows or NaN)."""
-    impossible = jnp.cumsum(jnp.isneginf(terms)) > 0
+    undefined there), whatever the strategy's arithmetic would leave (zero rows or NaN).
+
+    Every strategy makes the terms ``-inf`` from that step on, so the test is per step: no
+    prefix over time, which would cost a gather across devices under `Sharded`."""
+    impossible = ~jnp.isfinite(terms)
     return jnp.where(impossible[:, None], jnp.nan, filtered)
 
 
