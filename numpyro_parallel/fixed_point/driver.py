@@ -83,6 +83,11 @@ def sequential_recursion(
     """
     check_inputs(initial_state, inputs)
     check_step_fn(fn, initial_state, inputs)
+    return _scan_recursion(fn, initial_state, inputs)
+
+
+def _scan_recursion(fn, initial_state, inputs) -> tuple[jax.Array, Any]:
+    """`sequential_recursion` on checked arguments."""
     fn = _cast_output(fn, initial_state.dtype)
 
     def body(x, inp):
@@ -158,6 +163,8 @@ def solve_recursion(
         TypeError: non-integer ``max_iterations``/``window``; non-floating ``initial_state``;
             ``fn`` not callable or not returning a pair ``(x_next, aux)``.
     """
+    check_inputs(initial_state, inputs)
+    check_step_fn(fn, initial_state, inputs)  # `run_chain`'s own step is checked by it
     with iteration_progress(
         "solve_recursion", progress_bar, initial_state, inputs, strategy=strategy
     ) as progress:
@@ -177,7 +184,6 @@ def _solve_recursion(
 ) -> FixedPointResult:  # fmt: skip
     """`solve_recursion` without the warnings (callers report the result themselves)."""
     num_steps = check_inputs(initial_state, inputs)
-    check_step_fn(fn, initial_state, inputs)
     solver = check_solver_options(solver, strategy, atol, rtol, max_iterations, window)
     strategy = resolve_strategy(strategy, initial_state)
     d = initial_state.shape[0]
@@ -188,7 +194,7 @@ def _solve_recursion(
     fn = _cast_output(fn, initial_state.dtype)
     if isinstance(strategy, Sequential):
         with jax.default_matmul_precision(MATMUL_PRECISION):
-            states, aux = sequential_recursion(fn, initial_state, inputs)
+            states, aux = _scan_recursion(fn, initial_state, inputs)
         return sequential_result(states, aux, num_steps, states.dtype)
     width = solver.default_window(num_steps, d) if window is None else min(window, num_steps)
     if max_iterations is None:

@@ -67,7 +67,7 @@ def _positive(name: str, value: Any) -> jax.Array:
     A dense (2-D) ``value`` must be a positive-definite matrix.
     """
     array = concrete(value)
-    if array is not None and (isinstance(value, bool) or array.dtype.kind not in "iuf"):
+    if array is not None and array.dtype.kind not in "iuf":  # bools are kind "b"
         raise TypeError(f"`{name}` must be a number or an array of numbers; got {value!r}.")
     if array is not None:
         if array.ndim == 2:

@@ -16,8 +16,8 @@ import jax.numpy as jnp
 from jax.scipy.special import ndtr
 
 from numpyro_parallel.ssm.kalman.predictions import kalman_predictions
-from numpyro_parallel.sts._validate import check_initial_state, check_probability
-from numpyro_parallel.sts.forecast import _check_model, _check_series, _draws, map_draws
+from numpyro_parallel.sts._validate import check_initial_state, check_probability, check_series
+from numpyro_parallel.sts.forecast import _check_model, _draws, map_draws
 from numpyro_parallel.sts.model import Sum, data_scale
 
 __all__ = ["Anomalies", "detect_anomalies"]
@@ -72,7 +72,7 @@ def detect_anomalies(
             (0, 1); an invalid ``initial_mean`` or ``initial_cov``.
     """
     model = _check_model(model)
-    y = _check_series(y)
+    y = check_series(y)
     threshold = check_probability("threshold", threshold)
     _draws(model, samples)
     initial_mean, initial_cov = check_initial_state(model.state_dim, initial_mean, initial_cov)

@@ -53,10 +53,6 @@ class Contribution(NamedTuple):
     variance: jax.Array
 
 
-def _check_series(y) -> jax.Array:
-    return check_series(y)
-
-
 def _check_model(model: Any) -> Sum:
     if not isinstance(model, Sum):
         raise TypeError(f"`model` must be a numpyro_parallel.sts.Sum; got {type(model).__name__}.")
@@ -123,7 +119,7 @@ def forecast(
             ``initial_cov``.
     """
     model = _check_model(model)
-    y = _check_series(y)
+    y = check_series(y)
     horizon = check_positive_int("horizon", horizon)
     num_draws = _draws(model, samples)
     observation_noise = check_bool("observation_noise", observation_noise)
@@ -243,7 +239,7 @@ def decompose(
             is optional and, when given, covers the T fitted steps).
     """
     model = _check_model(model)
-    y = _check_series(y)
+    y = check_series(y)
     horizon = check_positive_int("horizon", horizon, minimum=0)
     _draws(model, samples)
     length = y.shape[0] + horizon
