@@ -25,6 +25,8 @@ __all__ = [
     "check_covariance",
     "check_finite",
     "check_positive_int",
+    "check_real",
+    "check_rng_key",
     "check_sample_shape",
     "check_tolerance",
     "concrete",
@@ -82,16 +84,70 @@ def check_sample_shape(sample_shape: Any) -> tuple[int, ...]:
     return tuple(check_positive_int("sample_shape", n, minimum=0) for n in sample_shape)
 
 
+def _interval(low: float, high: float, low_closed: bool, high_closed: bool) -> str:
+    if math.isinf(low) and math.isinf(high):
+        return "a finite number"
+    if math.isinf(high):
+        return f"a finite number {'>=' if low_closed else '>'} {low:g}"
+    if math.isinf(low):
+        return f"a finite number {'<=' if high_closed else '<'} {high:g}"
+    return f"a number in {'[' if low_closed else '('}{low:g}, {high:g}{']' if high_closed else ')'}"
+
+
+def check_real(
+    name: str,
+    value: Any,
+    *,
+    low: float = -math.inf,
+    high: float = math.inf,
+    low_closed: bool = False,
+    high_closed: bool = False,
+    traced_ok: bool = False,
+) -> Any:
+    """Return a finite real scalar inside an interval (a float), or raise naming ``name``.
+
+    Python and NumPy numbers and 0-d arrays are accepted; bools, strings, None and complex
+    numbers are not. With ``traced_ok`` a traced value is returned unchecked (the caller turns
+    an invalid one into NaN); otherwise it is a `TypeError`.
+
+    Args:
+        name: argument name for the message.
+        value: the value to check.
+        low, high: the interval's bounds (infinite: unbounded on that side).
+        low_closed, high_closed: whether the interval includes that bound.
+        traced_ok: accept a value only known under tracing.
+
+    Raises:
+        TypeError: not a real number.
+        ValueError: not a scalar, not finite, or outside the interval.
+    """
+    interval = _interval(low, high, low_closed, high_closed)
+    if isinstance(value, jax.core.Tracer):
+        if traced_ok:
+            return value
+        raise TypeError(f"`{name}` must be a concrete number ({interval}); got a traced value.")
+    if isinstance(value, numbers.Real | np.ndarray | jax.Array) and not isinstance(value, bool):
+        array = np.asarray(value)
+    else:
+        array = None
+    if array is None or array.dtype.kind not in "iuf":
+        raise TypeError(f"`{name}` must be {interval}; got {value!r} ({type(value).__name__}).")
+    if array.ndim:
+        raise ValueError(f"`{name}` must be a scalar ({interval}); got shape {array.shape}.")
+    number = float(array)
+    inside = (number >= low if low_closed else number > low) and (
+        number <= high if high_closed else number < high
+    )
+    if not (math.isfinite(number) and inside):
+        raise ValueError(f"`{name}` must be {interval}; got {value!r}.")
+    return number
+
+
 def check_tolerance(name: str, value: Any) -> Any:
-    """Return a tolerance, or raise unless it is None or a finite number >= 0 (concrete)."""
+    """Return a tolerance, or raise unless it is None or a finite number >= 0 (or traced)."""
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, numbers.Real | jax.Array):
-        raise TypeError(f"`{name}` must be a number >= 0 or None; got {type(value).__name__}.")
-    array = concrete(value)
-    if array is not None and (array.ndim or not (math.isfinite(array) and array >= 0)):
-        raise ValueError(f"`{name}` must be a finite scalar >= 0; got {value!r}.")
-    return value
+    return check_real(name, value, low=0.0, low_closed=True, traced_ok=True)
 
 
 def check_rng_key(rng_key: Any) -> None:

@@ -47,8 +47,18 @@ _CHECK_TOL = 100.0  # validity tolerance in units of n * eps (as `_checks.check_
 
 
 def _check_square(name: str, a: jax.Array) -> None:
-    if a.ndim < 2 or a.shape[-1] != a.shape[-2]:
-        raise ValueError(f"`{name}` must be a square matrix (..., n, n); got shape {a.shape}.")
+    if a.ndim < 2 or a.shape[-1] != a.shape[-2] or a.shape[-1] < 1:
+        raise ValueError(
+            f"`{name}` must be a square matrix (..., n, n) with n >= 1; got shape {a.shape}."
+        )
+
+
+def _as_floating(a) -> jax.Array:
+    """``a`` as an array, integer and bool entries promoted to the default float dtype."""
+    a = jnp.asarray(a)
+    if not jnp.issubdtype(a.dtype, jnp.inexact):
+        a = a.astype(jnp.zeros(()).dtype)
+    return a
 
 
 def _batched(fn, x: jax.Array, core_ndim: int) -> jax.Array:
@@ -92,7 +102,6 @@ def _tria_gram_schmidt(m: jax.Array) -> jax.Array:
     return _batched(_mgs, m, 2)
 
 
-@jax.custom_jvp
 def tria(m: jax.Array) -> jax.Array:
     """Lower-triangular square root of ``m @ m.T`` (non-negative diagonal).
 
@@ -101,10 +110,18 @@ def tria(m: jax.Array) -> jax.Array:
 
     Returns:
         ``(..., n, n)`` lower-triangular ``L`` with ``L @ L.T == m @ m.T``; a pivot is exactly
-        zero where row j of ``m`` depends on the rows before it (to rounding).
+        zero where row j of ``m`` depends on the rows before it (to rounding); NaN when ``m``
+        holds NaN or inf.
     """
-    if m.ndim < 2:
-        raise ValueError(f"`m` must be a matrix (..., n, k); got shape {m.shape}.")
+    m = _as_floating(m)
+    if m.ndim < 2 or m.shape[-2] < 1:
+        raise ValueError(f"`m` must be a matrix (..., n, k) with n >= 1; got shape {m.shape}.")
+    return _tria(m)
+
+
+@jax.custom_jvp
+def _tria(m: jax.Array) -> jax.Array:
+    """`tria` on a checked floating matrix, with the exact derivative of the module docstring."""
     return _tria_gram_schmidt(m)
 
 
@@ -124,7 +141,7 @@ def _tria_tangent(m: jax.Array, dm: jax.Array, lower: jax.Array) -> jax.Array:
     return safe @ (x * half_diagonal * keep[None, :])
 
 
-@tria.defjvp
+@_tria.defjvp
 def _tria_jvp(primals, tangents):
     (m,), (dm,) = primals, tangents
     lower = _tria_gram_schmidt(m)
@@ -154,19 +171,24 @@ def cholesky(a: jax.Array) -> jax.Array:
     """Cholesky factor of a symmetric positive-definite matrix.
 
     Unrolled into elementwise operations for small matrices (vectorised over any batch, no
-    per-matrix LAPACK call), `jnp.linalg.cholesky` otherwise. Plain autodiff applies.
+    per-matrix LAPACK call), `jnp.linalg.cholesky` otherwise. Plain autodiff applies. Both
+    paths factor the symmetric part ``(a + a^T) / 2``, as `jnp.linalg.cholesky` does.
 
     Args:
         a: ``(..., n, n)`` symmetric positive-definite matrix.
 
     Returns:
-        ``(..., n, n)`` lower-triangular factor (NaN where ``a`` is not positive definite).
+        ``(..., n, n)`` lower-triangular factor; all NaN for a matrix that is not positive
+        definite (or holds NaN/inf).
     """
-    a = jnp.asarray(a)
+    a = _as_floating(a)
     _check_square("a", a)
-    if a.shape[-1] <= _UNROLL_MAX:
-        return _cholesky_unrolled(a)
-    return jnp.linalg.cholesky(a)
+    if a.shape[-1] > _UNROLL_MAX:
+        return jnp.linalg.cholesky(a)
+    lower = _cholesky_unrolled(symmetrize(a))
+    diagonal = jnp.diagonal(lower, axis1=-2, axis2=-1)
+    valid = jnp.all((diagonal > 0) & jnp.isfinite(diagonal), axis=-1)[..., None, None]
+    return jnp.where(valid, lower, jnp.nan)
 
 
 def _psd_cholesky_single(cov: jax.Array) -> jax.Array:
@@ -264,12 +286,14 @@ def psd_projection_factor(cov: jax.Array) -> jax.Array:
 
 def symmetrize(a: jax.Array) -> jax.Array:
     """``(a + a^T) / 2`` on the last two axes."""
+    a = jnp.asarray(a)
     _check_square("a", a)
     return 0.5 * (a + jnp.swapaxes(a, -1, -2))
 
 
 def solve_lower(lower: jax.Array, b: jax.Array) -> jax.Array:
     """Solve ``lower @ x = b`` for lower-triangular ``lower`` (b a vector or matrix)."""
+    lower, b = jnp.asarray(lower), jnp.asarray(b)
     _check_square("lower", lower)
     rows = b.shape[-1] if b.ndim == lower.ndim - 1 else (b.shape[-2] if b.ndim >= 2 else None)
     if rows != lower.shape[-1]:
@@ -281,6 +305,7 @@ def solve_lower(lower: jax.Array, b: jax.Array) -> jax.Array:
 
 def right_solve_lower(b: jax.Array, lower: jax.Array) -> jax.Array:
     """``b @ inv(lower)`` for lower-triangular ``lower`` (a gain ``Psi21 Psi11^{-1}``)."""
+    b, lower = jnp.asarray(b), jnp.asarray(lower)
     _check_square("lower", lower)
     if b.ndim < 2 or b.shape[-1] != lower.shape[-1]:
         raise ValueError(f"`b` of shape {b.shape} does not match `lower` of shape {lower.shape}.")
@@ -294,17 +319,28 @@ def mvn_logpdf_from_cholesky(residual: jax.Array, chol: jax.Array) -> jax.Array:
 
     Args:
         residual: ``(..., n)`` vector.
-        chol: ``(..., n, n)`` lower-triangular factor of the covariance.
+        chol: ``(..., n, n)`` lower-triangular factor of the covariance; its batch axes
+            broadcast against those of ``residual``.
 
     Returns:
-        ``(...)`` log-density.
+        ``(...)`` log-density (the broadcast batch shape).
     """
+    residual, chol = jnp.asarray(residual), jnp.asarray(chol)
     _check_square("chol", chol)
     if residual.ndim < 1 or residual.shape[-1] != chol.shape[-1]:
         raise ValueError(
             f"`residual` of shape {residual.shape} does not match `chol` of shape {chol.shape}."
         )
     n = residual.shape[-1]
+    try:
+        batch = jnp.broadcast_shapes(residual.shape[:-1], chol.shape[:-2])
+    except ValueError:
+        raise ValueError(
+            f"the batch axes of `residual` {residual.shape} and `chol` {chol.shape} do not "
+            "broadcast."
+        ) from None
+    residual = jnp.broadcast_to(residual, (*batch, n))
+    chol = jnp.broadcast_to(chol, (*batch, n, n))
     z = solve_lower(chol, residual)
     log_det = jnp.sum(jnp.log(jnp.abs(jnp.diagonal(chol, axis1=-2, axis2=-1))), axis=-1)
     return -0.5 * jnp.sum(z**2, axis=-1) - log_det - 0.5 * n * math.log(2 * math.pi)

@@ -21,6 +21,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 from jax.sharding import PartitionSpec
 
@@ -56,8 +57,13 @@ def _num_steps(elements: Any) -> int:
     leaves = jax.tree_util.tree_leaves(elements)
     if not leaves:
         raise ValueError("`elements` must contain at least one array with a leading time axis.")
-    lengths = {jnp.shape(leaf)[0] if jnp.ndim(leaf) else None for leaf in leaves}
-    if len(lengths) != 1 or None in lengths:
+    if any(jnp.ndim(leaf) == 0 for leaf in leaves):
+        raise ValueError(
+            "every leaf of `elements` must be an array with a leading time axis (T, ...); "
+            "got a scalar leaf (pass the sequence as one array, not a list of numbers)."
+        )
+    lengths = {jnp.shape(leaf)[0] for leaf in leaves}
+    if len(lengths) != 1:
         raise ValueError(
             "every leaf of `elements` must have the same leading (time) axis length; "
             f"got lengths {sorted(str(n) for n in lengths)}."
@@ -66,6 +72,34 @@ def _num_steps(elements: Any) -> int:
     if num_steps < 1:
         raise ValueError("`elements` must have a time axis of length T >= 1; got T = 0.")
     return num_steps
+
+
+def _check_bool(name: str, value: Any) -> bool:
+    """``value`` as a bool, or a `TypeError` naming ``name`` (a string such as ``"False"``
+    would otherwise count as true)."""
+    if not isinstance(value, bool | np.bool_):
+        raise TypeError(f"`{name}` must be a bool; got {value!r} ({type(value).__name__}).")
+    return bool(value)
+
+
+def _check_combine(combine: Callable, elements: Any) -> None:
+    """Raise unless ``combine`` maps two single elements to one of the same pytree structure
+    and shapes (checked on shapes only, with `jax.eval_shape`; dtypes may promote)."""
+    single = jax.tree_util.tree_map(
+        lambda x: jax.ShapeDtypeStruct(jnp.shape(x)[1:], jnp.result_type(x)), elements
+    )
+    out = jax.eval_shape(combine, single, single)
+    want, got = jax.tree_util.tree_structure(single), jax.tree_util.tree_structure(out)
+    describe = lambda tree: jax.tree_util.tree_map(lambda x: f"{x.dtype}{list(x.shape)}", tree)
+    if want != got or any(
+        jnp.shape(a) != jnp.shape(b)
+        for a, b in zip(jax.tree_util.tree_leaves(single), jax.tree_util.tree_leaves(out))
+    ):
+        raise ValueError(
+            "`combine` must map two single elements (the leaves of `elements` without their "
+            "time axis) to one element of the same structure and shapes; for "
+            f"elements {describe(single)} it returns {describe(out)}."
+        )
 
 
 def _scan_from(combine, start, elements):
@@ -291,12 +325,20 @@ def associative_scan[Elements](
         ``e[T-1] * ... * e[t]`` (reverse).
 
     Raises:
-        TypeError: ``combine`` not callable or ``strategy`` not a strategy.
-        ValueError: leaves with different or zero time lengths, an unknown strategy name.
+        TypeError: ``combine`` not callable, ``strategy`` not a strategy, ``reverse`` not a
+            bool.
+        ValueError: leaves without a time axis or with different or zero time lengths;
+            ``combine`` returning an element of another structure or shape; an unknown
+            strategy name.
+
+    ``combine`` must be associative; that cannot be checked, and a non-associative one gives
+    different results under different strategies (`Sequential()` is the left fold).
     """
     if not callable(combine):
         raise TypeError(f"`combine` must be callable; got {type(combine).__name__}.")
+    reverse = _check_bool("reverse", reverse)
     num_steps = _num_steps(elements)
+    _check_combine(combine, elements)
     if isinstance(strategy, InShard):
         return sharded_prefix(combine, elements, strategy.sharded, reverse=reverse)
     strategy = resolve_strategy(strategy, elements)
@@ -360,9 +402,16 @@ def affine_recursion(
 
     Raises:
         ValueError: inconsistent shapes, T = 0, an unknown strategy name.
+        TypeError: ``diagonal`` or ``reverse`` not a bool.
+
+    The three arrays are computed in their common dtype (``jnp.result_type``), so an integer
+    array next to floating ones is promoted rather than truncating the states.
     """
-    matrices, offsets = jnp.asarray(matrices), jnp.asarray(offsets)
-    initial_state = jnp.asarray(initial_state)
+    diagonal = _check_bool("diagonal", diagonal)
+    reverse = _check_bool("reverse", reverse)
+    arrays = [jnp.asarray(x) for x in (matrices, offsets, initial_state)]
+    dtype = jnp.result_type(*arrays)
+    matrices, offsets, initial_state = (x.astype(dtype) for x in arrays)
     if offsets.ndim != 2 or offsets.shape[0] < 1:
         raise ValueError(f"`offsets` must have shape (T, d) with T >= 1; got {offsets.shape}.")
     if initial_state.shape != offsets.shape[1:]:

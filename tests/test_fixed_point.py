@@ -1,5 +1,7 @@
 """Tests of the parallel fixed-point solver for nonlinear recursions."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -336,3 +338,29 @@ def test_iterate_map_reports_the_cap_and_non_finite_iterates():
     assert int(start_nan.status) == fixed_point.NON_FINITE
     assert int(start_nan.num_iterations) == 0
     assert fixed_point.STATUS_NAMES[fixed_point.MAX_ITERATIONS] == "max_iterations"
+
+
+def test_bad_optional_arguments_name_the_argument():
+    fn = lambda x, u: (jnp.tanh(0.5 * x) + u, None)
+    x0, u = jnp.zeros(2), jnp.ones((5, 2))
+    with pytest.raises(TypeError, match="`decisions_fn` must be callable"):
+        solve_recursion(fn, x0, u, decisions_fn=3, progress_bar=False)
+    with pytest.raises(TypeError, match="`rng_key` must be a single PRNG key"):
+        solve_recursion(fn, x0, u, rng_key=3, progress_bar=False)
+    result = solve_recursion(fn, x0, u, initial_guess=np.zeros((5, 2)).tolist(), progress_bar=False)
+    np.testing.assert_allclose(result.states, sequential_recursion(fn, x0, u)[0], rtol=1e-9)
+    assert fixed_point.QuasiNewton(exact_diagonal_max_dim=np.int64(2)).exact_diagonal_max_dim == 2
+    with pytest.raises(TypeError, match="exact_diagonal_max_dim"):
+        fixed_point.QuasiNewton(exact_diagonal_max_dim=2.0)
+
+
+def test_iterate_map_checks_the_map_and_accepts_integer_states():
+    iterate = functools.partial(fixed_point.iterate_map, atol=0.0, rtol=0.0, max_iterations=10)
+    with pytest.raises(ValueError, match="`map_fn` must return a state"):
+        iterate(lambda z: (z, z), jnp.ones(3))
+    with pytest.raises(ValueError, match="`map_fn` must return a state"):
+        iterate(lambda z: z.astype(jnp.float32), jnp.ones(3))
+    with pytest.raises(ValueError, match="`initial_state` must contain"):
+        iterate(lambda z: z, ())
+    result = iterate(lambda z: z // 2, jnp.full(3, 8))
+    assert int(result.status) == fixed_point.OK and np.all(np.asarray(result.states) == 0)

@@ -65,3 +65,35 @@ def test_cholesky_matches_lapack_and_differentiates(n):
     spd = a @ jnp.swapaxes(a, -1, -2) + jnp.broadcast_to(jnp.eye(n), a.shape)
     np.testing.assert_allclose(linalg.cholesky(spd), jnp.linalg.cholesky(spd), rtol=1e-12)
     check_grads(lambda s: linalg.cholesky(linalg.symmetrize(s)), (spd[0],), order=1, modes=["rev"])
+
+
+def test_cholesky_small_and_large_agree_on_invalid_input():
+    # The unrolled path (n <= 6) read only the lower triangle: an asymmetric matrix gave a
+    # finite factor, and an indefinite one a half-finite one, where LAPACK's path gives NaN.
+    for n in (2, 8):
+        asym = jnp.eye(n).at[0, n - 1].set(5.0)
+        assert np.all(np.isnan(np.asarray(linalg.cholesky(asym))[np.tril_indices(n)]))
+        indefinite = jnp.eye(n).at[1, 1].set(-1.0)
+        assert np.all(np.isnan(np.asarray(linalg.cholesky(indefinite))[np.tril_indices(n)]))
+    a = jnp.array([[4.0, 1.0], [1.0, 3.0]])
+    np.testing.assert_allclose(linalg.cholesky(a), jnp.linalg.cholesky(a), rtol=1e-12)
+    np.testing.assert_allclose(linalg.cholesky(jnp.eye(2, dtype=jnp.int32)), jnp.eye(2))
+
+
+def test_linalg_inputs_lists_integers_empty_and_broadcast_batches():
+    np.testing.assert_allclose(linalg.tria([[3.0, 4.0]]), [[5.0]])
+    np.testing.assert_allclose(linalg.tria(jnp.eye(2, dtype=jnp.int32)), jnp.eye(2))
+    np.testing.assert_allclose(linalg.solve_lower([[2.0, 0.0], [0.0, 4.0]], [2.0, 2.0]), [1, 0.5])
+    np.testing.assert_allclose(linalg.symmetrize([[1.0, 2.0], [0.0, 1.0]]), [[1, 1], [1, 1]])
+    with pytest.raises(ValueError, match="`m` must be a matrix"):
+        linalg.tria(jnp.ones((0, 0)))
+    with pytest.raises(ValueError, match="`cov` must be a square matrix"):
+        linalg.cholesky_of(jnp.ones((0, 0)))
+    # residual (4, 2) against one (2, 2) factor: the batch axes broadcast.
+    chol = jnp.array([[2.0, 0.0], [1.0, 1.0]])
+    residual = jax.random.normal(jax.random.PRNGKey(0), (4, 2))
+    logpdf = jax.scipy.stats.multivariate_normal.logpdf
+    expected = jax.vmap(lambda r: logpdf(r, jnp.zeros(2), chol @ chol.T))(residual)
+    np.testing.assert_allclose(linalg.mvn_logpdf_from_cholesky(residual, chol), expected)
+    with pytest.raises(ValueError, match="do not broadcast"):
+        linalg.mvn_logpdf_from_cholesky(jnp.zeros((4, 2)), jnp.broadcast_to(chol, (3, 2, 2)))

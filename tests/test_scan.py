@@ -113,3 +113,32 @@ def test_strategy_objects():
         as_strategy(True)
     with pytest.raises(ValueError, match="strategy"):
         associative_scan(_matmul, jnp.ones((3, 2, 2)), strategy="fast")
+
+
+def test_bad_combine_and_flags_name_the_argument():
+    x = jnp.arange(1.0, 8.0)
+    with pytest.raises(ValueError, match="`combine` must map"):
+        associative_scan(lambda a, b: jnp.stack([a, b]), x, strategy="associative")
+    with pytest.raises(ValueError, match="scalar leaf"):
+        associative_scan(jnp.add, [1.0, 2.0, 3.0])
+    with pytest.raises(TypeError, match="`reverse` must be a bool"):
+        associative_scan(jnp.add, x, reverse="False")  # a non-empty string is truthy
+    mats, offsets = jnp.ones((3, 2)), jnp.ones((3, 2))
+    with pytest.raises(TypeError, match="`diagonal` must be a bool"):
+        affine_recursion(mats, offsets, jnp.ones(2), diagonal="yes")
+
+
+@pytest.mark.parametrize("strategy", ["sequential", "associative", "blocked"])
+def test_affine_recursion_promotes_mixed_dtypes(strategy):
+    # Integer matrices and offsets with a floating initial state: computed in floating point,
+    # never truncated (was 1, 3, 7 from the integer offsets) and never a dtype error.
+    states = affine_recursion(
+        jnp.ones((3, 1, 1), jnp.int32), jnp.ones((3, 1), jnp.int32), jnp.array([0.3]),
+        strategy=strategy,
+    )  # fmt: skip
+    np.testing.assert_allclose(states[:, 0], [1.3, 2.3, 3.3], rtol=1e-6)
+    states = affine_recursion(
+        jnp.full((3, 1), 0.5), jnp.ones((3, 1), jnp.int32), jnp.ones(1, jnp.int32),
+        strategy=strategy, diagonal=True,
+    )  # fmt: skip
+    np.testing.assert_allclose(states[:, 0], [1.5, 1.75, 1.875], rtol=1e-6)

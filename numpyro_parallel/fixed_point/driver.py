@@ -32,6 +32,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from numpyro_parallel._checks import check_rng_key
 from numpyro_parallel._progress import iteration_progress
 from numpyro_parallel.fixed_point.checks import (
     check_inputs,
@@ -156,12 +157,17 @@ def solve_recursion(
         `RuntimeWarning` reports a sequential fallback, non-finite states and steps within
         tolerance of a jump.
 
+    Works under `jit`, `vmap` and forward-mode differentiation (`jax.jvp`, `jax.jacfwd`). The
+    iteration is a `lax.while_loop`, so reverse mode (`jax.grad`) raises; differentiate
+    `sequential_recursion` (the same states) instead.
+
     Raises:
         ValueError: unknown ``solver`` or ``strategy``; negative or non-finite
             ``atol``/``rtol``; ``max_iterations`` or ``window`` < 1; shapes (``fn``'s next
-            state must have ``initial_state``'s shape).
+            state must have ``initial_state``'s shape; ``initial_guess`` shape (T, d)).
         TypeError: non-integer ``max_iterations``/``window``; non-floating ``initial_state``;
-            ``fn`` not callable or not returning a pair ``(x_next, aux)``.
+            ``fn`` not callable or not returning a pair ``(x_next, aux)``; ``decisions_fn``
+            not callable; ``rng_key`` not a single PRNG key.
     """
     check_inputs(initial_state, inputs)
     check_step_fn(fn, initial_state, inputs)  # `run_chain`'s own step is checked by it
@@ -187,6 +193,12 @@ def _solve_recursion(
     solver = check_solver_options(solver, strategy, atol, rtol, max_iterations, window)
     strategy = resolve_strategy(strategy, initial_state)
     d = initial_state.shape[0]
+    if decisions_fn is not None and not callable(decisions_fn):
+        raise TypeError(f"`decisions_fn` must be callable; got {type(decisions_fn).__name__}.")
+    if rng_key is not None:
+        check_rng_key(rng_key)
+    if initial_guess is not None:
+        initial_guess = jnp.asarray(initial_guess)
     if initial_guess is not None and initial_guess.shape != (num_steps, d):
         raise ValueError(
             f"`initial_guess` must have shape {(num_steps, d)}; got {initial_guess.shape}."

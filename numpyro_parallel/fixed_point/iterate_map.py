@@ -35,6 +35,25 @@ from numpyro_parallel.fixed_point.result import (
 __all__ = ["iterate_map"]
 
 
+def _check_map_fn(map_fn: Callable, initial_state: Any) -> None:
+    """Raise unless ``map_fn`` maps ``initial_state`` to a pytree of the same structure, shapes
+    and dtypes (checked on shapes only, with `jax.eval_shape`): the loop's carry."""
+    if not jax.tree_util.tree_leaves(initial_state):
+        raise ValueError("`initial_state` must contain at least one array.")
+    out = jax.eval_shape(map_fn, initial_state)
+    describe = lambda tree: jax.tree_util.tree_map(lambda x: f"{x.dtype}{list(x.shape)}", tree)
+    same = jax.tree_util.tree_structure(out) == jax.tree_util.tree_structure(initial_state)
+    same = same and all(
+        a.shape == b.shape and a.dtype == b.dtype
+        for a, b in zip(jax.tree_util.tree_leaves(out), jax.tree_util.tree_leaves(initial_state))
+    )
+    if not same:
+        raise ValueError(
+            "`map_fn` must return a state of the structure, shapes and dtypes of "
+            f"`initial_state`, {describe(initial_state)}; it returns {describe(out)}."
+        )
+
+
 def iterate_map(
     map_fn: Callable[[Any], Any],
     initial_state: Any,
@@ -62,10 +81,13 @@ def iterate_map(
         False and no sequential or sensitive steps.
 
     Outside ``jit`` a `RuntimeWarning` reports a non-finite iterate or reaching the cap.
+    Works under `jit`, `vmap` and forward-mode differentiation; the loop is a
+    `lax.while_loop`, so reverse mode (`jax.grad`) raises.
 
     Raises:
         ValueError, TypeError: ``max_iterations`` is not an int >= 1; ``atol`` or ``rtol`` is
-            not a finite number >= 0; ``map_fn`` or ``monitor_fn`` is not callable.
+            not a finite number >= 0; ``map_fn`` or ``monitor_fn`` is not callable; ``map_fn``
+            changes the state's structure, shapes or dtypes; ``initial_state`` has no array.
     """
     max_iterations = check_positive_int("max_iterations", max_iterations)
     for name, value in (("atol", atol), ("rtol", rtol)):
@@ -74,11 +96,17 @@ def iterate_map(
     for name, fn in (("map_fn", map_fn), ("monitor_fn", monitor_fn)):
         if fn is not None and not callable(fn):
             raise TypeError(f"`{name}` must be callable; got {type(fn).__name__}.")
-    if monitor_fn is None:
+    initial_state = jax.tree_util.tree_map(jnp.asarray, initial_state)
+    _check_map_fn(map_fn, initial_state)
+    user_monitor = monitor_fn
 
-        def monitor_fn(state):
-            leaves = jax.tree_util.tree_leaves(state)
-            return jnp.concatenate([jnp.ravel(leaf) for leaf in leaves])
+    def monitor_fn(state):
+        if user_monitor is not None:
+            value = jnp.ravel(jnp.asarray(user_monitor(state)))
+        else:
+            value = jnp.concatenate([jnp.ravel(leaf) for leaf in jax.tree_util.tree_leaves(state)])
+        # The change is compared in floating point (an integer monitor would overflow on inf).
+        return value if jnp.issubdtype(value.dtype, jnp.inexact) else value.astype(float)
 
     start = monitor_fn(initial_state)
     dtype = start.dtype

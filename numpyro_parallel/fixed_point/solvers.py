@@ -24,13 +24,14 @@ The linear recursions and prefix sums run with the driver's strategy
 from __future__ import annotations
 
 import math
-import numbers
 from dataclasses import dataclass
 from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
+from numpyro_parallel._checks import check_real
 from numpyro_parallel.scan import affine_recursion, associative_scan
 from numpyro_parallel.strategy import Strategy
 
@@ -38,10 +39,7 @@ __all__ = ["Jacobi", "Newton", "OnlinePicard", "QuasiNewton", "Solver", "SolverL
 
 
 def _check_damping(owner: str, damping: Any) -> None:
-    if isinstance(damping, bool) or not isinstance(damping, numbers.Real):
-        raise TypeError(f"`{owner}.damping` must be a number in (0, 1]; got {damping!r}.")
-    if not 0.0 < damping <= 1.0:
-        raise ValueError(f"`{owner}.damping` must lie in (0, 1]; got {damping}.")
+    check_real(f"{owner}.damping", damping, low=0.0, high=1.0, high_closed=True)
 
 
 def _default_max_iterations(num_steps: int, width: int) -> int:
@@ -133,10 +131,15 @@ class QuasiNewton(_Damped):
     def __post_init__(self):
         super().__post_init__()
         size = self.exact_diagonal_max_dim
-        if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+        if isinstance(size, bool) or not isinstance(size, int | np.integer):
+            raise TypeError(
+                f"`QuasiNewton.exact_diagonal_max_dim` must be an int >= 0; got {size!r}."
+            )
+        if size < 0:
             raise ValueError(
                 f"`QuasiNewton.exact_diagonal_max_dim` must be an int >= 0; got {size!r}."
             )
+        object.__setattr__(self, "exact_diagonal_max_dim", int(size))
 
     def _undamped(self, f, prev, fx, inputs, key, settled, strategy):
         if prev.shape[-1] <= self.exact_diagonal_max_dim:

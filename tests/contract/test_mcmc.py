@@ -108,6 +108,13 @@ def nowhere_finite_model():
     numpyro.factor("f", jnp.nan * mu)
 
 
+def no_latent_model(y=jnp.array([1.0, 2.0])):
+    import numpyro
+    import numpyro.distributions as dist
+
+    numpyro.sample("y", dist.Normal(0.0, 1.0), obs=y)
+
+
 def model_init(kernel_cls, init_params, model=normal_mean_model):
     return lambda: kernel_cls(model, num_steps_per_block=4).init(KEY, 2, init_params)
 
@@ -335,6 +342,14 @@ CASES = [
     Case("init-params-model-nowhere-finite", INF + "ParallelMALA",
          model_init(ParallelMALA, {"mu": 0.5}, nowhere_finite_model),
          raises(ValueError, "Cannot start the chain at `init_params`")),
+    Case("model-without-latent-sites", INF + "ParallelMALA",
+         model_init(ParallelMALA, None, no_latent_model),
+         raises(ValueError, "`model` has no latent sample sites")),
+    Case("empty-init-params", INF + "ParallelHMC", kernel_init(ParallelHMC, jnp.zeros(0)),
+         raises(ValueError, "`init_params` is empty")),
+    Case("integer-init-params-cast", INF + "ParallelMALA",
+         model_init(ParallelMALA, {"mu": 1}),
+         returns(lambda state: jnp.issubdtype(state.z["mu"].dtype, jnp.floating))),
     Case("jit-nan-potential-diverging", INF + "ParallelMALA", jitted_diverging(ParallelMALA),
          returns(lambda flags: bool(np.all(flags)))),
     Case("integration-steps-0", INF + "ParallelHMC",
