@@ -19,6 +19,7 @@ import arviz
 import jax
 import jax.numpy as jnp
 import numpy as np
+import numpyro.distributions as dist
 import xarray as xr
 from numpyro import handlers
 from numpyro.infer import MCMC
@@ -79,17 +80,27 @@ def _pointwise(model, posterior_samples, model_args, model_kwargs, batch_ndims):
     time_sites: set[str] = set()
 
     def one(draw):
-        seeded = handlers.seed(handlers.substitute(model, data=draw), jax.random.PRNGKey(0))
+        missing: list[str] = []
+        from_draw = lambda msg: _latent_value(msg, draw, missing)
+        substituted = handlers.substitute(model, substitute_fn=from_draw)
+        seeded = handlers.seed(substituted, jax.random.PRNGKey(0))
         trace = handlers.trace(seeded).get_trace(*model_args, **model_kwargs)
+        if missing:
+            raise ValueError(
+                f"`posterior_samples` has no draws of the latent site(s) {sorted(set(missing))} "
+                "of `model` "
+                f"(got {sorted(draw)}); without them the log-likelihood would be evaluated "
+                "at values drawn from the prior. Pass every latent site (`mcmc.get_samples()`)."
+            )
         out = {}
         for name, site in trace.items():
             if site["type"] != "sample" or not site["is_observed"]:
                 continue
             fn = site["fn"]
-            terms = getattr(fn, "log_likelihood_terms", None)
-            if isinstance(fn, state_space) and terms is not None:
+            terms = _time_terms(fn, site["value"], state_space)
+            if terms is not None:
                 time_sites.add(name)  # runs once, while tracing
-                out[name] = terms(site["value"])
+                out[name] = terms
             else:
                 out[name] = fn.log_prob(site["value"])
         return out
@@ -97,6 +108,38 @@ def _pointwise(model, posterior_samples, model_args, model_kwargs, batch_ndims):
     result = jax.vmap(one)(flat)
     values = {k: v.reshape(*batch_shape, *v.shape[1:]) for k, v in result.items()}
     return values, time_sites
+
+
+def _time_terms(fn: Any, value: Any, state_space: tuple[type, ...]) -> jax.Array | None:
+    """Per-time log-likelihood terms ``(*batch, T)`` of a state-space site, also when NumPyro
+    wrapped its distribution (a ``plate`` expands it, ``handlers.mask`` masks it,
+    ``.to_event`` makes it `Independent`); None for any other distribution."""
+    if isinstance(fn, state_space):
+        terms = getattr(fn, "log_likelihood_terms", None)
+        return None if terms is None else terms(value)
+    if not isinstance(fn, dist.ExpandedDistribution | dist.MaskedDistribution | dist.Independent):
+        return None
+    terms = _time_terms(fn.base_dist, value, state_space)
+    if terms is None:
+        return None
+    if isinstance(fn, dist.ExpandedDistribution):
+        return jnp.broadcast_to(terms, (*fn.batch_shape, terms.shape[-1]))
+    if isinstance(fn, dist.MaskedDistribution):
+        mask = jnp.broadcast_to(jnp.asarray(fn._mask)[..., None], terms.shape)
+        return jnp.where(mask, terms, 0.0)
+    axes = tuple(range(-1 - fn.reinterpreted_batch_ndims, -1))
+    return jnp.sum(terms, axis=axes)
+
+
+def _latent_value(msg: dict, draw: Mapping, missing: list[str]) -> Any:
+    """The draw's value of a latent sample site (observed sites keep their data); records
+    latent sites the draw lacks in ``missing``."""
+    if msg["type"] != "sample" or msg["is_observed"]:
+        return None
+    if msg["name"] not in draw:
+        missing.append(msg["name"])
+        return None
+    return draw[msg["name"]]
 
 
 def pointwise_log_likelihood(
@@ -127,7 +170,9 @@ def pointwise_log_likelihood(
         TypeError: ``model`` not callable, ``posterior_samples`` not a dict, ``batch_ndims``
             not an int.
         ValueError: empty ``posterior_samples``, draw dimensions that differ between sites,
-            ``batch_ndims < 1``.
+            ``batch_ndims < 1``, a latent site of the model missing from
+            ``posterior_samples`` (entries for observed sites are ignored: the model's data
+            are used).
     """
     return _pointwise(model, posterior_samples, model_args, model_kwargs, batch_ndims)[0]
 
@@ -154,11 +199,21 @@ def _check_mcmc(mcmc) -> Callable:
     return model
 
 
-def _log_likelihood_dataset(terms, time_sites, time_coords) -> xr.Dataset:
-    """Dims ``(chain, draw, [site batch dims], time)`` for state-space sites; ArviZ's
-    default ``{name}_dim_{i}`` for the others. State-space sites share the ``time`` dim when
-    their length is that of ``time_coords`` (or of the first such site); others get
-    ``{name}_time``."""
+def _batch_dims(name: str, shape: tuple[int, ...], observed: xr.Dataset | None) -> list[str]:
+    """Dims of a site's log-likelihood batch ``shape``: those of its ``observed_data`` (ArviZ's
+    plate names or the user's ``dims``) when the leading sizes match, else ``{name}_dim_{i}``."""
+    if observed is not None and name in observed.data_vars:
+        data = observed[name]
+        if data.shape[: len(shape)] == shape:
+            return list(data.dims[: len(shape)])
+    return [f"{name}_dim_{i}" for i in range(len(shape))]
+
+
+def _log_likelihood_dataset(terms, time_sites, time_coords, observed=None) -> xr.Dataset:
+    """Dims ``(chain, draw, [site batch dims], time)`` for state-space sites; the dims of the
+    site's ``observed`` data (ArviZ's, from plates or ``dims=``) or ``{name}_dim_{i}`` for the
+    others (and for the batch dims). State-space sites share the ``time`` dim when their length
+    is that of ``time_coords`` (or of the first such site); others get ``{name}_time``."""
     time_length = None if time_coords is None else len(time_coords)
     variables = {}
     for name, value in terms.items():
@@ -167,9 +222,9 @@ def _log_likelihood_dataset(terms, time_sites, time_coords) -> xr.Dataset:
             length = value.shape[-1]
             time_length = length if time_length is None else time_length
             time_dim = "time" if length == time_length else f"{name}_time"
-            extra = [f"{name}_dim_{i}" for i in range(value.ndim - 3)] + [time_dim]
+            extra = [*_batch_dims(name, value.shape[2:-1], observed), time_dim]
         else:
-            extra = [f"{name}_dim_{i}" for i in range(value.ndim - 2)]
+            extra = _batch_dims(name, value.shape[2:], observed)
         variables[name] = (("chain", "draw", *extra), value)
         if np.issubdtype(value.dtype, np.floating) and np.any(np.isnan(value)):
             warnings.warn(
@@ -179,7 +234,13 @@ def _log_likelihood_dataset(terms, time_sites, time_coords) -> xr.Dataset:
                 stacklevel=3,
             )
     ds = xr.Dataset(variables)
+    if observed is not None:
+        shared = [d for d in ds.dims if d in observed.coords and d != "time"]
+        ds = ds.assign_coords({d: observed.coords[d].values for d in shared})
     if "time" in ds.dims:
+        if time_coords is None and observed is not None and "time" in observed.coords:
+            labels = observed.coords["time"].values  # the user's `coords={"time": ...}`
+            time_coords = labels if labels.shape == (ds.sizes["time"],) else None
         ds = ds.assign_coords(time=_coords("time_coords", ds.sizes["time"], time_coords))
     elif time_coords is not None and time_sites:
         raise ValueError(
@@ -237,6 +298,7 @@ def from_numpyro(
     latent_states=None,
     state_names: Sequence | None = None,
     latent_group: str = "latent_states",
+    log_likelihood: bool = True,
     **from_numpyro_kwargs,
 ):
     """`arviz.from_numpyro` plus a time-resolved ``log_likelihood`` group and latent states.
@@ -244,8 +306,9 @@ def from_numpyro(
     Observed sites whose distribution is a state-space distribution of this package
     (`LinearGaussianSSM`, `DiscreteHMM`; `NonlinearGaussianSSM` once it has
     ``log_likelihood_terms``) get one log-likelihood term per time step, dims
-    ``(chain, draw, time)``, so ``arviz.loo`` counts T observations. Other observed sites keep
-    ArviZ's default naming ``{name}_dim_0, ...``.
+    ``(chain, draw, time)``, so ``arviz.loo`` counts T observations. Other observed sites (and
+    the batch dims of state-space sites) take the dims of their ``observed_data``, as ArviZ's
+    own log-likelihood does (plate names, or ``dims=``), else ``{name}_dim_0, ...``.
 
     Args:
         mcmc: a `numpyro.infer.MCMC` that has run.
@@ -256,11 +319,13 @@ def from_numpyro(
             ``LinearGaussianSSM.sample_states`` per draw) stored in ``latent_group``.
         state_names: optional labels of the state axis.
         latent_group: name of the group for ``latent_states``.
+        log_likelihood: whether to add the ``log_likelihood`` group (ArviZ's own
+            ``log_likelihood=`` is not used: this group replaces it).
         **from_numpyro_kwargs: forwarded to `arviz.from_numpyro`.
 
     Returns:
         An `xarray.DataTree` with ``posterior``, ``sample_stats``, ``observed_data``,
-        ``log_likelihood`` and optionally ``latent_group``.
+        ``log_likelihood`` (unless ``log_likelihood=False``) and optionally ``latent_group``.
 
     Warns:
         RuntimeWarning: a chain of at least 50 draws never moved (all its draws identical),
@@ -274,16 +339,19 @@ def from_numpyro(
     model = _check_mcmc(mcmc)
     if not isinstance(latent_group, str) or not latent_group:
         raise TypeError(f"`latent_group` must be a non-empty str; got {latent_group!r}.")
+    if not isinstance(log_likelihood, bool):
+        raise TypeError(f"`log_likelihood` must be True or False; got {log_likelihood!r}.")
     _bind_numpyro_submodules()
     tree = arviz.from_numpyro(mcmc, **from_numpyro_kwargs)
     args = mcmc._args if model_args is None else tuple(model_args)  # set by MCMC.run
     kwargs = mcmc._kwargs if model_kwargs is None else dict(model_kwargs)
     samples = mcmc.get_samples(group_by_chain=True)
     _warn_stuck_chains(samples)
-    terms, time_sites = _pointwise(model, samples, args, kwargs, 2)
+    terms, time_sites = _pointwise(model, samples, args, kwargs, 2) if log_likelihood else ({}, {})
     if terms:
+        observed = tree["observed_data"].dataset if "observed_data" in tree.children else None
         tree["log_likelihood"] = xr.DataTree(
-            _log_likelihood_dataset(terms, time_sites, time_coords)
+            _log_likelihood_dataset(terms, time_sites, time_coords, observed)
         )
     if latent_states is not None:
         states = states_to_dataset(latent_states, time_coords=time_coords, state_names=state_names)

@@ -180,3 +180,74 @@ def test_from_numpyro_warns_about_chains_that_never_moved():
         warnings.simplefilter("error", RuntimeWarning)
         diagnostics.from_numpyro(healthy)
     assert not bool(np.any(healthy.get_extra_fields()["stuck"]))
+
+
+def plate_model(y, mask=True):
+    mu = numpyro.sample("mu", dist.Normal(0.0, 1.0))
+    sigma = numpyro.sample("sigma", dist.HalfNormal(1.0))
+    with numpyro.plate("obs", y.shape[0]), numpyro.handlers.mask(mask=mask):
+        numpyro.sample("y", dist.Normal(mu, sigma), obs=y)
+
+
+def test_log_likelihood_dims_follow_observed_data():
+    # The log-likelihood used `y_dim_0` while ArviZ names the observed data after the plate
+    # (or the user's `dims=`): the groups did not line up.
+    y = jnp.array([0.5, 1.2, -0.3, 0.8])
+    mcmc = MCMC(NUTS(plate_model), num_warmup=10, num_samples=10, num_chains=2,
+                chain_method="vectorized", progress_bar=False)  # fmt: skip
+    mcmc.run(jax.random.PRNGKey(0), y)
+    tree = diagnostics.from_numpyro(mcmc)
+    assert tree["log_likelihood"]["y"].dims == ("chain", "draw", "obs")
+    assert tree["log_likelihood"]["y"].dims[2:] == tree["observed_data"]["y"].dims
+    labels = ["a", "b", "c", "d"]
+    tree = diagnostics.from_numpyro(mcmc, coords={"day": labels}, dims={"y": ["day"]})
+    assert tree["log_likelihood"]["y"].dims == ("chain", "draw", "day")
+    assert list(tree["log_likelihood"]["day"].values) == labels
+
+
+def test_pointwise_log_likelihood_needs_every_latent_site():
+    # A missing site used to be drawn from the prior (with one fixed key): a finite, wrong answer.
+    y = jnp.array([0.5, 1.2])
+    with pytest.raises(ValueError, match=r"`posterior_samples`.*\['sigma'\]"):
+        diagnostics.pointwise_log_likelihood(plate_model, {"mu": jnp.zeros(3)}, y)
+    # an observed site's entry is ignored: the log-likelihood is at the data
+    draws = {"mu": jnp.zeros(3), "sigma": jnp.ones(3)}
+    terms = diagnostics.pointwise_log_likelihood(plate_model, {**draws, "y": jnp.ones((3, 2))}, y)
+    np.testing.assert_allclose(terms["y"], dist.Normal(0.0, 1.0).log_prob(y)[None].repeat(3, 0))
+
+
+def test_state_space_site_in_a_plate_or_masked_keeps_time_dim():
+    # A plate wraps the distribution (ExpandedDistribution): the site lost its time axis.
+    T = 6
+    ys = jnp.stack([_ssm(0.5, T).sample(jax.random.PRNGKey(i)) for i in range(3)])
+
+    def series_model(ys, mask=True):
+        sigma = numpyro.sample("sigma", dist.HalfNormal(1.0))
+        with numpyro.plate("series", 3), numpyro.handlers.mask(mask=mask):
+            numpyro.sample("y", _ssm(sigma, T), obs=ys)
+
+    sigmas = {"sigma": jnp.array([0.4, 0.7])}
+    terms = diagnostics.pointwise_log_likelihood(series_model, sigmas, ys)["y"]
+    assert terms.shape == (2, 3, T)
+    np.testing.assert_allclose(terms[1].sum(-1), _ssm(0.7, T).log_prob(ys), rtol=1e-10)
+    mask = jnp.array([True, False, True])
+    masked = diagnostics.pointwise_log_likelihood(series_model, sigmas, ys, mask=mask)["y"]
+    np.testing.assert_allclose(masked, terms * mask[None, :, None])
+
+
+def test_state_space_time_labels_follow_observed_coords(fitted):
+    # `coords={"time": years}` labelled the observed data but the log-likelihood kept 0..T-1.
+    mcmc, _ = fitted
+    years = np.arange(1900, 1920)
+    tree = diagnostics.from_numpyro(mcmc, coords={"time": years}, dims={"y": ["time", "obs"]})
+    assert tree["log_likelihood"]["y"].dims == ("chain", "draw", "time")
+    assert list(tree["log_likelihood"]["time"].values) == list(years)
+    assert list(tree["observed_data"]["time"].values) == list(years)
+
+
+def test_from_numpyro_log_likelihood_false_skips_the_group(fitted):
+    mcmc, _ = fitted
+    tree = diagnostics.from_numpyro(mcmc, log_likelihood=False)
+    assert "log_likelihood" not in tree.children and "posterior" in tree.children
+    with pytest.raises(TypeError, match="`log_likelihood`"):
+        diagnostics.from_numpyro(mcmc, log_likelihood="no")

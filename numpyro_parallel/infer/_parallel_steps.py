@@ -10,8 +10,6 @@ step's key, so the parallel-in-time chain equals the sequential one for the same
 
 from __future__ import annotations
 
-import math
-import numbers
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
@@ -23,7 +21,7 @@ from blackjax.mcmc import diffusions, proposal
 from blackjax.mcmc.mala import MALAState
 from numpyro.infer.hmc_util import warmup_adapter
 
-from numpyro_parallel._checks import check_positive_int, concrete
+from numpyro_parallel._checks import check_positive_int, check_real, concrete
 from numpyro_parallel.fixed_point.checks import check_solver_options
 
 MAX_STEPS_FACTOR = 4
@@ -31,6 +29,7 @@ MAX_STEPS_FACTOR = 4
 __all__ = [
     "AdaptOptions",
     "StepInfo",
+    "as_float_params",
     "check_init_params",
     "check_initial_point",
     "check_kernel_options",
@@ -161,18 +160,6 @@ def warmup_adapter_for(options: AdaptOptions) -> tuple[Callable, Callable]:
     )
 
 
-def _check_positive_number(name: str, value: Any, *, below_one: bool = False) -> None:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real | jax.Array):
-        raise TypeError(f"`{name}` must be a number; got {type(value).__name__}.")
-    array = concrete(value)
-    if array is None:
-        return
-    upper = 1.0 if below_one else math.inf
-    if array.ndim or not (np.isfinite(array) and 0.0 < array < upper):
-        interval = "in (0, 1)" if below_one else "finite and > 0"
-        raise ValueError(f"`{name}` must be a scalar {interval}; got {value!r}.")
-
-
 def check_kernel_options(
     model: Any, potential_fn: Any, step_size: Any, num_steps_per_block: Any, solver: Any,
     strategy: Any, atol: Any, rtol: Any, max_iterations: Any, target_accept_prob: Any,
@@ -183,10 +170,10 @@ def check_kernel_options(
     for name, fn in (("model", model), ("potential_fn", potential_fn)):
         if fn is not None and not callable(fn):
             raise TypeError(f"`{name}` must be callable; got {type(fn).__name__}.")
-    _check_positive_number("step_size", step_size)
+    check_real("step_size", step_size, low=0.0, traced_ok=True)
     check_positive_int("num_steps_per_block", num_steps_per_block)
     check_solver_options(solver, strategy, atol, rtol, max_iterations)
-    _check_positive_number("target_accept_prob", target_accept_prob, below_one=True)
+    check_real("target_accept_prob", target_accept_prob, low=0.0, high=1.0, traced_ok=True)
 
 
 def check_init_params(init_params: Any, reference: Any) -> None:
@@ -209,6 +196,21 @@ def check_init_params(init_params: Any, reference: Any) -> None:
             "(unconstrained values; a leading chain axis for vectorized chains); "
             f"missing {missing}, unknown {unknown}, wrong shapes {wrong}."
         )
+
+
+def as_float_params(init_params: Any, reference: Any = None) -> Any:
+    """``init_params`` with floating leaves: the dtypes of ``reference`` (the model's
+    unconstrained sites) when given, else integer and bool leaves cast to JAX's default float
+    (``{"mu": 0}`` would otherwise make the gradient of the potential fail)."""
+    if reference is not None:
+        return jax.tree_util.tree_map(
+            lambda ref, value: jnp.asarray(value, jnp.result_type(ref)), reference, init_params
+        )
+    default = jnp.result_type(float)
+    cast = lambda v: (
+        v if jnp.issubdtype(jnp.result_type(v), jnp.inexact) else jnp.asarray(v, default)
+    )
+    return jax.tree_util.tree_map(cast, init_params)
 
 
 def check_initial_point(potential: Callable, flat_z: jax.Array, unravel: Callable) -> None:

@@ -55,6 +55,20 @@ def warn_on_failure(result: TemperedSMCResult, max_stages: int) -> None:
     )
 
 
+_FLAGS = ("nan_potential", "zero_evidence", "hit_max_stages", "collapsed", "poor_mixing")
+
+
+def _warn_not_converged(result: TemperedSMCResult) -> None:
+    flags = [name for name in _FLAGS if bool(np.asarray(getattr(result, name)))]
+    warn_if(
+        ~np.asarray(result.converged),
+        f"tempered_smc_to_arviz: the run did not converge (flags set: {flags}; see the `smc` "
+        "group): the `posterior` group holds its final particles, which do not represent the "
+        "posterior.",
+        stacklevel=4,
+    )
+
+
 def tempered_smc_to_arviz(result: TemperedSMCResult, rng_key: jax.Array | None = None):
     """ArviZ 1.x DataTree: resampled ``posterior`` plus an ``smc`` group.
 
@@ -69,6 +83,11 @@ def tempered_smc_to_arviz(result: TemperedSMCResult, rng_key: jax.Array | None =
         ``converged``, ``hit_max_stages``, ``nan_potential``, ``zero_evidence``,
         ``collapsed``, ``poor_mixing``; ``tempering_schedule``, ``acceptance_rate``,
         ``step_size``, ``num_unique``, ``ess`` and ``jump_distance`` over dim ``stage``).
+
+    Warns:
+        RuntimeWarning: ``result.converged`` is False (the run's flags are named; a jitted
+            `build_tempered_smc` runner cannot warn itself): the ``posterior`` group does not
+            represent the posterior.
 
     Raises:
         TypeError: ``result`` is not a `TemperedSMCResult`.
@@ -87,6 +106,7 @@ def tempered_smc_to_arviz(result: TemperedSMCResult, rng_key: jax.Array | None =
     key = jax.random.key(0) if rng_key is None else rng_key
     n = result.log_weights.shape[0]
     log_weights = np.asarray(result.log_weights)
+    _warn_not_converged(result)
     if not np.all(np.isfinite(log_weights)):
         log_weights = np.full(n, -np.log(n))
     idx = get_resampler("systematic")(key, jnp.asarray(log_weights), n, is_log=True)

@@ -38,6 +38,7 @@ from numpyro_parallel.fixed_point.solvers import SolverLike
 from numpyro_parallel.infer._parallel_state import ParallelMALAState
 from numpyro_parallel.infer._parallel_steps import (
     AdaptOptions,
+    as_float_params,
     check_init_params,
     check_initial_point,
     check_kernel_options,
@@ -172,8 +173,9 @@ class ParallelMALA(MCMCKernel):
 
         Raises:
             ValueError: ``num_warmup`` negative; ``init_params`` (given, or required with
-                ``potential_fn``) non-finite or at a non-finite potential/gradient, or not
-                the model's latent sites with their (unconstrained) shapes.
+                ``potential_fn``) empty, non-finite or at a non-finite potential/gradient, or
+                not the model's latent sites with their (unconstrained) shapes; a model
+                without latent sites.
             RuntimeError: NumPyro's init strategy found no valid initial point.
         """
         self._num_warmup = check_positive_int("num_warmup", num_warmup, minimum=0)
@@ -200,11 +202,22 @@ class ParallelMALA(MCMCKernel):
             if given:
                 check_init_params(init_params, params.z)
             init_params = params.z if init_params is None else init_params
+            reference = params.z
         elif init_params is None:
             raise ValueError("`init_params` must be given with `potential_fn`.")
+        else:
+            reference = None
         z = init_params.z if hasattr(init_params, "z") else init_params
+        z = as_float_params(z, reference)
         one = jax.tree_util.tree_map(lambda x: x[0], z) if self._batched else z
-        _, self._unravel = ravel_pytree(one)
+        flat_one, self._unravel = ravel_pytree(one)
+        if flat_one.size == 0:
+            raise ValueError(
+                "`model` has no latent sample sites (every site is observed): there is nothing "
+                "to sample."
+                if self._model is not None
+                else "`init_params` is empty: `potential_fn` needs at least one parameter."
+            )
         potential = self._potential(model_args, model_kwargs)
         if given:
             flat = (

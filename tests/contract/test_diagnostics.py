@@ -22,6 +22,12 @@ def _model(y=None):
     numpyro.sample("y", dist.Normal(mu, 1.0), obs=y)
 
 
+def _two_site_model(y=None):
+    mu = numpyro.sample("mu", dist.Normal(0.0, 1.0))
+    sigma = numpyro.sample("sigma", dist.HalfNormal(1.0))
+    numpyro.sample("y", dist.Normal(mu, sigma), obs=y)
+
+
 def _unrun_mcmc():
     return MCMC(NUTS(_model), num_warmup=5, num_samples=5, progress_bar=False)
 
@@ -66,6 +72,9 @@ CASES: list[Case] = [
          lambda: diagnostics.pointwise_log_likelihood(
              _model, {"mu": np.zeros((2, 3)), "nu": np.zeros((2, 4))}, Y, batch_ndims=2),
          raises(ValueError, "`posterior_samples`.*leading")),
+    Case("missing-latent-site", DIAG + "pointwise_log_likelihood",
+         lambda: diagnostics.pointwise_log_likelihood(_two_site_model, SAMPLES, Y),
+         raises(ValueError, r"`posterior_samples`.*latent site\(s\) \['sigma'\]")),
     Case("nan-draw", DIAG + "pointwise_log_likelihood",
          lambda: diagnostics.pointwise_log_likelihood(_model, {"mu": np.array([0.0, np.nan])}, Y),
          returns(lambda r: np.isnan(r["y"][1]).all() and np.isfinite(r["y"][0]).all())),

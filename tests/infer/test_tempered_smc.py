@@ -235,3 +235,17 @@ def test_progress_bar_reports_stages_and_is_off_in_ci(monkeypatch, capsys):
     tempered_smc(jax.random.key(2), normal_mean_model, Y_NORMAL, num_particles=100,
                  progress_bar=False)  # fmt: skip
     assert capsys.readouterr().err == ""
+
+
+def test_to_arviz_warns_for_a_run_that_did_not_converge():
+    # A failed run (here: zero evidence, the particles are the prior's) converted silently.
+    def impossible(y):
+        mu = numpyro.sample("mu", dist.Normal(0.0, 1.0))
+        numpyro.sample("y", dist.Uniform(mu - 1.0, mu + 1.0), obs=y)
+
+    run = build_tempered_smc(impossible, (jnp.array(100.0),), num_particles=50, num_mcmc_steps=2)
+    result = jax.jit(run)(jax.random.key(0))  # the jitted runner itself cannot warn
+    with pytest.warns(RuntimeWarning, match=r"did not converge.*'zero_evidence'"):
+        tree = tempered_smc_to_arviz(result)
+    assert tree["posterior"]["mu"].shape == (1, 50)
+    assert not bool(tree["smc"]["converged"])
