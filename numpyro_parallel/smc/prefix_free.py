@@ -10,14 +10,13 @@ sentinel index ``N`` in every slot under tracing.
 
 from __future__ import annotations
 
-import numbers
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 from jax import lax
 
-from numpyro_parallel._checks import check_positive_int, check_rng_key
+from numpyro_parallel._checks import check_positive_int, check_real, check_rng_key
 from numpyro_parallel.smc.weights import (
     as_log_weights,
     inverse_cdf,
@@ -86,10 +85,7 @@ def metropolis(
     log_weights = as_log_weights(weights, is_log)
     num_samples = check_positive_int("num_samples", num_samples)
     max_steps = check_positive_int("max_steps", max_steps)
-    if isinstance(tolerance, bool) or not isinstance(tolerance, numbers.Real):
-        raise TypeError(f"`tolerance` must be a number in (0, 1); got {tolerance!r}.")
-    if not 0.0 < tolerance < 1.0:
-        raise ValueError(f"`tolerance` must lie in (0, 1); got {tolerance!r}.")
+    tolerance = check_real("tolerance", tolerance, low=0.0, high=1.0)
     n = log_weights.shape[0]
     valid = log_weights_valid(log_weights)
     if num_steps is None:

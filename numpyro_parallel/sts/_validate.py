@@ -6,8 +6,6 @@ only the shapes and dtypes are checked (the values are not known).
 
 from __future__ import annotations
 
-import math
-import numbers
 from collections.abc import Mapping
 from typing import Any
 
@@ -80,26 +78,6 @@ def check_bool(name: str, value: Any) -> bool:
     if not isinstance(value, bool | np.bool_):
         raise TypeError(f"`{name}` must be True or False; got {value!r}.")
     return bool(value)
-
-
-def check_probability(name: str, value: Any) -> float:
-    """A real number in (0, 1), NumPy scalars included (bools rejected)."""
-    if (
-        isinstance(value, bool | np.bool_)
-        or not isinstance(value, numbers.Real)
-        or not 0 < float(value) < 1
-    ):
-        raise ValueError(f"`{name}` must be a number in (0, 1); got {value!r}.")
-    return float(value)
-
-
-def check_real(name: str, value: Any, *, greater_than: float) -> float:
-    """A finite real number (NumPy scalars included, bools rejected) above a bound."""
-    if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Real):
-        raise TypeError(f"`{name}` must be a real number; got {value!r}.")
-    if not (math.isfinite(float(value)) and float(value) > greater_than):
-        raise ValueError(f"`{name}` must be a finite number > {greater_than}; got {value!r}.")
-    return value
 
 
 def check_initial_state(state_dim: int, initial_mean: Any, initial_cov: Any) -> tuple[Any, Any]:

@@ -15,8 +15,9 @@ import jax
 import jax.numpy as jnp
 from jax.scipy.special import ndtr
 
+from numpyro_parallel._checks import check_real
 from numpyro_parallel.ssm.kalman.predictions import kalman_predictions
-from numpyro_parallel.sts._validate import check_initial_state, check_probability, check_series
+from numpyro_parallel.sts._validate import check_initial_state, check_series
 from numpyro_parallel.sts.forecast import _check_model, _draws, map_draws
 from numpyro_parallel.sts.model import Sum, data_scale
 
@@ -73,7 +74,7 @@ def detect_anomalies(
     """
     model = _check_model(model)
     y = check_series(y)
-    threshold = check_probability("threshold", threshold)
+    threshold = check_real("threshold", threshold, low=0.0, high=1.0)
     _draws(model, samples)
     initial_mean, initial_cov = check_initial_state(model.state_dim, initial_mean, initial_cov)
     data = data_scale(y)

@@ -12,8 +12,6 @@ computed exactly by automatic differentiation (what statsmodels approximates num
 
 from __future__ import annotations
 
-import math
-import numbers
 from typing import Any, NamedTuple
 
 import jax
@@ -22,7 +20,7 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 from numpyro.distributions.transforms import biject_to
 
-from numpyro_parallel._checks import check_positive_int, warn_if
+from numpyro_parallel._checks import check_positive_int, check_real, warn_if
 from numpyro_parallel.sts._validate import check_initial_state, check_series
 from numpyro_parallel.sts.model import Sum, data_scale
 
@@ -116,12 +114,7 @@ def fit_mle(
             "estimate; sample `model.numpyro_model` (its priors keep the scales finite) instead."
         )
     max_iterations = check_positive_int("max_iterations", max_iterations)
-    if (
-        isinstance(gtol, bool | np.bool_)
-        or not isinstance(gtol, numbers.Real)
-        or not (math.isfinite(gtol) and gtol > 0)
-    ):
-        raise ValueError(f"`gtol` must be a finite number > 0; got {gtol!r}.")
+    gtol = check_real("gtol", gtol, low=0.0)
     initial_mean, initial_cov = check_initial_state(model.state_dim, initial_mean, initial_cov)
     model.warn_if_short(y.shape[0])
     data = data_scale(y)

@@ -17,8 +17,7 @@ import math
 
 import jax.numpy as jnp
 
-from numpyro_parallel._checks import check_positive_int
-from numpyro_parallel.sts._validate import check_real
+from numpyro_parallel._checks import check_positive_int, check_real
 from numpyro_parallel.sts.components import Component, ComponentSSM, block_diag, positive_scale
 
 __all__ = ["Seasonal"]
@@ -58,7 +57,7 @@ class Seasonal(Component):
         if num_harmonics is None:
             self.period = check_positive_int("period", period, minimum=2)
         else:
-            self.period = float(check_real("period", period, greater_than=1))
+            self.period = check_real("period", period, low=1.0)
             if self.period.is_integer():
                 self.period = int(self.period)
             num_harmonics = check_positive_int("num_harmonics", num_harmonics)

@@ -301,6 +301,18 @@ CASES = [
         raises(ValueError, "`gtol`"),
     ),
     Case(
+        "string-gtol",
+        P + "fit_mle",
+        lambda: sts.fit_mle(MODEL, Y, gtol="1e-6"),
+        raises(TypeError, "`gtol`"),
+    ),
+    Case(
+        "period-string",
+        P + "Seasonal",
+        lambda: sts.Seasonal(period="12"),
+        raises(TypeError, "`period`"),
+    ),
+    Case(
         "initial-params-missing",
         P + "fit_mle",
         lambda: sts.fit_mle(MODEL, Y, initial_params={"trend": {"level_scale": 0.1}}),
@@ -329,7 +341,7 @@ CASES = [
         "threshold-bool",
         P + "detect_anomalies",
         lambda: sts.detect_anomalies(MODEL, DRAWS, Y, threshold=True),
-        raises(ValueError, "`threshold`"),
+        raises(TypeError, "`threshold`"),
     ),
     Case(
         "2d-series",

@@ -12,7 +12,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from numpyro_parallel._checks import check_covariance, check_finite, check_positive_int, concrete
+from numpyro_parallel._checks import (
+    check_covariance,
+    check_finite,
+    check_positive_int,
+    check_real,
+    check_tolerance,
+    concrete,
+)
 from numpyro_parallel.ssm.nonlinear.linearize import METHODS
 
 if TYPE_CHECKING:
@@ -144,18 +151,6 @@ def check_method(method: Any) -> str:
     return method
 
 
-def _check_scalar(name: str, value: Any, *, positive: bool) -> None:
-    array = concrete(value)
-    if array is None:
-        return
-    if array.shape != () or not np.issubdtype(array.dtype, np.number):
-        raise TypeError(f"`{name}` must be a real scalar; got {value!r}.")
-    bad = not np.isfinite(array) or (array <= 0 if positive else array < 0)
-    if bad:
-        kind = "positive" if positive else "non-negative"
-        raise ValueError(f"`{name}` must be a finite {kind} number; got {value!r}.")
-
-
 def check_options(
     *,
     method: Any,
@@ -179,11 +174,10 @@ def check_options(
     check_method(method)
     check_positive_int("max_iterations", max_iterations)
     check_positive_int("order", order)
-    for name, value in (("atol", atol), ("rtol", rtol)):
-        if value is not None:
-            _check_scalar(name, value, positive=False)
+    check_tolerance("atol", atol)
+    check_tolerance("rtol", rtol)
     if damping is not None:
-        _check_scalar("damping", damping, positive=True)
+        check_real("damping", damping, low=0.0, traced_ok=True)
     if isinstance(initial_trajectory, str) and initial_trajectory not in INITIAL_TRAJECTORIES:
         raise ValueError(
             f"`initial_trajectory` must be one of {INITIAL_TRAJECTORIES}, a (T, d) array or a "
