@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 import blackjax
 import jax.numpy as jnp
+from numpyro.infer.initialization import init_to_uniform
 
 from numpyro_parallel._checks import check_positive_int
 from numpyro_parallel.fixed_point.solvers import SolverLike
@@ -55,6 +56,8 @@ class ParallelHMC(ParallelMALA):
         random_integration_steps: draw the number of leapfrog steps of each transition
             (geometric, mean ``num_integration_steps``); False for exactly
             ``num_integration_steps``.
+        init_strategy: NumPyro init strategy of the starting points (default
+            `numpyro.infer.init_to_uniform`), as in `ParallelMALA`.
     """
 
     def __init__(
@@ -73,6 +76,7 @@ class ParallelHMC(ParallelMALA):
         max_iterations: int | None = None,
         target_accept_prob: float = 0.8,
         random_integration_steps: bool = True,
+        init_strategy: Callable = init_to_uniform,
     ):
         check_positive_int("num_integration_steps", num_integration_steps)
         if not isinstance(random_integration_steps, bool):
@@ -82,6 +86,7 @@ class ParallelHMC(ParallelMALA):
         super().__init__(
             model, potential_fn, step_size, adapt_step_size, adapt_mass_matrix,
             num_steps_per_block, solver, strategy, atol, rtol, max_iterations, target_accept_prob,
+            init_strategy,
         )  # fmt: skip
         self._num_integration_steps = num_integration_steps
         self._random_integration_steps = random_integration_steps

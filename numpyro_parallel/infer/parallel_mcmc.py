@@ -29,6 +29,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 from jax.flatten_util import ravel_pytree
+from numpyro.infer.initialization import init_to_uniform
 from numpyro.infer.mcmc import MCMCKernel
 from numpyro.infer.util import initialize_model
 from numpyro.util import identity, is_prng_key
@@ -71,13 +72,17 @@ class ParallelMALA(MCMCKernel):
         rtol: relative solver tolerance (dtype-dependent default).
         max_iterations: cap on solver iterations per block (then sequential fallback).
         target_accept_prob: acceptance probability targeted by the adaptation.
+        init_strategy: NumPyro init strategy for the chains' starting points when no
+            ``init_params`` are given (as `numpyro.infer.NUTS`'s; default
+            `numpyro.infer.init_to_uniform`).
 
     Raises:
         ValueError: invalid option (non-positive ``step_size``/``num_steps_per_block``,
             unknown ``solver``, negative ``atol``/``rtol``, ``target_accept_prob`` outside
             (0, 1), ...), named in the message; from ``init``: ``init_params`` where the
             potential or its gradient is not finite.
-        TypeError: non-callable ``model``/``potential_fn``, non-integer ``num_steps_per_block``.
+        TypeError: non-callable ``model``/``potential_fn``/``init_strategy``, non-integer
+            ``num_steps_per_block``.
     """
 
     sample_field = "z"
@@ -96,11 +101,18 @@ class ParallelMALA(MCMCKernel):
         rtol: float | None = None,
         max_iterations: int | None = None,
         target_accept_prob: float = TARGET_ACCEPT_PROB,
+        init_strategy: Callable = init_to_uniform,
     ):
         check_kernel_options(
             model, potential_fn, step_size, num_steps_per_block, solver, strategy, atol, rtol,
             max_iterations, target_accept_prob,
         )  # fmt: skip
+        if not callable(init_strategy):
+            raise TypeError(
+                "`init_strategy` must be a NumPyro init strategy (e.g. "
+                f"`numpyro.infer.init_to_median`); got {type(init_strategy).__name__}."
+            )
+        self._init_strategy = init_strategy
         self._model = model
         self._potential_fn = potential_fn
         self._potential_fn_gen = None
@@ -186,8 +198,8 @@ class ParallelMALA(MCMCKernel):
         if self._model is not None:
             try:
                 params, potential_gen, postprocess, _ = initialize_model(
-                    key_init, self._model, dynamic_args=True, model_args=model_args,
-                    model_kwargs=model_kwargs,
+                    key_init, self._model, init_strategy=self._init_strategy, dynamic_args=True,
+                    model_args=model_args, model_kwargs=model_kwargs,
                 )  # fmt: skip
             except RuntimeError as error:
                 if not given:

@@ -9,7 +9,7 @@ import numpyro
 import numpyro.distributions as dist
 import pytest
 from numpyro.diagnostics import autocorrelation, effective_sample_size
-from numpyro.infer import MCMC
+from numpyro.infer import MCMC, init_to_value
 
 from numpyro_parallel.infer import ParallelHMC, ParallelMALA
 from numpyro_parallel.infer._parallel_steps import hmc_step
@@ -242,3 +242,15 @@ def test_integer_init_params_are_cast_to_float():
     state = kernel.init(jax.random.key(0), 5, {"x": jnp.array([1, -1])})
     assert jnp.issubdtype(state.z["x"].dtype, jnp.floating)
     assert np.isfinite(float(kernel.sample(state, (), {}).potential_energy))
+
+
+@pytest.mark.parametrize("kernel_cls", [ParallelMALA, ParallelHMC])
+def test_init_strategy_sets_the_starting_point(kernel_cls):
+    # As with NUTS: `init_strategy=init_to_value(...)` starts every chain at that value.
+    kernel = kernel_cls(conjugate_model, init_strategy=init_to_value(values={"mu": 2.5}))
+    state = kernel.init(jax.random.key(0), 0, model_args=(Y,))
+    assert float(state.z["mu"]) == 2.5
+    keys = jax.random.split(jax.random.key(1), 3)  # vectorized chains
+    np.testing.assert_array_equal(kernel.init(keys, 0, model_args=(Y,)).z["mu"], [2.5] * 3)
+    with pytest.raises(TypeError, match="`init_strategy`"):
+        kernel_cls(conjugate_model, init_strategy="median")
