@@ -230,15 +230,17 @@ def test_more_bad_input():
 
 def test_integer_init_params_are_cast_to_float():
     # `{"mu": 0}` used to fail deep inside jax.grad ("grad requires real-valued inputs").
-    kernel_cls, draws = ParallelMALA, {}
-    for init in (0, 0.0):
-        mcmc = MCMC(kernel_cls(conjugate_model, num_steps_per_block=5), num_warmup=5,
-                    num_samples=5, progress_bar=False)  # fmt: skip
-        mcmc.run(jax.random.key(0), Y, init_params={"mu": init})
-        draws[init] = np.asarray(mcmc.get_samples()["mu"])
-    assert np.issubdtype(draws[0].dtype, np.floating)
-    np.testing.assert_array_equal(draws[0], draws[0.0])
-    kernel = kernel_cls(potential_fn=lambda z: 0.5 * jnp.sum(z["x"] ** 2), num_steps_per_block=5)
+    kernel = ParallelMALA(conjugate_model, num_steps_per_block=5)
+    from_int, from_float = (
+        kernel.init(jax.random.key(0), 5, {"mu": init}, model_args=(Y,)) for init in (0, 0.0)
+    )
+    assert jnp.issubdtype(from_int.z["mu"].dtype, jnp.floating)
+    # The same state (position, potential, adaptation, block), hence the same chain.
+    for field in ("z", "potential_energy", "step_size", "inverse_mass_matrix", "block"):
+        jax.tree_util.tree_map(
+            np.testing.assert_array_equal, getattr(from_int, field), getattr(from_float, field)
+        )
+    kernel = ParallelMALA(potential_fn=lambda z: 0.5 * jnp.sum(z["x"] ** 2), num_steps_per_block=5)
     state = kernel.init(jax.random.key(0), 5, {"x": jnp.array([1, -1])})
     assert jnp.issubdtype(state.z["x"].dtype, jnp.floating)
     assert np.isfinite(float(kernel.sample(state, (), {}).potential_energy))
