@@ -29,9 +29,8 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
-from numpyro_parallel._checks import check_real
+from numpyro_parallel._checks import check_positive_int, check_real
 from numpyro_parallel.scan import affine_recursion, associative_scan
 from numpyro_parallel.strategy import Strategy
 
@@ -131,15 +130,8 @@ class QuasiNewton(_Damped):
     def __post_init__(self):
         super().__post_init__()
         size = self.exact_diagonal_max_dim
-        if isinstance(size, bool) or not isinstance(size, int | np.integer):
-            raise TypeError(
-                f"`QuasiNewton.exact_diagonal_max_dim` must be an int >= 0; got {size!r}."
-            )
-        if size < 0:
-            raise ValueError(
-                f"`QuasiNewton.exact_diagonal_max_dim` must be an int >= 0; got {size!r}."
-            )
-        object.__setattr__(self, "exact_diagonal_max_dim", int(size))
+        size = check_positive_int("QuasiNewton.exact_diagonal_max_dim", size, minimum=0)
+        object.__setattr__(self, "exact_diagonal_max_dim", size)
 
     def _undamped(self, f, prev, fx, inputs, key, settled, strategy):
         if prev.shape[-1] <= self.exact_diagonal_max_dim:
