@@ -67,7 +67,8 @@ def detect_anomalies(
 
     Raises:
         TypeError: ``model`` is not a `Sum`; ``samples`` is not a dict of draws; ``y`` does
-            not hold real numbers (integers are converted to floats).
+            not hold real numbers (integers are converted to floats); ``threshold`` is not a
+            number.
         ValueError: ``y`` is not ``(T,)`` or holds inf; ``samples`` lacks a site of the
             model or its sites do not share a leading draw axis; ``threshold`` outside
             (0, 1); an invalid ``initial_mean`` or ``initial_cov``.

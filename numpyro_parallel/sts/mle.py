@@ -94,7 +94,8 @@ def fit_mle(
 
     Raises:
         TypeError: ``model`` is not a `Sum`; ``y`` does not hold real numbers (integers are
-            converted to floats); ``initial_params`` is not a nested dict.
+            converted to floats); ``initial_params`` is not a nested dict; ``gtol`` is not a
+            number.
         ValueError: ``y`` is not a ``(T,)`` series, holds inf, has no observed value or is
             constant (no maximum exists); ``max_iterations`` < 1; ``gtol`` not a finite
             positive number; ``initial_params`` naming unknown groups or parameters, without
