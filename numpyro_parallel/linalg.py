@@ -191,6 +191,15 @@ def cholesky(a: jax.Array) -> jax.Array:
     return jnp.where(valid, lower, jnp.nan)
 
 
+def _cholesky_spd(a: jax.Array) -> jax.Array:
+    """`cholesky` without its input handling, for a floating ``a`` that is symmetric positive
+    definite by construction (the Kalman combine's ``I + U^T J U``): reads the lower triangle,
+    with no symmetrisation or validity mask on the filter's hot path."""
+    if a.shape[-1] > _UNROLL_MAX:
+        return jnp.linalg.cholesky(a)
+    return _cholesky_unrolled(a)
+
+
 def _psd_cholesky_single(cov: jax.Array) -> jax.Array:
     """Zero-pivot-safe Cholesky of one matrix with validity checks (NaN factor if invalid)."""
     n = cov.shape[-1]

@@ -28,7 +28,13 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from numpyro_parallel.linalg import cholesky, right_solve_lower, solve_lower, symmetrize, tria
+from numpyro_parallel.linalg import (
+    _cholesky_spd,
+    right_solve_lower,
+    solve_lower,
+    symmetrize,
+    tria,
+)
 
 __all__ = [
     "FilterElement",
@@ -141,7 +147,7 @@ def filter_combine(earlier: FilterElement, later: FilterElement) -> FilterElemen
     A2, b2, U2, eta2, J2 = later
     eye = jnp.eye(A1.shape[-1], dtype=A1.dtype)
     UJ = U1.T @ J2
-    xi11 = cholesky(eye + UJ @ U1)  # >= I: always well conditioned, smooth derivatives
+    xi11 = _cholesky_spd(eye + UJ @ U1)  # >= I: always well conditioned, smooth derivatives
     xi21 = solve_lower(xi11, UJ).T  # J2 U1 Xi11^{-T}
     k = solve_lower(xi11, U1.T).T  # U1 Xi11^{-T}
     D = eye - k @ xi21.T  # (I + C1 J2)^{-1}
