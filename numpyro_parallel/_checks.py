@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 __all__ = [
+    "check_bool",
     "check_covariance",
     "check_finite",
     "check_positive_int",
@@ -64,6 +65,14 @@ def check_positive_int(name: str, value: Any, *, minimum: int = 1) -> int:
     if value < minimum:
         raise ValueError(f"`{name}` must be an integer >= {minimum}; got {value}.")
     return int(value)
+
+
+def check_bool(name: str, value: Any) -> bool:
+    """``value`` as a bool (NumPy's included), else a `TypeError` naming ``name`` (a string
+    such as ``"False"`` would otherwise count as true)."""
+    if not isinstance(value, bool | np.bool_):
+        raise TypeError(f"`{name}` must be a bool (True or False); got {value!r}.")
+    return bool(value)
 
 
 def check_sample_shape(sample_shape: Any) -> tuple[int, ...]:

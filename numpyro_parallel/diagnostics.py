@@ -24,7 +24,7 @@ import xarray as xr
 from numpyro import handlers
 from numpyro.infer import MCMC
 
-from numpyro_parallel._checks import check_positive_int
+from numpyro_parallel._checks import check_bool, check_positive_int
 from numpyro_parallel._diagnostics_datasets import (
     _coords,
     smoothed_to_dataset,
@@ -339,8 +339,7 @@ def from_numpyro(
     model = _check_mcmc(mcmc)
     if not isinstance(latent_group, str) or not latent_group:
         raise TypeError(f"`latent_group` must be a non-empty str; got {latent_group!r}.")
-    if not isinstance(log_likelihood, bool):
-        raise TypeError(f"`log_likelihood` must be True or False; got {log_likelihood!r}.")
+    log_likelihood = check_bool("log_likelihood", log_likelihood)
     _bind_numpyro_submodules()
     tree = arviz.from_numpyro(mcmc, **from_numpyro_kwargs)
     args = mcmc._args if model_args is None else tuple(model_args)  # set by MCMC.run

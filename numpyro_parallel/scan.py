@@ -21,10 +21,10 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax import lax
 from jax.sharding import PartitionSpec
 
+from numpyro_parallel._checks import check_bool
 from numpyro_parallel.strategy import (
     Associative,
     Blocked,
@@ -72,14 +72,6 @@ def _num_steps(elements: Any) -> int:
     if num_steps < 1:
         raise ValueError("`elements` must have a time axis of length T >= 1; got T = 0.")
     return num_steps
-
-
-def _check_bool(name: str, value: Any) -> bool:
-    """``value`` as a bool, or a `TypeError` naming ``name`` (a string such as ``"False"``
-    would otherwise count as true)."""
-    if not isinstance(value, bool | np.bool_):
-        raise TypeError(f"`{name}` must be a bool; got {value!r} ({type(value).__name__}).")
-    return bool(value)
 
 
 def _check_combine(combine: Callable, elements: Any) -> None:
@@ -336,7 +328,7 @@ def associative_scan[Elements](
     """
     if not callable(combine):
         raise TypeError(f"`combine` must be callable; got {type(combine).__name__}.")
-    reverse = _check_bool("reverse", reverse)
+    reverse = check_bool("reverse", reverse)
     num_steps = _num_steps(elements)
     _check_combine(combine, elements)
     if isinstance(strategy, InShard):
@@ -407,8 +399,8 @@ def affine_recursion(
     The three arrays are computed in their common dtype (``jnp.result_type``), so an integer
     array next to floating ones is promoted rather than truncating the states.
     """
-    diagonal = _check_bool("diagonal", diagonal)
-    reverse = _check_bool("reverse", reverse)
+    diagonal = check_bool("diagonal", diagonal)
+    reverse = check_bool("reverse", reverse)
     arrays = [jnp.asarray(x) for x in (matrices, offsets, initial_state)]
     dtype = jnp.result_type(*arrays)
     matrices, offsets, initial_state = (x.astype(dtype) for x in arrays)

@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from numpyro_parallel._checks import check_finite, check_positive_int, concrete
+from numpyro_parallel.smc.particle_filter_checks import check_collapse_ess
 
 __all__ = ["check_dsmc_inputs"]
 
@@ -97,8 +98,5 @@ def check_dsmc_inputs(
             )
         check_finite("reference", reference)
     check_positive_int("max_trials", max_trials)
-    if isinstance(collapse_ess, bool) or not isinstance(collapse_ess, int | float):
-        raise TypeError(f"`collapse_ess` must be a float >= 0; got {collapse_ess!r}.")
-    if not collapse_ess >= 0.0:
-        raise ValueError(f"`collapse_ess` must be >= 0 (0 disables the check); got {collapse_ess}.")
+    check_collapse_ess(collapse_ess)
     return observations, proposal_mean, proposal_chol, reference

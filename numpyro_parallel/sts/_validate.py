@@ -73,13 +73,6 @@ def shape_matches(shape: tuple[int, ...], expected: tuple[int, ...]) -> bool:
     return tuple(shape) == tuple(expected) or (tuple(expected) == (1,) and tuple(shape) == ())
 
 
-def check_bool(name: str, value: Any) -> bool:
-    """``value`` when it is a bool (NumPy's included), else `TypeError`."""
-    if not isinstance(value, bool | np.bool_):
-        raise TypeError(f"`{name}` must be True or False; got {value!r}.")
-    return bool(value)
-
-
 def check_initial_state(state_dim: int, initial_mean: Any, initial_cov: Any) -> tuple[Any, Any]:
     """Concrete ``(d,)`` initial mean and ``(d, d)`` PSD covariance, checked up front."""
     if initial_mean is not None:

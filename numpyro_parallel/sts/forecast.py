@@ -14,9 +14,8 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from numpyro_parallel._checks import check_positive_int, check_rng_key
+from numpyro_parallel._checks import check_bool, check_positive_int, check_rng_key
 from numpyro_parallel.sts._validate import (
-    check_bool,
     check_initial_state,
     check_samples,
     check_series,

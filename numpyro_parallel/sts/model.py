@@ -20,12 +20,11 @@ import jax.numpy as jnp
 import numpyro
 import numpyro.distributions as dist
 
-from numpyro_parallel._checks import check_positive_int, concrete
+from numpyro_parallel._checks import check_bool, check_positive_int, concrete
 from numpyro_parallel.ssm.kalman.distribution import LinearGaussianSSM
 from numpyro_parallel.strategy import StrategyLike, as_strategy
 from numpyro_parallel.sts._validate import (
     as_float_array,
-    check_bool,
     check_distinct_sites,
     check_initial_state,
     check_series,
