@@ -140,7 +140,7 @@ def main():
     returns = load_returns()
     if args.fast:
         returns = returns[:128]
-        n_pf, n_dsmc, block, n_iter, n_pm = 256, 128, 64, 150, 100
+        n_pf, n_dsmc, block, n_iter, n_pm = 1024, 128, 64, 150, 100
     else:
         # PMMH mixes only when the log-likelihood estimate's sd is ~1-2: N = 2000 at T = 1859.
         n_pf, n_dsmc, block, n_iter, n_pm = 1000, 500, 50, 1500, 2000

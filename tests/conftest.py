@@ -9,15 +9,37 @@ mappings bounded (and its memory too).
 The suite is bound by XLA compilation, not by running the (small) programs: LLVM's
 optimisation level 0 (``XLA_FLAGS``, set before JAX starts its backend; appended to any
 flags already set, and inherited by the example scripts the tests run) compiles several
-times faster on the large unrolled programs of the tests. It changes no result the tests
-check (XLA:CPU does not enable fast-math at any level); the benchmarks do not use it.
+times faster on the large unrolled programs of the tests. XLA:CPU enables no fast-math at
+any level, but results may differ in their last bits (seen: L-BFGS-B in `fit_mle` ending on a
+line-search stop at the optimum instead of its gradient test), which every tolerance of the
+tests allows; the benchmarks do not use it.
+
+Compilation also repeats: clearing the caches after every module recompiles the package's
+shared programs in the next one, and the slow step compiles much of what the fast step did.
+JAX's persistent compilation cache (an executable stored under a hash of the program and
+its compile options, so it cannot change a result) in ``.pytest_cache/jax-compilation-cache``
+serves those repeats, and a later run of the same code compiles almost nothing. Each xdist
+worker has its own directory: JAX writes entries without a lock, and a second process could
+read one half-written. The example scripts and the multi-device worker the tests start
+inherit the setting. ``NUMPYRO_PARALLEL_TEST_CACHE=0`` turns it off; a directory grown past
+2 GB is emptied when a run starts.
 """
 
 import os
+import pathlib
+import shutil
 
 FAST_COMPILE_FLAGS = "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
 if os.environ.get("NUMPYRO_PARALLEL_TEST_OPTIMIZE") != "1":
     os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {FAST_COMPILE_FLAGS}".strip()
+
+CACHE_ROOT = pathlib.Path(__file__).resolve().parents[1] / ".pytest_cache" / "jax-compilation-cache"
+CACHE_LIMIT_BYTES = 2 * 2**30
+if os.environ.get("NUMPYRO_PARALLEL_TEST_CACHE") != "0":
+    _worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = str(CACHE_ROOT / _worker)
+    os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
+    os.environ["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"] = "-1"
 
 import jax  # noqa: E402  (after XLA_FLAGS)
 import pytest  # noqa: E402
@@ -26,14 +48,41 @@ jax.config.update("jax_enable_x64", True)
 jax.config.update("jax_numpy_rank_promotion", "raise")
 
 
-def pytest_collection_modifyitems(config, items):
-    """Run the examples (end to end, the longest tests) first.
+def pytest_sessionstart(session):
+    """Empty the compilation cache once it has grown past ``CACHE_LIMIT_BYTES`` (in the
+    controller, before any xdist worker starts)."""
+    if os.environ.get("PYTEST_XDIST_WORKER") or not CACHE_ROOT.is_dir():
+        return
+    size = sum(f.stat().st_size for f in CACHE_ROOT.rglob("*") if f.is_file())
+    if size > CACHE_LIMIT_BYTES:
+        shutil.rmtree(CACHE_ROOT, ignore_errors=True)
 
-    Collected last (``tests/test_examples.py`` sorts after the subpackages), they left one
-    xdist worker running examples alone at the end of the slow step; started first, the
-    short tests fill in around them.
+
+# The longest tests, longest first (seconds on 2 CPU cores, slow step): xdist hands tests out
+# in collection order, and one of these started last would leave the other worker idle.
+LONGEST_FIRST = (
+    "tests/test_sharded.py::test_sharded_equals_single_device",  # 420 s
+    "tests/test_examples.py",  # 20-70 s each
+    "tests/ssm/test_seasonal_nuts.py",  # 100 s
+    "tests/sts/test_sbc.py",  # 60 s
+    "tests/ssm/test_distributions.py::test_nuts_recovers_local_level_variances",  # 55 s
+    "tests/ssm/test_kalman.py::test_gradients_agree_across_scan_strategies",  # 45 s
+)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Run the longest tests (``LONGEST_FIRST``) first, the short ones filling in around them.
+
+    Collected in file order, the examples (``tests/test_examples.py`` sorts after the
+    subpackages) and the multi-device worker run left one xdist worker running them alone at
+    the end of the slow step.
     """
-    items.sort(key=lambda item: 0 if item.nodeid.startswith("tests/test_examples.py") else 1)
+
+    def rank(item):
+        starts = [item.nodeid.startswith(prefix) for prefix in LONGEST_FIRST]
+        return starts.index(True) if any(starts) else len(LONGEST_FIRST)
+
+    items.sort(key=rank)
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -36,4 +36,7 @@ def test_example_runs_in_fast_mode(script, tmp_path):
         timeout=600,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    # An example shows the library working: a warning of ours (non-convergence, collapse,
+    # a stuck chain) in its output is a failure too.
+    assert "RuntimeWarning" not in result.stderr, result.stderr[-3000:]
     assert list(tmp_path.glob("*.png")), "the example should save at least one figure"

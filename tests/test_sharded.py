@@ -336,6 +336,9 @@ def test_two_process_distributed_equals_single_process():
     flags = env.get("XLA_FLAGS", "")
     env["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count=2".strip()
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    # Two processes at once must not share the tests' compilation cache (conftest.py): one
+    # could read an entry the other is writing.
+    env.pop("JAX_COMPILATION_CACHE_DIR", None)
     command = [sys.executable, str(ROOT / "tests" / "distributed_worker.py")]
     procs = [
         subprocess.Popen(

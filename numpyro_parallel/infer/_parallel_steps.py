@@ -191,10 +191,12 @@ def check_init_params(init_params: Any, reference: Any) -> None:
     if set(got) != set(expected) or got != expected:
         missing, unknown = sorted(set(expected) - set(got)), sorted(set(got) - set(expected))
         wrong = {k: got[k] for k in expected if k in got and got[k] != expected[k]}
+        found = {"missing": missing, "unknown": unknown, "wrong shapes": wrong}
+        problems = [f"{label} {value}" for label, value in found.items() if value]
         raise ValueError(
             f"`init_params` must give the model's latent sites with shapes {expected} "
             "(unconstrained values; a leading chain axis for vectorized chains); "
-            f"missing {missing}, unknown {unknown}, wrong shapes {wrong}."
+            f"{', '.join(problems)}."
         )
 
 

@@ -8,6 +8,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from numpyro_parallel._checks import check_real
 from numpyro_parallel.smc.feynman_kac import check_model
 from numpyro_parallel.smc.resampling import ess_adaptive, get_resampler
 
@@ -15,12 +16,9 @@ __all__ = ["check_collapse_ess", "check_kernel_args", "num_steps_of"]
 
 
 def check_collapse_ess(collapse_ess: Any) -> float:
-    """``collapse_ess`` as a float >= 0, or `TypeError` / `ValueError`."""
-    if isinstance(collapse_ess, bool) or not isinstance(collapse_ess, int | float):
-        raise TypeError(f"`collapse_ess` must be a float >= 0; got {collapse_ess!r}.")
-    if not collapse_ess >= 0.0:
-        raise ValueError(f"`collapse_ess` must be >= 0 (0 disables the check); got {collapse_ess}.")
-    return float(collapse_ess)
+    """``collapse_ess`` as a finite float >= 0 (0 disables the check), or `TypeError` /
+    `ValueError` (NumPy and 0-d array numbers accepted)."""
+    return check_real("collapse_ess", collapse_ess, low=0.0, low_closed=True)
 
 
 def check_kernel_args(model, resampling_fn, ess_threshold, gradient_estimator) -> Callable:
@@ -31,10 +29,9 @@ def check_kernel_args(model, resampling_fn, ess_threshold, gradient_estimator) -
             f"`gradient_estimator` must be 'score' or 'none'; got {gradient_estimator!r}."
         )
     resampler = get_resampler(resampling_fn, argument="resampling_fn")
-    if isinstance(ess_threshold, bool) or not isinstance(ess_threshold, int | float):
-        raise TypeError(f"`ess_threshold` must be a float in [0, 1]; got {ess_threshold!r}.")
-    if not 0.0 <= ess_threshold <= 1.0:
-        raise ValueError(f"`ess_threshold` must lie in [0, 1]; got {ess_threshold}.")
+    ess_threshold = check_real(
+        "ess_threshold", ess_threshold, low=0.0, high=1.0, low_closed=True, high_closed=True
+    )
     return ess_adaptive(resampler, ess_threshold)
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from numpyro_parallel._checks import check_real
 from numpyro_parallel.ssm.kalman.inference import GaussianSSMParams, kalman_smoother
 from numpyro_parallel.strategy import StrategyLike
 
@@ -44,10 +45,7 @@ def gaussian_proposals_from_kalman(
         TypeError, ValueError: ``inflation`` not a positive finite number, ``observations``
             not ``(T, p)`` with T >= 1 (the Kalman smoother checks ``params``).
     """
-    if isinstance(inflation, bool) or not isinstance(inflation, int | float):
-        raise TypeError(f"`inflation` must be a positive float; got {inflation!r}.")
-    if not 0.0 < inflation < float("inf"):
-        raise ValueError(f"`inflation` must be positive and finite; got {inflation}.")
+    inflation = check_real("inflation", inflation, low=0.0)
     observations = jnp.asarray(observations)
     if observations.ndim != 2 or observations.shape[0] < 1:
         raise ValueError(

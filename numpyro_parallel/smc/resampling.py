@@ -32,7 +32,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from numpyro_parallel._checks import check_positive_int, check_rng_key
+from numpyro_parallel._checks import check_positive_int, check_real, check_rng_key
 from numpyro_parallel.smc.prefix_free import (
     RejectionResult,
     metropolis,
@@ -232,13 +232,13 @@ def ess_adaptive(resampling_fn: str | Resampler, threshold: float = 0.5) -> Call
         resampling, the normalised input otherwise, NaN for invalid input) and a boolean flag.
 
     Raises:
+        TypeError: ``threshold`` not a real number.
         ValueError: unknown resampler name or ``threshold`` outside [0, 1].
     """
     resample = get_resampler(resampling_fn, argument="resampling_fn")
-    if isinstance(threshold, bool) or not isinstance(threshold, int | float):
-        raise TypeError(f"`threshold` must be a float in [0, 1]; got {threshold!r}.")
-    if not 0.0 <= threshold <= 1.0:
-        raise ValueError(f"`threshold` must lie in [0, 1]; got {threshold}.")
+    threshold = check_real(
+        "threshold", threshold, low=0.0, high=1.0, low_closed=True, high_closed=True
+    )
 
     def adaptive(rng_key: jax.Array, log_weights: jax.Array):
         n = log_weights.shape[0]

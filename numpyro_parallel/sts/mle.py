@@ -38,7 +38,9 @@ class MLEResult(NamedTuple):
         covariance: ``(k, k)`` inverse observed information of the flattened parameters
             (the order of `jax.flatten_util.ravel_pytree` on ``params``).
         log_likelihood: the maximised ``log p(y | params)``.
-        converged: whether L-BFGS-B reported convergence.
+        converged: whether L-BFGS-B reported convergence, or stopped where a Newton step
+            would lower the objective by less than its rounding level (its line search
+            then finds no decrease; ``message`` says so).
         num_iterations: L-BFGS-B iterations.
         message: L-BFGS-B's termination message.
     """
@@ -189,25 +191,40 @@ def fit_mle(
     params = constrain(unravel(jnp.asarray(result.x, flat0.dtype)))
     flat_params, unravel_params = ravel_pytree(params)
     # Jitted: op-by-op dispatch of the Hessian through the filter takes a minute even for d = 5.
-    hessian_fn = jax.jit(jax.hessian(lambda f: negative_log_likelihood(unravel_params(f))))
-    hessian = hessian_fn(flat_params)
+    nll = lambda f: negative_log_likelihood(unravel_params(f))
+    gradient, hessian = jax.jit(lambda f: (jax.grad(nll)(f), jax.hessian(nll)(f)))(flat_params)
     covariance = jnp.linalg.inv(hessian)
     variances = jnp.diagonal(covariance)
     positive = bool(jnp.all(jnp.linalg.eigvalsh(0.5 * (hessian + hessian.T)) > 0))
     errors = jnp.where(positive & (variances > 0), jnp.sqrt(jnp.abs(variances)), jnp.nan)
     finite = bool(np.isfinite(result.fun))
+    converged = bool(result.success)
+    message = str(result.message)
+    if finite and positive and not converged:
+        # L-BFGS-B also stops when its line search finds no decrease (ABNORMAL), which
+        # near the optimum is rounding: the objective changes by a few units in its last
+        # place and the gradient's rounding error decides. The decrease a Newton step
+        # would still give, g^T H^-1 g / 2, tells the optimum from a real failure.
+        decrease = 0.5 * float(gradient @ covariance @ gradient)
+        precision = 1e3 * float(jnp.finfo(flat0.dtype).eps) * max(1.0, abs(float(result.fun)))
+        if 0.0 <= decrease <= precision:
+            converged = True
+            message = (
+                f"{message} (accepted: a Newton step would lower the objective by "
+                f"{decrease:.2g}, below its rounding level {precision:.2g})"
+            )
     warn_if(
         not finite,
         "fit_mle: the log-likelihood is not finite where L-BFGS-B stopped (a degenerate "
         "model for this series, e.g. a noise scale driven to 0); the estimate is not usable.",
     )
     warn_if(
-        finite and not result.success,
+        finite and not converged,
         f"fit_mle: L-BFGS-B did not converge ({result.message}); raise `max_iterations` or "
         "give `initial_params` closer to the optimum.",
     )
     warn_if(
-        result.success and not positive,
+        converged and not positive,
         "fit_mle: the Hessian at the optimum is not positive definite (a parameter at the "
         "boundary of its support, or not identified); standard errors are NaN.",
     )
@@ -216,7 +233,7 @@ def fit_mle(
         standard_errors=unravel_params(errors),
         covariance=covariance,
         log_likelihood=-jnp.asarray(result.fun),
-        converged=bool(result.success),
+        converged=converged,
         num_iterations=int(result.nit),
-        message=str(result.message),
+        message=message,
     )

@@ -331,7 +331,7 @@ CASES = [
          kernel_init(ParallelMALA, jnp.array([jnp.nan, 0.0])), raises(ValueError, "`init_params`")),
     Case("init-params-wrong-shape", INF + "ParallelMALA",
          model_init(ParallelMALA, {"mu": jnp.zeros(3)}),
-         raises(ValueError, r"`init_params` must give the model's latent sites with shapes \{'mu': \(\)\}.*wrong shapes \{'mu': \(3,\)\}")),
+         raises(ValueError, r"`init_params` must give the model's latent sites with shapes \{'mu': \(\)\}.*vectorized chains\); wrong shapes \{'mu': \(3,\)\}\.$")),
     Case("init-params-unknown-site", INF + "ParallelMALA",
          model_init(ParallelMALA, {"mu": 0.0, "extra": 1.0}),
          raises(ValueError, r"`init_params`.*unknown \['extra'\]")),

@@ -262,6 +262,18 @@ CASES += [
         raises(ValueError, "`threshold`"),
     ),
     Case(
+        "string_threshold",
+        P + "ess_adaptive",
+        lambda: smc.ess_adaptive("systematic", "0.5"),
+        raises(TypeError, "`threshold`"),
+    ),
+    Case(
+        "numpy_threshold_accepted",
+        P + "ess_adaptive",
+        lambda: smc.ess_adaptive("systematic", np.float32(0.5))(KEY, jnp.log(W)),
+        returns(lambda r: r[0].shape == (N,)),
+    ),
+    Case(
         "unknown_resampler",
         P + "ess_adaptive",
         lambda: smc.ess_adaptive("nope"),
@@ -463,6 +475,26 @@ CASES += [
         lambda: smc.build_particle_filter_kernel(_model(), collapse_ess=-1.0),
         raises(ValueError, "`collapse_ess`"),
     ),
+    Case(
+        "infinite_collapse_ess",
+        P + "build_particle_filter_kernel",
+        lambda: smc.build_particle_filter_kernel(_model(), collapse_ess=float("inf")),
+        raises(ValueError, "`collapse_ess`.*finite"),
+    ),
+    Case(
+        "string_ess_threshold",
+        P + "build_particle_filter_kernel",
+        lambda: smc.build_particle_filter_kernel(_model(), ess_threshold="half"),
+        raises(TypeError, "`ess_threshold`"),
+    ),
+    Case(
+        "numpy_numbers_accepted",
+        P + "build_particle_filter_kernel",
+        lambda: smc.build_particle_filter_kernel(
+            _model(), ess_threshold=np.float64(0.5), collapse_ess=np.int64(1)
+        ),
+        returns(callable),
+    ),
     # dSMC
     Case(
         "T_zero",
@@ -552,6 +584,12 @@ CASES += [
         P + "gaussian_proposals_from_kalman",
         lambda: smc.gaussian_proposals_from_kalman(_kalman_params(), YS, inflation=-1.0),
         raises(ValueError, "`inflation`"),
+    ),
+    Case(
+        "string_inflation",
+        P + "gaussian_proposals_from_kalman",
+        lambda: smc.gaussian_proposals_from_kalman(_kalman_params(), YS, inflation="2"),
+        raises(TypeError, "`inflation`"),
     ),
     Case(
         "vector_observations",
