@@ -192,7 +192,9 @@ def fit_mle(
     flat_params, unravel_params = ravel_pytree(params)
     # Jitted: op-by-op dispatch of the Hessian through the filter takes a minute even for d = 5.
     nll = lambda f: negative_log_likelihood(unravel_params(f))
-    gradient, hessian = jax.jit(lambda f: (jax.grad(nll)(f), jax.hessian(nll)(f)))(flat_params)
+    # Forward over reverse, the gradient as the auxiliary output: one reverse pass for both.
+    with_gradient = lambda f: (lambda g: (g, g))(jax.grad(nll)(f))
+    hessian, gradient = jax.jit(jax.jacfwd(with_gradient, has_aux=True))(flat_params)
     covariance = jnp.linalg.inv(hessian)
     variances = jnp.diagonal(covariance)
     positive = bool(jnp.all(jnp.linalg.eigvalsh(0.5 * (hessian + hessian.T)) > 0))
