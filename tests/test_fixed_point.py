@@ -319,22 +319,25 @@ def test_iterate_map_reaches_the_fixed_point_like_a_plain_loop():
 
 
 def test_iterate_map_reports_the_cap_and_non_finite_iterates():
-    slow = fixed_point.iterate_map(
-        lambda z: 0.99 * z + 1.0, jnp.zeros(1), atol=1e-12, rtol=0.0, max_iterations=3
-    )
+    with pytest.warns(RuntimeWarning, match="did not converge within `max_iterations` = 3"):
+        slow = fixed_point.iterate_map(
+            lambda z: 0.99 * z + 1.0, jnp.zeros(1), atol=1e-12, rtol=0.0, max_iterations=3
+        )
     assert int(slow.status) == fixed_point.MAX_ITERATIONS and not bool(slow.converged)
     assert int(slow.num_iterations) == 3
     np.testing.assert_allclose(slow.states, [1.0 + 0.99 + 0.99**2], rtol=1e-14)
     # The second iterate is NaN: the loop stops there, residual NaN.
-    blow_up = fixed_point.iterate_map(
-        lambda z: jnp.where(z > 0.5, jnp.nan, z + 1.0), jnp.zeros(1), atol=0.0, rtol=0.0,
-        max_iterations=50,
-    )  # fmt: skip
+    with pytest.warns(RuntimeWarning, match="non-finite"):
+        blow_up = fixed_point.iterate_map(
+            lambda z: jnp.where(z > 0.5, jnp.nan, z + 1.0), jnp.zeros(1), atol=0.0, rtol=0.0,
+            max_iterations=50,
+        )  # fmt: skip
     assert int(blow_up.status) == fixed_point.NON_FINITE and int(blow_up.num_iterations) == 2
     assert np.isnan(float(blow_up.residual))
-    start_nan = fixed_point.iterate_map(
-        lambda z: z, jnp.full(1, jnp.nan), atol=1e-6, rtol=0.0, max_iterations=5
-    )
+    with pytest.warns(RuntimeWarning, match="non-finite"):
+        start_nan = fixed_point.iterate_map(
+            lambda z: z, jnp.full(1, jnp.nan), atol=1e-6, rtol=0.0, max_iterations=5
+        )
     assert int(start_nan.status) == fixed_point.NON_FINITE
     assert int(start_nan.num_iterations) == 0
     assert fixed_point.STATUS_NAMES[fixed_point.MAX_ITERATIONS] == "max_iterations"

@@ -61,6 +61,7 @@ def _model(y):
 
 
 @pytest.mark.slow
+@pytest.mark.optimized  # runs NUTS for long: full XLA optimisation
 def test_nuts_on_trend_plus_seasonal_has_no_divergences_and_mixes():
     # R-hat's own Monte Carlo error must sit well below the 0.01 margin: with 2 x 200 draws
     # it is about 0.01 (a chain pair at 1.018 was seen), with 2 x 400 about 0.007. T = 60

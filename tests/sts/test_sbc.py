@@ -52,6 +52,7 @@ def _replicates_model(ys):
 
 
 @pytest.mark.slow
+@pytest.mark.optimized  # runs NUTS for long: full XLA optimisation
 def test_ranks_are_uniform():
     key_params, key_y, key_nuts = jax.random.split(jax.random.key(2018), 3)
 
