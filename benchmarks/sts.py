@@ -803,7 +803,7 @@ def write_markdown(path: pathlib.Path, meta: dict, result: dict) -> None:
             f"{'' if agrees is None else ('yes' if agrees else 'NO')} | "
             f"{_cell(r.get('grad_rel_diff_vs_reference'), '.1e')} | {r['status']} |"
         )
-    lines += [
+    nuts_header = [
         "",
         "## NUTS",
         "",
@@ -819,6 +819,7 @@ def write_markdown(path: pathlib.Path, meta: dict, result: dict) -> None:
         "| ms/grad | compile + overhead s | est. 200 + 200 s | divergences | ×fastest | status |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
+    lines += nuts_header if nuts else []  # none with --no-nuts
     for r in nuts:
         lines.append(
             f"| {r['model']} | {r['d']} | {r['T']} | {r['label']} | "
@@ -920,8 +921,13 @@ def main(argv=None) -> None:
         dynamax=f"dynamax {dynamax_note}" if ok else dynamax_note,
         quick=args.quick,
         grid=(
-            f"models {args.models}, T in {args.T}; NUTS {args.nuts_model} T={args.nuts_T} "
-            f"({args.num_warmup} + {args.num_samples}) with {args.nuts_methods}"
+            f"models {args.models}, T in {args.T}; "
+            + (
+                "no NUTS (--no-nuts)"
+                if args.no_nuts
+                else f"NUTS {args.nuts_model} T={args.nuts_T} "
+                f"({args.num_warmup} + {args.num_samples}) with {args.nuts_methods}"
+            )
             + (" (--quick)" if args.quick else "")
         ),
         command=" ".join(["python", *sys.argv]),
