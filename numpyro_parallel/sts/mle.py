@@ -190,11 +190,15 @@ def fit_mle(
     )  # fmt: skip
     params = constrain(unravel(jnp.asarray(result.x, flat0.dtype)))
     flat_params, unravel_params = ravel_pytree(params)
+
+    def gradient_twice(flat):
+        # Forward over reverse, the gradient also as the auxiliary output: one reverse pass
+        # gives both the Hessian (its jacfwd) and the gradient.
+        gradient = jax.grad(lambda f: negative_log_likelihood(unravel_params(f)))(flat)
+        return gradient, gradient
+
     # Jitted: op-by-op dispatch of the Hessian through the filter takes a minute even for d = 5.
-    nll = lambda f: negative_log_likelihood(unravel_params(f))
-    # Forward over reverse, the gradient as the auxiliary output: one reverse pass for both.
-    with_gradient = lambda f: (lambda g: (g, g))(jax.grad(nll)(f))
-    hessian, gradient = jax.jit(jax.jacfwd(with_gradient, has_aux=True))(flat_params)
+    hessian, gradient = jax.jit(jax.jacfwd(gradient_twice, has_aux=True))(flat_params)
     covariance = jnp.linalg.inv(hessian)
     variances = jnp.diagonal(covariance)
     positive = bool(jnp.all(jnp.linalg.eigvalsh(0.5 * (hessian + hessian.T)) > 0))
