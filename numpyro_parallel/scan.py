@@ -21,6 +21,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 from jax.sharding import PartitionSpec
 
@@ -223,17 +224,17 @@ def pad_time(tree: Any, num_steps: int, num_shards: int, front: bool = False) ->
     """Pad the time axis to a multiple of ``num_shards`` with copies of the last entry (no
     prefix up to T - 1 depends on them; drop them from the outputs), or with ``front`` with
     copies of the first entry before it (for suffix scans: no suffix from step 0 on depends
-    on them)."""
+    on them).
+
+    One gather with constant indices rather than a concatenation with a repeated edge row:
+    XLA's sharding propagation splits that one-row slice along time and then replicates it
+    with an "Involuntary full rematerialization" warning for every padded input."""
     pad = -num_steps % num_shards
     if not pad:
         return tree
-    if front:
-        return jax.tree_util.tree_map(
-            lambda x: jnp.concatenate([jnp.repeat(x[:1], pad, axis=0), x]), tree
-        )
-    return jax.tree_util.tree_map(
-        lambda x: jnp.concatenate([x, jnp.repeat(x[-1:], pad, axis=0)]), tree
-    )
+    steps = np.arange(num_steps + pad)
+    rows = np.maximum(steps - pad, 0) if front else np.minimum(steps, num_steps - 1)
+    return jax.tree_util.tree_map(lambda x: x[rows], tree)
 
 
 def shift_in(first, rows):
