@@ -52,11 +52,14 @@ def _all_paths(initial_logits, transition_logits, log_likelihoods):
 
 
 def enumerate_reference(initial_logits, transition_logits, log_likelihoods):
-    """Exhaustive enumeration: (log-likelihood, marginals (T, K), best path, best log joint)."""
+    """Exhaustive enumeration: (log-likelihood, marginals (T, K), best path, best log joint).
+
+    Data of probability zero: log-likelihood -inf and NaN marginals."""
     paths, log_joint = _all_paths(initial_logits, transition_logits, log_likelihoods)
     num_steps, num_states = np.shape(log_likelihoods)
     log_evidence = logsumexp(log_joint)
-    weights = np.exp(log_joint - log_evidence)
+    with np.errstate(invalid="ignore"):  # -inf - (-inf) when every path is impossible
+        weights = np.exp(log_joint - log_evidence)
     marginals = np.zeros((num_steps, num_states))
     for t in range(num_steps):
         np.add.at(marginals[t], paths[:, t], weights)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import warnings
+from functools import partial
 
 import jax.numpy as jnp
 import numpy as np
@@ -50,7 +51,8 @@ def problems(draw):
     y[special] = rng.choice(SPECIAL, size=special.sum())
     means = np.linspace(-1.5, 1.5, num_states)
     if not np.issubdtype(dtype, np.floating):  # integer logits: a TypeError whatever the values
-        initial, transition = np.nan_to_num(initial), np.nan_to_num(transition)
+        finite = partial(np.nan_to_num, nan=0.0, posinf=0.0, neginf=0.0)  # no overflowing cast
+        initial, transition = finite(initial), finite(transition)
     return initial.astype(dtype), transition.astype(dtype), means, y
 
 

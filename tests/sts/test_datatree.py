@@ -39,6 +39,9 @@ def fitted():
     return y, model, mcmc, fc, parts, anomalies, tree
 
 
+# ArviZ warns of high Pareto k for a few draws and the planted outlier: the test checks that
+# `az.loo` runs on the per-time terms, not how reliable PSIS is here.
+@pytest.mark.filterwarnings("ignore:Estimated shape parameter of Pareto:UserWarning")
 def test_groups_dims_and_dates(fitted):
     fc, parts, anomalies, tree = fitted[3:]
     expected = {"posterior", "sample_stats", "observed_data", "log_likelihood", "predictions",
