@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from numpyro_parallel.scan import affine_recursion, associative_scan, reduce_elements
+from numpyro_parallel.scan import affine_recursion, associative_scan, pad_time, reduce_elements
 from numpyro_parallel.strategy import (
     Associative,
     Blocked,
@@ -142,3 +142,20 @@ def test_affine_recursion_promotes_mixed_dtypes(strategy):
         strategy=strategy, diagonal=True,
     )  # fmt: skip
     np.testing.assert_allclose(states[:, 0], [1.5, 1.75, 1.875], rtol=1e-6)
+
+
+@pytest.mark.parametrize("num_steps", [1, 5, 8, 13])
+def test_pad_time_copies_the_edge_rows(num_steps):
+    # Sharded scans pad T to a multiple of the device count (here 4): copies of the last
+    # row after the series, or of the first row before it for suffix scans.
+    x = jnp.arange(2.0 * num_steps).reshape(num_steps, 2)
+    tree = {"x": x, "y": -x[:, 0]}
+    pad = -num_steps % 4
+    back, front = pad_time(tree, num_steps, 4), pad_time(tree, num_steps, 4, front=True)
+    for padded, edge, series in ((back, -1, slice(0, num_steps)), (front, 0, slice(pad, None))):
+        for name in tree:
+            assert padded[name].shape[0] == num_steps + pad
+            np.testing.assert_array_equal(padded[name][series], tree[name])
+            expected = jnp.broadcast_to(tree[name][edge], (pad, *tree[name].shape[1:]))
+            rest = slice(num_steps, None) if edge == -1 else slice(0, pad)
+            np.testing.assert_array_equal(padded[name][rest], expected)
