@@ -259,8 +259,7 @@ def batched_outputs(num_series: int, sharded_batch: Sharded | None):
         mu = numpyro.sample("mu", dist.Normal(-1.0, 1.0))
         tau = numpyro.sample("tau", dist.HalfNormal(0.5))
         with numpyro.plate("series", y.shape[0]):
-            z = numpyro.sample("z", dist.Normal(0.0, 1.0))
-        log_q = mu + tau * z  # non-centred, as docs/scale-out.md writes it
+            log_q = numpyro.sample("log_q", dist.Normal(mu, tau))
 
         def log_lik(lq, series):
             return LinearGaussianSSM(
