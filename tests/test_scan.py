@@ -152,10 +152,13 @@ def test_pad_time_copies_the_edge_rows(num_steps):
     tree = {"x": x, "y": -x[:, 0]}
     pad = -num_steps % 4
     back, front = pad_time(tree, num_steps, 4), pad_time(tree, num_steps, 4, front=True)
-    for padded, edge, series in ((back, -1, slice(0, num_steps)), (front, 0, slice(pad, None))):
+    cases = (
+        (back, -1, slice(0, num_steps), slice(num_steps, None)),
+        (front, 0, slice(pad, None), slice(0, pad)),
+    )  # (padded, edge row, where the series is, where the copies are)
+    for padded, edge, series, copies in cases:
         for name in tree:
             assert padded[name].shape[0] == num_steps + pad
             np.testing.assert_array_equal(padded[name][series], tree[name])
             expected = jnp.broadcast_to(tree[name][edge], (pad, *tree[name].shape[1:]))
-            rest = slice(num_steps, None) if edge == -1 else slice(0, pad)
-            np.testing.assert_array_equal(padded[name][rest], expected)
+            np.testing.assert_array_equal(padded[name][copies], expected)
